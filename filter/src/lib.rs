@@ -1,0 +1,2 @@
+//! ollama-lb filter (placeholder until the filter issue lands).
+#![forbid(unsafe_code)]

@@ -1,0 +1,18 @@
+//! The one definition that the daemon (`syncd`) and the Envoy filter share.
+//!
+//! # Layout
+//! - [`name`]: Ollama's model-name grammar and the normalised routing key,
+//!   so that `llama3`, `library/llama3` and
+//!   `registry.ollama.ai/library/llama3:latest` are one model on both sides.
+//! - [`map`]: the model map itself (instances, models, replicas, loaded state)
+//!   as syncd publishes it and the filter decodes it, with its content
+//!   identifier.
+//!
+//! This crate is pure and builds for the host and for `wasm32-wasip1`.
+#![forbid(unsafe_code)]
+
+pub mod map;
+pub mod name;
+
+pub use map::{InstanceState, Loaded, ModelEntry, ModelMap, Replica, MAP_FORMAT};
+pub use name::{ModelName, NameError};

@@ -1,0 +1,241 @@
+//! The model map: which instance holds which model, at which digest, where it
+//! is loaded, and which instances are healthy.
+//!
+//! syncd builds it and serves it as JSON; the filter decodes the same JSON
+//! with the same types. The identifier is a hash of everything else in the
+//! map, so it changes exactly when the content does, and two daemons that
+//! see the same fleet publish the same identifier.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Version of the JSON format, bumped on incompatible changes.
+pub const MAP_FORMAT: u32 = 1;
+
+/// The whole fleet as the filter sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct ModelMap {
+    /// Format version ([`MAP_FORMAT`]).
+    pub format: u32,
+    /// Content identifier ([`ModelMap::content_id`]); empty until sealed.
+    #[serde(default)]
+    pub id: String,
+    /// Every configured instance, in configuration order.
+    pub instances: Vec<InstanceState>,
+    /// Every model held by at least one instance, sorted by `key`.
+    pub models: Vec<ModelEntry>,
+}
+
+/// One Ollama instance and how it is reached.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceState {
+    /// Unique name, valid as an Envoy cluster name.
+    pub name: String,
+    /// Base URL, e.g. `http://10.0.0.5:11434`.
+    pub url: String,
+    /// The Envoy cluster that reaches this instance.
+    pub cluster: String,
+    /// `host:port` of the URL, for routing by host name where there are no
+    /// per-instance clusters.
+    pub authority: String,
+    /// Whether the health thresholds currently count it as up.
+    pub healthy: bool,
+    /// Ollama version from `/api/version`, once known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+/// One model (one routing key) across the fleet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelEntry {
+    /// Routing key: lowercase `host/namespace/model:tag`.
+    pub key: String,
+    /// Display name as Ollama lists it (`llama3:latest`).
+    pub name: String,
+    /// The digest requests are routed to: the majority among holders, ties
+    /// to the newest `modified_at`.
+    pub canonical_digest: String,
+    /// True when holders disagree on the digest.
+    pub digest_mismatch: bool,
+    /// One entry per instance holding the model, in instance order.
+    pub replicas: Vec<Replica>,
+}
+
+/// A model as one instance holds it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Replica {
+    /// Instance name.
+    pub instance: String,
+    /// Manifest digest, hex without `sha256:`.
+    pub digest: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// `modified_at` exactly as the instance reported it.
+    pub modified_at: String,
+    /// `modified_at` as Unix seconds, for sorting and `/v1/models`.
+    pub modified_unix: i64,
+    /// `details` exactly as the instance reported it.
+    #[serde(default)]
+    pub details: serde_json::Value,
+    /// Present when `/api/ps` lists the model on this instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loaded: Option<Loaded>,
+}
+
+/// Loaded state from `/api/ps`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Loaded {
+    pub size: u64,
+    pub size_vram: u64,
+    /// `expires_at` exactly as reported.
+    pub expires_at: String,
+    /// `expires_at` as Unix seconds, for sorting merged `/api/ps`.
+    pub expires_unix: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_length: Option<u64>,
+}
+
+impl ModelMap {
+    /// The identifier of this content: the first 16 hex digits of the
+    /// SHA-256 of the map serialised with an empty `id`.
+    pub fn content_id(&self) -> String {
+        let mut unsealed = self.clone();
+        unsealed.id.clear();
+        // Serialising plain structs of strings, numbers and JSON values
+        // cannot fail; an empty hash input would still give a stable id.
+        let bytes = serde_json::to_vec(&unsealed).unwrap_or_default();
+        let digest = Sha256::digest(&bytes);
+        hex::encode(&digest[..8])
+    }
+
+    /// Sets `id` from the content and returns the map.
+    pub fn sealed(mut self) -> Self {
+        self.id = self.content_id();
+        self
+    }
+
+    /// The entry for a routing key (see [`crate::name::routing_key`]).
+    pub fn model(&self, key: &str) -> Option<&ModelEntry> {
+        self.models
+            .binary_search_by(|m| m.key.as_str().cmp(key))
+            .ok()
+            .map(|i| &self.models[i])
+    }
+
+    /// The instance of this name.
+    pub fn instance(&self, name: &str) -> Option<&InstanceState> {
+        self.instances.iter().find(|i| i.name == name)
+    }
+}
+
+impl ModelEntry {
+    /// Replicas at the canonical digest: the ones requests may go to.
+    pub fn canonical_replicas(&self) -> impl Iterator<Item = &Replica> {
+        self.replicas
+            .iter()
+            .filter(|r| r.digest == self.canonical_digest)
+    }
+}
+
+/// Picks the canonical digest among `(digest, modified_unix)` pairs: the
+/// digest most replicas hold; on a tie, the one with the newest
+/// `modified_unix`; on a further tie, the smallest digest (so the choice
+/// never depends on instance order).
+pub fn canonical_digest<'a>(replicas: impl IntoIterator<Item = (&'a str, i64)>) -> Option<String> {
+    let mut tally: Vec<(&str, usize, i64)> = Vec::new();
+    for (digest, modified) in replicas {
+        match tally.iter_mut().find(|(d, _, _)| *d == digest) {
+            Some(entry) => {
+                entry.1 += 1;
+                entry.2 = entry.2.max(modified);
+            }
+            None => tally.push((digest, 1, modified)),
+        }
+    }
+    tally
+        .into_iter()
+        .max_by(|a, b| {
+            a.1.cmp(&b.1)
+                .then(a.2.cmp(&b.2))
+                .then(b.0.cmp(a.0))
+        })
+        .map(|(d, _, _)| d.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn replica(instance: &str, digest: &str) -> Replica {
+        Replica {
+            instance: instance.into(),
+            digest: digest.into(),
+            size: 1,
+            modified_at: "2025-01-01T00:00:00Z".into(),
+            modified_unix: 1_735_689_600,
+            details: serde_json::json!({"format": "gguf"}),
+            loaded: None,
+        }
+    }
+
+    fn sample() -> ModelMap {
+        ModelMap {
+            format: MAP_FORMAT,
+            id: String::new(),
+            instances: vec![InstanceState {
+                name: "a".into(),
+                url: "http://127.0.0.1:1".into(),
+                cluster: "ollama_a".into(),
+                authority: "127.0.0.1:1".into(),
+                healthy: true,
+                version: Some("0.9.7".into()),
+            }],
+            models: vec![ModelEntry {
+                key: "registry.ollama.ai/library/m:latest".into(),
+                name: "m:latest".into(),
+                canonical_digest: "d1".into(),
+                digest_mismatch: false,
+                replicas: vec![replica("a", "d1")],
+            }],
+        }
+        .sealed()
+    }
+
+    #[test]
+    fn id_follows_content_and_only_content() {
+        let a = sample();
+        assert_eq!(a.id, sample().id, "same content, same id");
+        assert_eq!(a.id.len(), 16);
+        let mut b = a.clone();
+        b.instances[0].healthy = false;
+        assert_ne!(b.content_id(), a.id);
+        let round: ModelMap = serde_json::from_slice(&serde_json::to_vec(&a).unwrap()).unwrap();
+        assert_eq!(round.content_id(), a.id, "id survives a JSON round trip");
+    }
+
+    #[test]
+    fn lookup_by_key() {
+        let m = sample();
+        assert!(m.model("registry.ollama.ai/library/m:latest").is_some());
+        assert!(m.model("registry.ollama.ai/library/x:latest").is_none());
+        assert_eq!(m.instance("a").unwrap().cluster, "ollama_a");
+    }
+
+    #[test]
+    fn canonical_digest_is_majority_then_newest() {
+        assert_eq!(
+            canonical_digest([("old", 1), ("new", 2), ("old", 1)]).as_deref(),
+            Some("old")
+        );
+        assert_eq!(
+            canonical_digest([("old", 1), ("new", 2)]).as_deref(),
+            Some("new")
+        );
+        assert_eq!(
+            canonical_digest([("b", 1), ("a", 1)]).as_deref(),
+            Some("a"),
+            "full tie is decided by the digest, not by order"
+        );
+        assert_eq!(canonical_digest([]), None);
+    }
+}

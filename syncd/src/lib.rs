@@ -1,0 +1,2 @@
+//! syncd (placeholder until the syncd issue lands).
+#![forbid(unsafe_code)]

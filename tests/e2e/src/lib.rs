@@ -1,0 +1,2 @@
+//! End-to-end test rig (placeholder).
+#![forbid(unsafe_code)]

@@ -1,0 +1,2 @@
+//! Ollama emulator (placeholder).
+#![forbid(unsafe_code)]
