@@ -1,2 +1,36 @@
-//! End-to-end test rig (placeholder).
+//! The end-to-end rig: starts the real Envoy, syncd and emulated Ollama
+//! servers as separate processes on ephemeral ports, waits until each is
+//! ready, stops them when dropped, and prints every process's log when a
+//! test fails.
+//!
+//! # Layout
+//! - [`paths`]: where the binaries, the wasm filter and Envoy are.
+//! - [`process`]: one child process with its log file.
+//! - [`rig`]: [`Rig`], which owns the processes of one test.
+//! - [`envoy`]: starting Envoy from a rendered bootstrap.
+//! - [`map_server`]: an in-process stand-in for syncd that serves a fixed,
+//!   test-controlled model map, for filter cases that need exact health.
+//!
+//! Binaries are not built here: the test command builds them first
+//! (`scripts/test.sh`), so tests never race cargo for the build lock.
 #![forbid(unsafe_code)]
+
+pub mod envoy;
+#[path = "../../../syncd/src/envoy_config.rs"]
+pub mod envoy_config;
+pub mod map_server;
+pub mod paths;
+pub mod process;
+pub mod rig;
+
+pub use envoy::Envoy;
+pub use map_server::MapServer;
+pub use rig::{Emu, Rig, Syncd};
+
+/// A reqwest client with no proxy settings from the environment.
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new())
+}

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The test command: installs what is missing, then runs every check and
+# every test (formatting, clippy for host and wasm, Envoy config
+# validation, unit, integration and end-to-end tests, Python-client tests).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+step() { printf '\n==> %s\n' "$*"; }
+
+step "setup (wasm target, Envoy ${ENVOY_VERSION:-1.40.0}, Python clients)"
+scripts/setup.sh
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "clippy (host)"
+cargo clippy --workspace --all-targets --quiet -- -D warnings
+
+step "clippy (wasm32-wasip1)"
+cargo clippy -p filter -p model-map --target wasm32-wasip1 --quiet -- -D warnings
+
+step "build binaries and the wasm filter"
+scripts/build.sh
+
+step "validate every Envoy configuration in the repo"
+scripts/validate-envoy.sh
+
+step "cargo test (unit, integration, end-to-end)"
+cargo test --workspace --quiet -- --test-threads 2
+
+step "Python clients against the emulator and through Envoy"
+.venv/bin/python -m pytest -q tests/python
+
+step "all checks passed"

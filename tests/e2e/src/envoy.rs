@@ -1,0 +1,88 @@
+//! The real Envoy, started from a rendered bootstrap on ephemeral ports.
+
+use crate::envoy_config::EnvoyConfig;
+use crate::paths;
+use crate::rig::Rig;
+use std::process::Command;
+use std::time::Duration;
+
+/// A running Envoy.
+#[derive(Debug, Clone)]
+pub struct Envoy {
+    /// `http://127.0.0.1:PORT` of the Ollama listener.
+    pub url: String,
+    /// `http://127.0.0.1:PORT` of the admin interface.
+    pub admin: String,
+    pub proc: usize,
+}
+
+impl Envoy {
+    pub(crate) async fn start(
+        rig: &mut Rig,
+        config: &EnvoyConfig,
+        concurrency: u32,
+    ) -> anyhow::Result<Envoy> {
+        let n = std::fs::read_dir(&rig.dir).map(|d| d.count()).unwrap_or(0);
+        let config_path = rig.dir.join(format!("envoy-{n}.yaml"));
+        let admin_path = rig.dir.join(format!("envoy-{n}.admin"));
+        std::fs::write(&config_path, config.to_yaml())?;
+        let mut cmd = Command::new(paths::envoy_bin());
+        cmd.arg("-c")
+            .arg(&config_path)
+            .arg("--admin-address-path")
+            .arg(&admin_path)
+            .args(["--disable-hot-restart", "-l", "info"])
+            .args(["--concurrency", &concurrency.to_string()]);
+        let proc = rig.add(&format!("envoy-{n}"), cmd)?;
+        let admin = rig
+            .proc(proc)
+            .wait_for_log(Duration::from_secs(30), |_| {
+                std::fs::read_to_string(&admin_path)
+                    .ok()
+                    .filter(|s| s.contains(':'))
+                    .map(|s| format!("http://{}", s.trim()))
+            })
+            .await?;
+        rig.wait_http(proc, &format!("{admin}/ready")).await?;
+        let listeners: serde_json::Value = crate::http()
+            .get(format!("{admin}/listeners?format=json"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let port = listeners["listener_statuses"][0]["local_address"]["socket_address"]
+            ["port_value"]
+            .as_u64()
+            .ok_or_else(|| anyhow::anyhow!("no listener port in {listeners}"))?;
+        Ok(Envoy {
+            url: format!("http://127.0.0.1:{port}"),
+            admin,
+            proc,
+        })
+    }
+
+    /// Lines Envoy logged at error or critical level.
+    pub fn errors(&self, rig: &mut Rig) -> Vec<String> {
+        rig.proc(self.proc)
+            .output()
+            .lines()
+            .filter(|l| l.contains("[error]") || l.contains("[critical]"))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// One stat from the admin interface (`/stats?filter=^NAME$`), if set.
+    pub async fn stat(&self, name: &str) -> Option<i64> {
+        let text = crate::http()
+            .get(format!("{}/stats?filter=^{}$", self.admin, name.replace('.', "\\.")))
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+            .and_then(|v| v.trim().parse().ok())
+    }
+}

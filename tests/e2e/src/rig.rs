@@ -1,0 +1,213 @@
+//! [`Rig`]: the processes of one test, their logs, and how to reach them.
+
+use crate::envoy::Envoy;
+use crate::envoy_config::{EnvoyConfig, Upstream, DEFAULT_MAX_BODY_BYTES};
+use crate::paths;
+use crate::process::Proc;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+static NEXT_RIG: AtomicUsize = AtomicUsize::new(0);
+
+/// Owns every process a test started. Dropping it stops them; if the test
+/// is failing (panicking), it first prints each process's log.
+pub struct Rig {
+    /// Folder for this test's logs and rendered configs.
+    pub dir: PathBuf,
+    procs: Vec<Proc>,
+}
+
+/// An emulated Ollama server started by the rig.
+#[derive(Debug, Clone)]
+pub struct Emu {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub url: String,
+    /// Index of its process in the rig (for [`Rig::kill`]).
+    pub proc: usize,
+}
+
+/// A syncd daemon started by the rig.
+#[derive(Debug, Clone)]
+pub struct Syncd {
+    pub addr: SocketAddr,
+    pub url: String,
+    pub proc: usize,
+}
+
+impl Rig {
+    /// A rig whose files go under `target/e2e/<test>-<pid>-<n>/`.
+    pub fn new(test: &str) -> Rig {
+        let n = NEXT_RIG.fetch_add(1, Ordering::SeqCst);
+        let dir = paths::target_dir()
+            .join("e2e")
+            .join(format!("{test}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::create_dir_all(&dir);
+        Rig {
+            dir,
+            procs: Vec::new(),
+        }
+    }
+
+    pub(crate) fn add(&mut self, label: &str, cmd: Command) -> anyhow::Result<usize> {
+        let log = self.dir.join(format!("{}.log", label.replace(' ', "-")));
+        self.procs.push(Proc::spawn(label, cmd, &log)?);
+        Ok(self.procs.len() - 1)
+    }
+
+    /// The process at `index`.
+    pub fn proc(&mut self, index: usize) -> &mut Proc {
+        &mut self.procs[index]
+    }
+
+    /// Stops one process (the others keep running).
+    pub fn kill(&mut self, index: usize) {
+        self.procs[index].kill();
+    }
+
+    /// Starts `ollama-emu --name NAME --listen 127.0.0.1:0 ARGS…` and waits
+    /// for the line that tells its port.
+    pub async fn emulator(&mut self, name: &str, args: &[&str]) -> anyhow::Result<Emu> {
+        self.emulator_on(name, "127.0.0.1:0", args).await
+    }
+
+    /// Like [`Rig::emulator`] on a given address (e.g. to restart an
+    /// instance on the port it had).
+    pub async fn emulator_on(
+        &mut self,
+        name: &str,
+        listen: &str,
+        args: &[&str],
+    ) -> anyhow::Result<Emu> {
+        let mut cmd = Command::new(paths::bin("ollama-emu"));
+        cmd.args(["--name", name, "--listen", listen]).args(args);
+        let label = format!("emu {name}");
+        let index = self.add(&label, cmd)?;
+        let url = self.procs[index]
+            .wait_for_log(Duration::from_secs(20), |log| {
+                log.lines()
+                    .find_map(|l| l.split_once(" listening on ").map(|(_, u)| u.trim().to_string()))
+            })
+            .await?;
+        let addr = url
+            .trim_start_matches("http://")
+            .parse()
+            .map_err(|e| anyhow::anyhow!("emulator printed a bad address {url:?}: {e}"))?;
+        Ok(Emu {
+            name: name.to_string(),
+            addr,
+            url,
+            proc: index,
+        })
+    }
+
+    /// Starts `syncd run` for these instances (polling every 200 ms) and
+    /// waits until it is ready (first full poll round).
+    pub async fn syncd(&mut self, instances: &[&Emu], args: &[&str]) -> anyhow::Result<Syncd> {
+        let addr = free_port()?;
+        let mut cmd = Command::new(paths::bin("syncd"));
+        cmd.arg("run")
+            .args(["--listen", &addr.to_string(), "--interval", "200ms"])
+            .env_remove("OLLAMA_BASE_URLS")
+            .env("RUST_LOG", "info");
+        for emu in instances {
+            cmd.args(["--instance", &format!("{}={}", emu.name, emu.url)]);
+        }
+        cmd.args(args);
+        let index = self.add("syncd", cmd)?;
+        let url = format!("http://{addr}");
+        self.wait_http(index, &format!("{url}/readyz")).await?;
+        Ok(Syncd {
+            addr,
+            url,
+            proc: index,
+        })
+    }
+
+    /// Polls `url` until it answers 200, while the process lives.
+    pub async fn wait_http(&mut self, index: usize, url: &str) -> anyhow::Result<()> {
+        let client = crate::http();
+        for _ in 0..500 {
+            if let Ok(resp) = client.get(url).send().await {
+                if resp.status().is_success() {
+                    return Ok(());
+                }
+            }
+            if let Some(status) = self.procs[index].exited() {
+                anyhow::bail!(
+                    "{} exited with {status}:\n{}",
+                    self.procs[index].label,
+                    self.procs[index].output()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(40)).await;
+        }
+        anyhow::bail!("{url} never answered 200")
+    }
+
+    /// An Envoy configuration for these instances with the filter, to be
+    /// adjusted by the test and passed to [`Rig::envoy`].
+    pub fn envoy_config(&self, instances: &[&Emu], syncd: SocketAddr) -> EnvoyConfig {
+        EnvoyConfig {
+            listen: "127.0.0.1:0".parse().expect("literal address"),
+            admin: "127.0.0.1:0".parse().expect("literal address"),
+            instances: instances.iter().map(|e| upstream(&e.name, e.addr)).collect(),
+            syncd: upstream("syncd", syncd),
+            wasm_path: Some(paths::filter_wasm().display().to_string()),
+            plugin_config: serde_json::json!({}),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        }
+    }
+
+    /// Starts Envoy with `config` (`--concurrency` workers).
+    pub async fn envoy(&mut self, config: &EnvoyConfig, concurrency: u32) -> anyhow::Result<Envoy> {
+        Envoy::start(self, config, concurrency).await
+    }
+
+    /// Every process's label and log.
+    pub fn logs(&self) -> String {
+        let mut all = String::new();
+        for p in &self.procs {
+            all.push_str(&format!("===== {} ({}) =====\n", p.label, p.log.display()));
+            let out = p.output();
+            let lines: Vec<&str> = out.lines().collect();
+            let skip = lines.len().saturating_sub(300);
+            if skip > 0 {
+                all.push_str(&format!("[... {skip} earlier lines ...]\n"));
+            }
+            for line in &lines[skip..] {
+                all.push_str(line);
+                all.push('\n');
+            }
+        }
+        all
+    }
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("\n{}", self.logs());
+        }
+    }
+}
+
+/// An Envoy upstream for a loopback address.
+pub fn upstream(cluster: &str, addr: SocketAddr) -> Upstream {
+    Upstream {
+        cluster: cluster.to_string(),
+        host: addr.ip().to_string(),
+        port: addr.port(),
+    }
+}
+
+/// A loopback port that was free a moment ago (for daemons that cannot
+/// report the port they bound).
+pub fn free_port() -> anyhow::Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?)
+}
