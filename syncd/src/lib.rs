@@ -1,2 +1,93 @@
-//! syncd (placeholder until the syncd issue lands).
+//! syncd: polls every Ollama instance of the fleet and publishes the model
+//! map that the Envoy filter routes by.
+//!
+//! # Layout
+//! - [`config`]: instances from `OLLAMA_BASE_URLS`, `--instance` and a TOML
+//!   file, plus polling settings; all validated before any port is bound.
+//! - [`ollama`]: the HTTP client for one instance (`/api/tags`, `/api/ps`,
+//!   `/api/version`) with its timeout and response-size cap.
+//! - [`health`]: up/down thresholds and backoff, pure.
+//! - [`build`]: turns what instances report into the shared
+//!   [`model_map::ModelMap`], pure.
+//! - [`fleet`]: per-instance slots and the published map (a `watch`
+//!   channel); every poll result republishes at once.
+//! - [`poller`]: one task per instance.
+//! - [`server`]: the HTTP API (`/v1/map` with long poll, `/v1/instances`,
+//!   `/healthz`, `/readyz`, `/metrics`); [`metrics`] renders the last.
+//! - [`cli`]: the command line (`run`, `status`, `check-config`);
+//!   [`status`] is the `status` client.
+//!
+//! [`run`] is the daemon: it takes its listener and a shutdown future, so
+//! tests bind `127.0.0.1:0` and stop it when they like.
 #![forbid(unsafe_code)]
+
+pub mod build;
+pub mod cli;
+pub mod config;
+pub mod fleet;
+pub mod health;
+pub mod metrics;
+pub mod ollama;
+pub mod poller;
+pub mod server;
+pub mod status;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+pub use config::Config;
+pub use fleet::Fleet;
+
+/// Why the daemon stopped with an error.
+#[derive(Debug, Error)]
+pub enum RunError {
+    #[error("HTTP server failed: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// Runs the daemon until `shutdown` completes: polls every instance of
+/// `config` and serves the API on `listener`.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let fleet = Fleet::new(&config);
+    run_with_fleet(listener, &config, fleet, shutdown).await
+}
+
+/// [`run`] with a fleet made by the caller, who can then watch it
+/// ([`Fleet::subscribe`]) without going through HTTP.
+pub async fn run_with_fleet(
+    listener: TcpListener,
+    config: &Config,
+    fleet: Arc<Fleet>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let http = ollama::OllamaClient::http_client(&config.poll);
+    let mut pollers = JoinSet::new();
+    for (idx, instance) in config.instances.iter().enumerate() {
+        let client = ollama::OllamaClient::new(http.clone(), instance, &config.poll);
+        let every = config.poll.version_every.get();
+        pollers.spawn(poller::run_poller(fleet.clone(), idx, client, every));
+    }
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let app = server::router(fleet, stop_rx);
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(listen = %addr, instances = config.instances.len(), "syncd serving");
+    }
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down");
+            let _ = stop_tx.send(true);
+        })
+        .await;
+    pollers.abort_all();
+    result.map_err(RunError::Serve)
+}

@@ -1,0 +1,207 @@
+//! The command line: `syncd run`, `syncd status`, `syncd check-config`.
+//! Every flag has a `--help` text, an environment variable and a typed
+//! value. (Room is left for `sync` and `envoy-config` subcommands.)
+
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Config, ConfigError, PollSettings, Sources};
+
+/// Exit code for a configuration or usage error (`EX_USAGE`).
+pub const EXIT_CONFIG: u8 = 64;
+
+/// ollama-lb's sync daemon: polls Ollama instances and publishes the model
+/// map that the Envoy filter routes by.
+#[derive(Debug, Parser)]
+#[command(name = "syncd", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: poll every instance and serve the map.
+    Run(ConfigArgs),
+    /// Print the fleet as a running daemon sees it.
+    Status(StatusArgs),
+    /// Validate the configuration and print the resolved instances.
+    CheckConfig(ConfigArgs),
+}
+
+/// Flags that make up the daemon's configuration.
+#[derive(Debug, Clone, Args)]
+pub struct ConfigArgs {
+    /// `;`-separated Ollama base URLs, read as Open WebUI reads them
+    /// (entries trimmed, empty ones ignored, trailing `/` stripped); names
+    /// are derived as `host_port`.
+    #[arg(long = "base-urls", env = "OLLAMA_BASE_URLS", value_name = "URLS")]
+    pub base_urls: Option<String>,
+    /// An instance as NAME=URL (or a bare URL); repeatable.
+    #[arg(
+        long = "instance",
+        env = "SYNCD_INSTANCES",
+        value_name = "NAME=URL",
+        value_delimiter = ','
+    )]
+    pub instances: Vec<String>,
+    /// TOML file with `[[instance]]` tables (`name`, `url`, optional `cluster`).
+    #[arg(long, env = "SYNCD_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address of the HTTP API that publishes the map.
+    #[arg(long, env = "SYNCD_LISTEN", default_value = "127.0.0.1:11435")]
+    pub listen: SocketAddr,
+    /// Time between polls of a healthy instance (e.g. 2s, 500ms).
+    #[arg(long, env = "SYNCD_INTERVAL", default_value = "2s", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// Limit for each request to an instance, body included; must be below --interval.
+    #[arg(long, env = "SYNCD_TIMEOUT", default_value = "1.5s", value_parser = parse_duration)]
+    pub timeout: Duration,
+    /// Consecutive failed polls that mark a healthy instance down.
+    #[arg(long, env = "SYNCD_DOWN_AFTER", default_value = "3")]
+    pub down_after: NonZeroU32,
+    /// Consecutive successful polls that bring a down instance back up.
+    #[arg(long, env = "SYNCD_UP_AFTER", default_value = "2")]
+    pub up_after: NonZeroU32,
+    /// Longest wait between polls of a down instance (the wait doubles up to it).
+    #[arg(long, env = "SYNCD_MAX_BACKOFF", default_value = "30s", value_parser = parse_duration)]
+    pub max_backoff: Duration,
+    /// Ask /api/version every this many polls.
+    #[arg(long, env = "SYNCD_VERSION_EVERY", default_value = "15")]
+    pub version_every: NonZeroU32,
+    /// Largest /api/tags or /api/ps body accepted (e.g. 4MiB); bigger fails the poll.
+    #[arg(long, env = "SYNCD_MAX_RESPONSE_BYTES", default_value = "4MiB", value_parser = parse_bytes)]
+    pub max_response_bytes: u64,
+}
+
+impl ConfigArgs {
+    /// Resolves and validates the configuration; nothing is bound.
+    pub fn resolve(&self) -> Result<Config, ConfigError> {
+        let sources = Sources {
+            file: self.config.clone(),
+            instance_flags: self.instances.clone(),
+            base_urls: self.base_urls.clone(),
+        };
+        let poll = PollSettings {
+            interval: self.interval,
+            timeout: self.timeout,
+            down_after: self.down_after,
+            up_after: self.up_after,
+            max_backoff: self.max_backoff,
+            version_every: self.version_every,
+            max_response_bytes: self.max_response_bytes,
+        };
+        Config::resolve(self.listen, &sources, poll)
+    }
+}
+
+/// Flags of `syncd status`.
+#[derive(Debug, Clone, Args)]
+pub struct StatusArgs {
+    /// Base URL of the running daemon's API.
+    #[arg(long, env = "SYNCD_URL", default_value = "http://127.0.0.1:11435")]
+    pub url: String,
+    /// How long to wait for the daemon.
+    #[arg(long, env = "SYNCD_STATUS_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+/// Parses `1.5s`, `200ms`, `2m`, `1h`, or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration; write e.g. 2s, 500ms or 1m"))?;
+    let scale = match unit.trim() {
+        "" | "s" => 1.0,
+        "ms" => 0.001,
+        "m" => 60.0,
+        "h" => 3600.0,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {s:?}; use ms, s, m or h"
+            ))
+        }
+    };
+    Duration::try_from_secs_f64(value * scale).map_err(|e| format!("{s:?}: {e}"))
+}
+
+/// Parses a byte count: plain, or with KiB/MiB/GiB (or KB/MB/GB) suffix.
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size; write e.g. 4MiB or 4194304"))?;
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {s:?}; use KiB, MiB or GiB"
+            ))
+        }
+    };
+    value
+        .checked_mul(scale)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("200ms"), Ok(Duration::from_millis(200)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert!(parse_duration("fast").is_err());
+        assert!(parse_duration("2x").is_err());
+        assert_eq!(parse_bytes("4MiB"), Ok(4 << 20));
+        assert_eq!(parse_bytes("1000"), Ok(1000));
+        assert!(parse_bytes("4 parsecs").is_err());
+    }
+
+    #[test]
+    fn defaults_resolve() {
+        let cli = Cli::try_parse_from([
+            "syncd",
+            "check-config",
+            "--base-urls",
+            "http://a:11434",
+            "--instance",
+            "b=http://b:1",
+        ])
+        .unwrap();
+        let Command::CheckConfig(args) = cli.command else {
+            panic!("check-config");
+        };
+        let c = args.resolve().unwrap();
+        assert_eq!(c.poll, PollSettings::default());
+        assert_eq!(c.listen.port(), 11435);
+        let names: Vec<_> = c.instances.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(names, ["b", "a_11434"]);
+    }
+}

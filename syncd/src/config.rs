@@ -1,0 +1,416 @@
+//! Configuration: which Ollama instances to poll and how often, resolved
+//! from `OLLAMA_BASE_URLS`, `--instance` flags and an optional TOML file,
+//! and validated completely before any port is bound.
+//!
+//! Sources are combined in this order: the TOML file's `[[instance]]`
+//! tables, then each `--instance`, then each `OLLAMA_BASE_URLS` entry.
+//! Names, clusters and URLs must be unique across all of them.
+//!
+//! A URL without a port means Ollama's default port 11434 for `http` (as
+//! `OLLAMA_HOST` does) and 443 for `https`; the port is then written out in
+//! the resolved URL, so the daemon, the map and Envoy all reach the same
+//! server.
+
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use reqwest::Url;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// Ollama's port when a `http` URL gives none.
+pub const DEFAULT_OLLAMA_PORT: u16 = 11434;
+/// Longest name or cluster accepted (Envoy allows more; stats names suffer).
+pub const MAX_NAME_LEN: usize = 60;
+
+/// One Ollama server, resolved and validated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Instance {
+    /// Unique name, valid as an Envoy cluster name.
+    pub name: String,
+    /// Base URL without trailing `/`, port always explicit for `http`.
+    pub url: String,
+    /// The Envoy cluster that reaches it (defaults to `name`).
+    pub cluster: String,
+    /// `host:port` of `url`.
+    pub authority: String,
+}
+
+/// How instances are polled and judged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PollSettings {
+    /// Time between the starts of two polls of one healthy instance.
+    pub interval: Duration,
+    /// Limit for each request, body included.
+    pub timeout: Duration,
+    /// Consecutive failures that mark a healthy instance down.
+    pub down_after: NonZeroU32,
+    /// Consecutive successes that bring a down instance back up.
+    pub up_after: NonZeroU32,
+    /// Longest wait between polls of a down instance.
+    pub max_backoff: Duration,
+    /// `/api/version` is asked every this many polls.
+    pub version_every: NonZeroU32,
+    /// Largest accepted response body; a bigger one fails the poll.
+    pub max_response_bytes: u64,
+}
+
+impl Default for PollSettings {
+    fn default() -> Self {
+        PollSettings {
+            interval: Duration::from_secs(2),
+            timeout: Duration::from_millis(1500),
+            down_after: NonZeroU32::new(3).unwrap_or(NonZeroU32::MIN),
+            up_after: NonZeroU32::new(2).unwrap_or(NonZeroU32::MIN),
+            max_backoff: Duration::from_secs(30),
+            version_every: NonZeroU32::new(15).unwrap_or(NonZeroU32::MIN),
+            max_response_bytes: 4 << 20,
+        }
+    }
+}
+
+/// Everything the daemon needs, already validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Address of the publishing HTTP API.
+    pub listen: SocketAddr,
+    /// Instances in configuration order (the map keeps this order).
+    pub instances: Vec<Instance>,
+    /// Polling and health settings.
+    pub poll: PollSettings,
+}
+
+/// Where instances come from, as the user gave them.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// `--config FILE`.
+    pub file: Option<PathBuf>,
+    /// Each `--instance NAME=URL` (or a bare URL, whose name is derived).
+    pub instance_flags: Vec<String>,
+    /// `OLLAMA_BASE_URLS`, `;`-separated.
+    pub base_urls: Option<String>,
+}
+
+/// A configuration that cannot be used, naming the value and the fix.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error(
+        "no Ollama instances configured: set OLLAMA_BASE_URLS \
+         (e.g. \"http://10.0.0.5:11434;http://10.0.0.6:11434\"), \
+         pass --instance NAME=URL, or --config FILE with [[instance]] tables"
+    )]
+    NoInstances,
+    #[error("{origin}: invalid URL {url:?}: {reason}")]
+    BadUrl {
+        origin: String,
+        url: String,
+        reason: String,
+    },
+    #[error(
+        "{origin}: invalid {what} {value:?}: {reason}; use 1 to {MAX_NAME_LEN} characters \
+         from [A-Za-z0-9_.-], starting with a letter or digit"
+    )]
+    BadName {
+        origin: String,
+        what: &'static str,
+        value: String,
+        reason: &'static str,
+    },
+    #[error("{what} {value:?} is used twice ({first}; {second}): make them unique")]
+    Duplicate {
+        what: &'static str,
+        value: String,
+        first: String,
+        second: String,
+    },
+    #[error("cannot read config file {path}: {source}")]
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}, line {line}: {message}")]
+    Toml {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error(
+        "--timeout ({timeout:?}) must be shorter than --interval ({interval:?}), \
+         or each poll could still be waiting when the next is due: \
+         lower --timeout or raise --interval"
+    )]
+    TimeoutNotBelowInterval {
+        timeout: Duration,
+        interval: Duration,
+    },
+    #[error("--{flag} must be greater than zero")]
+    Zero { flag: &'static str },
+}
+
+impl Config {
+    /// Resolves and validates the instances from `sources` and checks
+    /// `poll`. Nothing is bound or contacted.
+    pub fn resolve(
+        listen: SocketAddr,
+        sources: &Sources,
+        poll: PollSettings,
+    ) -> Result<Config, ConfigError> {
+        check_poll(&poll)?;
+        let mut found = Vec::new();
+        if let Some(path) = &sources.file {
+            found.extend(instances_from_file(path)?);
+        }
+        for flag in &sources.instance_flags {
+            found.push(instance_from_flag(flag)?);
+        }
+        if let Some(urls) = &sources.base_urls {
+            found.extend(instances_from_base_urls(urls)?);
+        }
+        if found.is_empty() {
+            return Err(ConfigError::NoInstances);
+        }
+        check_unique(&found)?;
+        let instances = found.into_iter().map(|(i, _)| i).collect();
+        Ok(Config {
+            listen,
+            instances,
+            poll,
+        })
+    }
+}
+
+fn check_poll(poll: &PollSettings) -> Result<(), ConfigError> {
+    if poll.interval.is_zero() {
+        return Err(ConfigError::Zero { flag: "interval" });
+    }
+    if poll.timeout.is_zero() {
+        return Err(ConfigError::Zero { flag: "timeout" });
+    }
+    if poll.max_response_bytes == 0 {
+        return Err(ConfigError::Zero {
+            flag: "max-response-bytes",
+        });
+    }
+    if poll.timeout >= poll.interval {
+        return Err(ConfigError::TimeoutNotBelowInterval {
+            timeout: poll.timeout,
+            interval: poll.interval,
+        });
+    }
+    Ok(())
+}
+
+/// An instance and a description of where it was configured.
+type Found = (Instance, String);
+
+/// Splits `OLLAMA_BASE_URLS` as Open WebUI does: on `;`, entries trimmed,
+/// empty ones ignored, a trailing `/` stripped.
+pub fn instances_from_base_urls(value: &str) -> Result<Vec<Found>, ConfigError> {
+    value
+        .split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .enumerate()
+        .map(|(i, url)| {
+            let origin = format!("OLLAMA_BASE_URLS entry {} ({url})", i + 1);
+            build_instance(None, url, None, &origin).map(|inst| (inst, origin))
+        })
+        .collect()
+}
+
+/// Parses one `--instance NAME=URL`; a value without `=` is a bare URL.
+pub fn instance_from_flag(value: &str) -> Result<Found, ConfigError> {
+    let origin = format!("--instance {value}");
+    let (name, url) = match value.split_once('=') {
+        Some((name, url)) => (Some(name.trim()), url),
+        None => (None, value),
+    };
+    build_instance(name, url, None, &origin).map(|inst| (inst, origin))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default, rename = "instance", alias = "instances")]
+    instances: Vec<FileInstance>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileInstance {
+    name: Option<toml::Spanned<String>>,
+    url: toml::Spanned<String>,
+    cluster: Option<toml::Spanned<String>>,
+}
+
+fn instances_from_file(path: &Path) -> Result<Vec<Found>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse_file(path, &text)
+}
+
+/// Parses the TOML text of `path`; errors carry the line of the bad value.
+pub fn parse_file(path: &Path, text: &str) -> Result<Vec<Found>, ConfigError> {
+    let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
+    let file: FileConfig = toml::from_str(text).map_err(|e| ConfigError::Toml {
+        path: path.to_owned(),
+        line: e.span().map_or(1, |s| line_of(s.start)),
+        message: e.message().trim().to_string(),
+    })?;
+    file.instances
+        .into_iter()
+        .map(|fi| {
+            let origin = format!(
+                "config file {}, line {}",
+                path.display(),
+                line_of(fi.url.span().start)
+            );
+            let inst = build_instance(
+                fi.name.as_ref().map(|n| n.get_ref().as_str()),
+                fi.url.get_ref(),
+                fi.cluster.as_ref().map(|c| c.get_ref().as_str()),
+                &origin,
+            )?;
+            Ok((inst, origin))
+        })
+        .collect()
+}
+
+fn build_instance(
+    name: Option<&str>,
+    url: &str,
+    cluster: Option<&str>,
+    origin: &str,
+) -> Result<Instance, ConfigError> {
+    let parsed = parse_url(url).map_err(|reason| ConfigError::BadUrl {
+        origin: origin.to_string(),
+        url: url.to_string(),
+        reason,
+    })?;
+    let name = match name {
+        Some(n) => n.to_string(),
+        None => derive_name(&parsed.authority),
+    };
+    check_cluster_name(&name).map_err(|reason| ConfigError::BadName {
+        origin: origin.to_string(),
+        what: "instance name",
+        value: name.clone(),
+        reason,
+    })?;
+    let cluster = cluster.map_or_else(|| name.clone(), str::to_string);
+    check_cluster_name(&cluster).map_err(|reason| ConfigError::BadName {
+        origin: origin.to_string(),
+        what: "cluster",
+        value: cluster.clone(),
+        reason,
+    })?;
+    Ok(Instance {
+        name,
+        url: parsed.url,
+        cluster,
+        authority: parsed.authority,
+    })
+}
+
+struct ParsedUrl {
+    url: String,
+    authority: String,
+}
+
+fn parse_url(raw: &str) -> Result<ParsedUrl, String> {
+    let trimmed = raw.trim().trim_end_matches('/');
+    let mut url = Url::parse(trimmed)
+        .map_err(|e| format!("{e}; write it as http://HOST:PORT, e.g. http://10.0.0.5:11434"))?;
+    let default_port = match url.scheme() {
+        "http" => DEFAULT_OLLAMA_PORT,
+        "https" => 443,
+        other => {
+            return Err(format!(
+                "scheme {other:?} is not supported; use http:// or https://"
+            ))
+        }
+    };
+    let Some(host) = url.host_str().filter(|h| !h.is_empty()).map(str::to_string) else {
+        return Err("it has no host; write it as http://HOST:PORT".into());
+    };
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("a base URL takes no ?query or #fragment; remove it".into());
+    }
+    let port = url.port().unwrap_or(default_port);
+    url.set_port(Some(port))
+        .map_err(|()| "it cannot carry a port".to_string())?;
+    Ok(ParsedUrl {
+        url: url.as_str().trim_end_matches('/').to_string(),
+        authority: format!("{host}:{port}"),
+    })
+}
+
+/// `host_port` with every character outside `[A-Za-z0-9_.-]` replaced by
+/// `_` and leading non-alphanumerics dropped (`[::1]:11434` → `1__11434`).
+pub fn derive_name(authority: &str) -> String {
+    let (host, port) = authority.rsplit_once(':').unwrap_or((authority, ""));
+    let raw = format!("{host}_{port}");
+    let cleaned: String = raw
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    cleaned
+        .trim_start_matches(|c: char| !c.is_ascii_alphanumeric())
+        .to_string()
+}
+
+/// Checks Envoy's cluster-name rules as this project applies them.
+pub fn check_cluster_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() {
+        return Err("it is empty");
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err("it is too long");
+    }
+    if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return Err("it must start with a letter or digit");
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+    {
+        return Err("it has a character outside [A-Za-z0-9_.-]");
+    }
+    Ok(())
+}
+
+fn check_unique(found: &[Found]) -> Result<(), ConfigError> {
+    type Key = fn(&Instance) -> &str;
+    let keys: [(&'static str, Key); 3] = [
+        ("instance name", |i| &i.name),
+        ("cluster", |i| &i.cluster),
+        ("URL", |i| &i.url),
+    ];
+    for (what, key) in keys {
+        for (n, (inst, origin)) in found.iter().enumerate() {
+            if let Some((_, first)) = found[..n].iter().find(|(o, _)| key(o) == key(inst)) {
+                return Err(ConfigError::Duplicate {
+                    what,
+                    value: key(inst).to_string(),
+                    first: first.clone(),
+                    second: origin.clone(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "config_tests.rs"]
+mod tests;

@@ -1,0 +1,260 @@
+//! The fleet's shared state: one slot per instance, written only by that
+//! instance's poller, and the published map. Every poll result rebuilds the
+//! map right away, so a slow or hung instance never delays the others; a
+//! new id is sent on a `watch` channel that long-poll clients wait on.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::{DateTime, SecondsFormat, Utc};
+use model_map::ModelMap;
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::build::{build_map, holdings, Held, InstanceView};
+use crate::config::{Config, Instance, PollSettings};
+use crate::health::{Health, Transition};
+use crate::metrics::Histogram;
+use crate::ollama::{Observation, PollError};
+
+/// A published map and its JSON, serialised once per change.
+#[derive(Debug)]
+pub struct Published {
+    pub map: ModelMap,
+    pub json: Bytes,
+}
+
+/// The latest map, `None` until the first full round.
+pub type MapReceiver = watch::Receiver<Option<Arc<Published>>>;
+
+/// Everything known about one instance.
+#[derive(Debug, Clone)]
+pub struct Slot {
+    pub instance: Instance,
+    pub health: Health,
+    /// Last known models; kept while the instance is down.
+    pub held: Vec<Held>,
+    pub version: Option<String>,
+    pub last_seen: Option<DateTime<Utc>>,
+    /// Error of the current failure streak, cleared by a success.
+    pub last_error: Option<String>,
+    pub latency: Option<Duration>,
+    pub latency_histogram: Histogram,
+    pub failures_total: u64,
+}
+
+/// Status of one instance as `/v1/instances` reports it.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct InstanceReport {
+    pub name: String,
+    pub url: String,
+    pub cluster: String,
+    pub healthy: bool,
+    /// False until the first poll of this instance has finished.
+    pub polled: bool,
+    pub version: Option<String>,
+    /// RFC 3339, UTC.
+    pub last_seen: Option<String>,
+    pub last_error: Option<String>,
+    pub consecutive_failures: u32,
+    pub consecutive_successes: u32,
+    /// Number of models it holds (last known).
+    pub models: usize,
+    /// Number of those loaded in memory.
+    pub loaded: usize,
+    pub poll_latency_ms: Option<f64>,
+}
+
+/// Shared by the pollers, the HTTP API and the metrics.
+#[derive(Debug)]
+pub struct Fleet {
+    settings: PollSettings,
+    slots: Mutex<Vec<Slot>>,
+    published: watch::Sender<Option<Arc<Published>>>,
+    map_changes: AtomicU64,
+}
+
+impl Fleet {
+    /// One empty slot per configured instance; nothing published yet.
+    pub fn new(config: &Config) -> Arc<Fleet> {
+        let slots = config
+            .instances
+            .iter()
+            .map(|instance| Slot {
+                instance: instance.clone(),
+                health: Health::default(),
+                held: Vec::new(),
+                version: None,
+                last_seen: None,
+                last_error: None,
+                latency: None,
+                latency_histogram: Histogram::default(),
+                failures_total: 0,
+            })
+            .collect();
+        Arc::new(Fleet {
+            settings: config.poll.clone(),
+            slots: Mutex::new(slots),
+            published: watch::Sender::new(None),
+            map_changes: AtomicU64::new(0),
+        })
+    }
+
+    /// A receiver that sees every newly published map.
+    pub fn subscribe(&self) -> MapReceiver {
+        self.published.subscribe()
+    }
+
+    /// The current map, if the first round has finished.
+    pub fn current(&self) -> Option<Arc<Published>> {
+        self.published.borrow().clone()
+    }
+
+    /// How many times a map with a new id was published.
+    pub fn map_changes(&self) -> u64 {
+        self.map_changes.load(Ordering::Relaxed)
+    }
+
+    /// Copies of all slots, in configuration order.
+    pub fn slots(&self) -> Vec<Slot> {
+        self.lock().clone()
+    }
+
+    /// Whether `/api/version` is still unknown for slot `idx`.
+    pub fn version_unknown(&self, idx: usize) -> bool {
+        self.lock().get(idx).is_some_and(|s| s.version.is_none())
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<Slot>> {
+        // A poisoned lock only means a panic elsewhere mid-update; the data
+        // is still the best we have.
+        self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records one poll of slot `idx`, republishes the map if its content
+    /// changed, and returns the wait before this instance's next poll.
+    pub fn record(
+        &self,
+        idx: usize,
+        outcome: Result<Observation, PollError>,
+        latency: Duration,
+    ) -> Duration {
+        let mut slots = self.lock();
+        let Some(slot) = slots.get_mut(idx) else {
+            return self.settings.interval;
+        };
+        slot.latency = Some(latency);
+        slot.latency_histogram.observe(latency);
+        let transition = match outcome {
+            Ok(obs) => self.record_success(slot, obs),
+            Err(e) => self.record_failure(slot, e),
+        };
+        let inst = &slot.instance;
+        match transition {
+            Some(Transition::Up) => {
+                tracing::info!(instance = %inst.name, url = %inst.url, "instance up")
+            }
+            Some(Transition::Down) => tracing::warn!(
+                instance = %inst.name,
+                url = %inst.url,
+                error = slot.last_error.as_deref().unwrap_or(""),
+                failures = slot.health.consecutive_failures,
+                "instance down"
+            ),
+            None => {}
+        }
+        let delay = slot.health.next_delay(&self.settings);
+        self.republish(&slots);
+        delay
+    }
+
+    fn record_success(&self, slot: &mut Slot, obs: Observation) -> Option<Transition> {
+        let (held, invalid) = holdings(&obs.tags, &obs.ps);
+        if held != slot.held && !invalid.is_empty() {
+            tracing::warn!(instance = %slot.instance.name, names = ?invalid, "skipping invalid model names");
+        }
+        slot.held = held;
+        if obs.version.is_some() {
+            slot.version = obs.version;
+        }
+        slot.last_seen = Some(Utc::now());
+        slot.last_error = None;
+        slot.health.record_success(&self.settings)
+    }
+
+    fn record_failure(&self, slot: &mut Slot, error: PollError) -> Option<Transition> {
+        let message = error.to_string();
+        let inst = &slot.instance;
+        if slot.health.healthy || slot.last_error.as_deref() != Some(message.as_str()) {
+            tracing::warn!(instance = %inst.name, url = %inst.url, error = %message, "poll failed");
+        } else {
+            tracing::debug!(instance = %inst.name, url = %inst.url, error = %message, "poll failed");
+        }
+        slot.failures_total += 1;
+        slot.last_error = Some(message);
+        slot.health.record_failure(&self.settings)
+    }
+
+    fn republish(&self, slots: &[Slot]) {
+        if !slots.iter().all(|s| s.health.polled) {
+            return;
+        }
+        let views: Vec<_> = slots
+            .iter()
+            .map(|s| InstanceView {
+                instance: &s.instance,
+                healthy: s.health.healthy,
+                version: s.version.as_deref(),
+                held: &s.held,
+            })
+            .collect();
+        let map = build_map(&views);
+        let changed = self
+            .published
+            .borrow()
+            .as_ref()
+            .is_none_or(|p| p.map.id != map.id);
+        if !changed {
+            return;
+        }
+        tracing::info!(
+            id = %map.id,
+            instances = map.instances.len(),
+            healthy = map.instances.iter().filter(|i| i.healthy).count(),
+            models = map.models.len(),
+            digest_mismatches = map.models.iter().filter(|m| m.digest_mismatch).count(),
+            "model map changed"
+        );
+        let json = Bytes::from(serde_json::to_vec(&map).unwrap_or_default());
+        self.map_changes.fetch_add(1, Ordering::Relaxed);
+        self.published
+            .send_replace(Some(Arc::new(Published { map, json })));
+    }
+
+    /// Per-instance status for `/v1/instances` and `syncd status`.
+    pub fn reports(&self) -> Vec<InstanceReport> {
+        self.lock().iter().map(report).collect()
+    }
+}
+
+fn report(s: &Slot) -> InstanceReport {
+    InstanceReport {
+        name: s.instance.name.clone(),
+        url: s.instance.url.clone(),
+        cluster: s.instance.cluster.clone(),
+        healthy: s.health.healthy,
+        polled: s.health.polled,
+        version: s.version.clone(),
+        last_seen: s
+            .last_seen
+            .map(|t| t.to_rfc3339_opts(SecondsFormat::Millis, true)),
+        last_error: s.last_error.clone(),
+        consecutive_failures: s.health.consecutive_failures,
+        consecutive_successes: s.health.consecutive_successes,
+        models: s.held.len(),
+        loaded: s.held.iter().filter(|h| h.replica.loaded.is_some()).count(),
+        poll_latency_ms: s.latency.map(|d| d.as_secs_f64() * 1000.0),
+    }
+}

@@ -1,0 +1,103 @@
+//! `syncd`: thin entry point over the library (see `syncd::cli`).
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use syncd::cli::{Cli, Command, EXIT_CONFIG};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(EXIT_CONFIG)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    match real_main(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("syncd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Run(args) => {
+            let config = match args.resolve() {
+                Ok(c) => c,
+                Err(e) => return Ok(config_error(&e)),
+            };
+            init_logging();
+            let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+            runtime.block_on(async {
+                let listener = tokio::net::TcpListener::bind(config.listen)
+                    .await
+                    .with_context(|| format!("binding --listen {}", config.listen))?;
+                syncd::run(listener, config, shutdown_signal()).await?;
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+        Command::CheckConfig(args) => match args.resolve() {
+            Ok(config) => {
+                println!("configuration ok: listen {}", config.listen);
+                for i in &config.instances {
+                    println!("  {}  {}  cluster={}", i.name, i.url, i.cluster);
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => Ok(config_error(&e)),
+        },
+        Command::Status(args) => {
+            let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+            let (instances, map) =
+                runtime.block_on(syncd::status::fetch(&args.url, args.timeout))?;
+            print!("{}", syncd::status::render(&instances, map.as_ref()));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn config_error(e: &syncd::config::ConfigError) -> ExitCode {
+    eprintln!("syncd: bad configuration: {e}");
+    ExitCode::from(EXIT_CONFIG)
+}
+
+/// Logs to stderr; `RUST_LOG` overrides the default `info`.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

@@ -1,0 +1,257 @@
+//! Talking to one Ollama instance: `GET /api/tags`, `/api/ps` and
+//! `/api/version`, each bounded by the request timeout and by the response
+//! size cap, which is enforced while the body streams in (a huge body is
+//! never buffered whole).
+
+use std::future::Future;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::config::{Instance, PollSettings};
+
+/// Why one request to an instance failed; each one fails that poll.
+#[derive(Debug, Error)]
+pub enum PollError {
+    #[error("GET {path}: no answer within {timeout:?}")]
+    Timeout {
+        path: &'static str,
+        timeout: Duration,
+    },
+    #[error("GET {path}: {message}")]
+    Request { path: &'static str, message: String },
+    #[error("GET {path}: HTTP {status}: {body}")]
+    Status {
+        path: &'static str,
+        status: u16,
+        body: String,
+    },
+    #[error("GET {path}: response larger than the {limit}-byte cap (--max-response-bytes)")]
+    TooLarge { path: &'static str, limit: u64 },
+    #[error("GET {path}: invalid JSON: {message}")]
+    InvalidJson { path: &'static str, message: String },
+}
+
+/// `/api/tags`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct Tags {
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub models: Vec<TagModel>,
+}
+
+/// One `/api/tags` entry, as far as the map needs it.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct TagModel {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub model: String,
+    #[serde(default)]
+    pub modified_at: String,
+    #[serde(default)]
+    pub size: u64,
+    #[serde(default)]
+    pub digest: String,
+    #[serde(default)]
+    pub details: serde_json::Value,
+}
+
+/// `/api/ps`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct Ps {
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub models: Vec<PsModel>,
+}
+
+/// One `/api/ps` entry.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct PsModel {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub model: String,
+    #[serde(default)]
+    pub digest: String,
+    #[serde(default)]
+    pub size: u64,
+    #[serde(default)]
+    pub size_vram: u64,
+    #[serde(default)]
+    pub expires_at: String,
+    /// Absent before Ollama 0.9.7.
+    #[serde(default)]
+    pub context_length: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Version {
+    version: String,
+}
+
+fn null_as_empty<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
+}
+
+/// What one successful poll learned.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observation {
+    pub tags: Tags,
+    pub ps: Ps,
+    /// Present when this poll asked `/api/version` and got an answer.
+    pub version: Option<String>,
+}
+
+/// Something that can be polled: the real [`OllamaClient`], or a script in
+/// tests.
+pub trait Probe: Send + Sync + 'static {
+    /// Polls once; `with_version` also asks `/api/version`.
+    fn poll(
+        &self,
+        with_version: bool,
+    ) -> impl Future<Output = Result<Observation, PollError>> + Send;
+}
+
+/// HTTP client for one instance.
+#[derive(Debug, Clone)]
+pub struct OllamaClient {
+    http: reqwest::Client,
+    base: String,
+    timeout: Duration,
+    max_bytes: u64,
+}
+
+impl OllamaClient {
+    /// A client for `instance` sharing the connection pool of `http`.
+    pub fn new(http: reqwest::Client, instance: &Instance, settings: &PollSettings) -> Self {
+        OllamaClient {
+            http,
+            base: instance.url.clone(),
+            timeout: settings.timeout,
+            max_bytes: settings.max_response_bytes,
+        }
+    }
+
+    /// The shared HTTP client. Proxies from the environment are ignored:
+    /// the daemon reaches instances directly, as Envoy does.
+    pub fn http_client(settings: &PollSettings) -> reqwest::Client {
+        reqwest::Client::builder()
+            .no_proxy()
+            .connect_timeout(settings.timeout)
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new())
+    }
+
+    /// GETs `path` and decodes it, within the timeout and the size cap.
+    pub async fn get<T: DeserializeOwned>(&self, path: &'static str) -> Result<T, PollError> {
+        let timeout = self.timeout;
+        let body = tokio::time::timeout(timeout, self.fetch(path))
+            .await
+            .map_err(|_| PollError::Timeout { path, timeout })??;
+        serde_json::from_slice(&body).map_err(|e| PollError::InvalidJson {
+            path,
+            message: e.to_string(),
+        })
+    }
+
+    async fn fetch(&self, path: &'static str) -> Result<Vec<u8>, PollError> {
+        let request_error = |e: reqwest::Error| PollError::Request {
+            path,
+            message: error_chain(&e),
+        };
+        let mut resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .map_err(request_error)?;
+        let too_large = PollError::TooLarge {
+            path,
+            limit: self.max_bytes,
+        };
+        if resp.content_length().is_some_and(|n| n > self.max_bytes) {
+            return Err(too_large);
+        }
+        let status = resp.status();
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(request_error)? {
+            if (body.len() + chunk.len()) as u64 > self.max_bytes {
+                return Err(too_large);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        if !status.is_success() {
+            let text = String::from_utf8_lossy(&body);
+            return Err(PollError::Status {
+                path,
+                status: status.as_u16(),
+                body: text.chars().take(200).collect(),
+            });
+        }
+        Ok(body)
+    }
+}
+
+impl Probe for OllamaClient {
+    async fn poll(&self, with_version: bool) -> Result<Observation, PollError> {
+        let version = async {
+            if !with_version {
+                return None;
+            }
+            match self.get::<Version>("/api/version").await {
+                Ok(v) => Some(v.version),
+                // The version is informative only: it never fails a poll.
+                Err(e) => {
+                    tracing::debug!(url = %self.base, error = %e, "version unknown");
+                    None
+                }
+            }
+        };
+        let (tags, ps, version) = tokio::join!(
+            self.get::<Tags>("/api/tags"),
+            self.get::<Ps>("/api/ps"),
+            version
+        );
+        Ok(Observation {
+            tags: tags?,
+            ps: ps?,
+            version,
+        })
+    }
+}
+
+/// The error and its sources, so "connection refused" is not hidden behind
+/// "error sending request".
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_ollama_shapes_including_empty_and_null() {
+        let t: Tags = serde_json::from_str(r#"{"models":[{"name":"llama3.2:latest","model":"llama3.2:latest","modified_at":"2025-05-04T17:37:44.706015396-07:00","size":2019393189,"digest":"a80c","details":{"format":"gguf"}}]}"#).unwrap();
+        assert_eq!(t.models[0].size, 2019393189);
+        let t: Tags = serde_json::from_str(r#"{"models":null}"#).unwrap();
+        assert!(t.models.is_empty());
+        let p: Ps = serde_json::from_str(r#"{"models":[{"name":"m:latest","model":"m:latest","size":5,"digest":"d","expires_at":"2024-06-04T14:38:31.83753-07:00","size_vram":5}]}"#).unwrap();
+        assert_eq!(p.models[0].context_length, None);
+    }
+}

@@ -1,0 +1,138 @@
+//! One poller task per instance: poll, record the result in the instance's
+//! slot (which republishes the map at once), wait, repeat. Pollers never
+//! wait for each other.
+
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use crate::fleet::Fleet;
+use crate::ollama::Probe;
+
+/// Polls slot `idx` through `probe` until the task is aborted.
+///
+/// Polls start `interval` apart (or the backoff while down); a poll that
+/// overruns is followed by the next one at once, never by two at a time.
+/// `/api/version` is asked on polls 0, K, 2K… (`--version-every K`) and on
+/// every poll while it is still unknown.
+pub async fn run_poller<P: Probe>(fleet: Arc<Fleet>, idx: usize, probe: P, version_every: u32) {
+    let mut round: u64 = 0;
+    loop {
+        let started = Instant::now();
+        let with_version =
+            round % u64::from(version_every.max(1)) == 0 || fleet.version_unknown(idx);
+        let outcome = probe.poll(with_version).await;
+        let delay = fleet.record(idx, outcome, started.elapsed());
+        round += 1;
+        tokio::time::sleep_until(started + delay).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, Instance, PollSettings};
+    use crate::ollama::{Observation, PollError, Ps, Tags};
+    use std::num::NonZeroU32;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    /// Answers from a shared switch and logs the (paused) time of each poll.
+    #[derive(Clone, Default)]
+    struct Scripted {
+        up: Arc<Mutex<bool>>,
+        polls: Arc<Mutex<Vec<Duration>>>,
+        start: Option<Instant>,
+    }
+
+    impl Probe for Scripted {
+        async fn poll(&self, _with_version: bool) -> Result<Observation, PollError> {
+            let now = self.start.map_or(Duration::ZERO, |s| s.elapsed());
+            self.polls.lock().unwrap().push(now);
+            if *self.up.lock().unwrap() {
+                Ok(Observation {
+                    tags: Tags { models: vec![] },
+                    ps: Ps { models: vec![] },
+                    version: Some("0.9.7".into()),
+                })
+            } else {
+                Err(PollError::Request {
+                    path: "/api/tags",
+                    message: "connection refused".into(),
+                })
+            }
+        }
+    }
+
+    fn fleet() -> Arc<Fleet> {
+        Fleet::new(&Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            instances: vec![Instance {
+                name: "a".into(),
+                url: "http://a:11434".into(),
+                cluster: "a".into(),
+                authority: "a:11434".into(),
+            }],
+            poll: PollSettings {
+                interval: Duration::from_secs(2),
+                timeout: Duration::from_secs(1),
+                down_after: NonZeroU32::new(3).unwrap(),
+                up_after: NonZeroU32::new(2).unwrap(),
+                max_backoff: Duration::from_secs(10),
+                ..PollSettings::default()
+            },
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn goes_down_backs_off_and_comes_back() {
+        let fleet = fleet();
+        let probe = Scripted {
+            up: Arc::new(Mutex::new(true)),
+            start: Some(Instant::now()),
+            ..Scripted::default()
+        };
+        let task = tokio::spawn(run_poller(fleet.clone(), 0, probe.clone(), 15));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let map = fleet.current().expect("published after the first poll");
+        assert!(map.map.instances[0].healthy);
+
+        *probe.up.lock().unwrap() = false;
+        // Failures at 2, 4, 6 s: down after the third.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(
+            fleet.current().unwrap().map.instances[0].healthy,
+            "2 failures"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(
+            !fleet.current().unwrap().map.instances[0].healthy,
+            "3 failures"
+        );
+        // Then the waits double: 4 s, 8 s, then the 10 s cap.
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        let times: Vec<u64> = probe
+            .polls
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_secs())
+            .collect();
+        assert_eq!(times, [0, 2, 4, 6, 10, 18, 28]);
+
+        *probe.up.lock().unwrap() = true;
+        // Polls at 38 s (success 1 of 2) and 40 s (success 2: up).
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(
+            !fleet.current().unwrap().map.instances[0].healthy,
+            "1 success"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(
+            fleet.current().unwrap().map.instances[0].healthy,
+            "2 successes"
+        );
+        assert_eq!(fleet.map_changes(), 3, "up, down, up");
+        task.abort();
+    }
+}

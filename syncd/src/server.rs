@@ -1,0 +1,167 @@
+//! The publishing HTTP API: the map (with `ETag` and long poll), instance
+//! status, health probes and metrics.
+//!
+//! - `GET /v1/map[?since=<id>&wait=<s>]`: 200 with the map and
+//!   `etag: "<id>"`; 304 when `since` (or `If-None-Match`) is the current
+//!   id, after waiting up to `wait` seconds (at most 60) for a change; 503
+//!   before the first full poll round.
+//! - `GET /v1/instances`, `GET /healthz`, `GET /readyz`, `GET /metrics`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::fleet::{Fleet, InstanceReport, Published};
+
+/// Longest accepted long-poll wait; larger values are clamped.
+pub const MAX_WAIT: Duration = Duration::from_secs(60);
+
+const NOT_READY: &str = "model map not ready: first poll round not finished";
+
+#[derive(Clone)]
+struct AppState {
+    fleet: Arc<Fleet>,
+    /// Becomes true on shutdown, ending held long polls.
+    stopping: watch::Receiver<bool>,
+}
+
+/// The router over `fleet`; long polls end (304) once `stopping` is true.
+pub fn router(fleet: Arc<Fleet>, stopping: watch::Receiver<bool>) -> Router {
+    Router::new()
+        .route("/v1/map", get(get_map))
+        .route("/v1/instances", get(get_instances))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(AppState { fleet, stopping })
+}
+
+#[derive(Debug, Deserialize)]
+struct MapQuery {
+    since: Option<String>,
+    /// Seconds to hold the request while the map is still `since`.
+    wait: Option<f64>,
+}
+
+fn not_ready() -> Response {
+    let body = serde_json::json!({ "error": NOT_READY });
+    (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+}
+
+async fn get_map(
+    State(state): State<AppState>,
+    Query(q): Query<MapQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let mut rx = state.fleet.subscribe();
+    let Some(current) = rx.borrow_and_update().clone() else {
+        return not_ready();
+    };
+    let since = q.since.or_else(|| if_none_match(&headers, &current.map.id));
+    let Some(since) = since.filter(|s| *s == current.map.id) else {
+        return map_response(&current);
+    };
+    let wait = q
+        .wait
+        .filter(|w| w.is_finite() && *w > 0.0)
+        .map_or(Duration::ZERO, |w| Duration::from_secs_f64(w).min(MAX_WAIT));
+    if wait.is_zero() {
+        return not_modified(&since);
+    }
+    let mut stopping = state.stopping.clone();
+    let changed = async {
+        rx.wait_for(|p| p.as_ref().is_some_and(|p| p.map.id != since))
+            .await
+            .ok()
+            .and_then(|p| p.clone())
+    };
+    tokio::select! {
+        next = tokio::time::timeout(wait, changed) => match next {
+            Ok(Some(next)) => map_response(&next),
+            _ => not_modified(&since),
+        },
+        _ = stopping.wait_for(|s| *s) => not_modified(&since),
+    }
+}
+
+/// The current id when `If-None-Match` lists it (or `*`), else the first
+/// listed tag, so a stale tag gets the map at once.
+fn if_none_match(headers: &HeaderMap, current: &str) -> Option<String> {
+    let value = headers.get(header::IF_NONE_MATCH)?.to_str().ok()?;
+    let tags: Vec<&str> = value
+        .split(',')
+        .map(|t| t.trim().trim_start_matches("W/").trim_matches('"'))
+        .collect();
+    if tags.iter().any(|t| *t == current || *t == "*") {
+        Some(current.to_string())
+    } else {
+        tags.first().map(|t| t.to_string())
+    }
+}
+
+fn etag(id: &str) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{id}\"")).unwrap_or(HeaderValue::from_static("\"\""))
+}
+
+fn map_response(p: &Published) -> Response {
+    (
+        [
+            (header::ETAG, etag(&p.map.id)),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+        ],
+        p.json.clone(),
+    )
+        .into_response()
+}
+
+fn not_modified(id: &str) -> Response {
+    (StatusCode::NOT_MODIFIED, [(header::ETAG, etag(id))]).into_response()
+}
+
+/// Body of `GET /v1/instances`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InstancesBody {
+    /// True once every instance has been polled once.
+    pub ready: bool,
+    /// Id of the published map, once there is one.
+    pub map_id: Option<String>,
+    pub instances: Vec<InstanceReport>,
+}
+
+async fn get_instances(State(state): State<AppState>) -> Json<InstancesBody> {
+    let current = state.fleet.current();
+    Json(InstancesBody {
+        ready: current.is_some(),
+        map_id: current.map(|p| p.map.id.clone()),
+        instances: state.fleet.reports(),
+    })
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    match state.fleet.current() {
+        Some(_) => "ready\n".into_response(),
+        None => (StatusCode::SERVICE_UNAVAILABLE, format!("{NOT_READY}\n")).into_response(),
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
+        crate::metrics::render(&state.fleet),
+    )
+        .into_response()
+}

@@ -1,0 +1,304 @@
+//! `syncd status`: asks a running daemon for its map and instance status
+//! and prints them as two tables, models first.
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use model_map::ModelMap;
+use thiserror::Error;
+
+use crate::ollama::error_chain;
+use crate::server::InstancesBody;
+
+/// Why the status could not be fetched.
+#[derive(Debug, Error)]
+pub enum StatusError {
+    #[error("cannot reach syncd at {url}: {message}; is `syncd run` listening there (--url)?")]
+    Unreachable { url: String, message: String },
+    #[error("syncd at {url} answered {what}: {message}")]
+    BadAnswer {
+        url: String,
+        what: &'static str,
+        message: String,
+    },
+}
+
+/// Fetches `/v1/instances` and `/v1/map` (absent before the first round)
+/// from the daemon at `base`.
+pub async fn fetch(
+    base: &str,
+    timeout: Duration,
+) -> Result<(InstancesBody, Option<ModelMap>), StatusError> {
+    let base = base.trim_end_matches('/');
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(timeout)
+        .build()
+        .map_err(|e| unreachable(base, &e))?;
+    let instances: InstancesBody = get_json(&client, base, "/v1/instances").await?;
+    let map = if instances.ready {
+        Some(get_json(&client, base, "/v1/map").await?)
+    } else {
+        None
+    };
+    Ok((instances, map))
+}
+
+fn unreachable(url: &str, e: &reqwest::Error) -> StatusError {
+    StatusError::Unreachable {
+        url: url.to_string(),
+        message: error_chain(e),
+    }
+}
+
+async fn get_json<T: serde::de::DeserializeOwned>(
+    client: &reqwest::Client,
+    base: &str,
+    path: &'static str,
+) -> Result<T, StatusError> {
+    let resp = client
+        .get(format!("{base}{path}"))
+        .send()
+        .await
+        .map_err(|e| unreachable(base, &e))?;
+    let bad = |message: String| StatusError::BadAnswer {
+        url: base.to_string(),
+        what: path,
+        message,
+    };
+    if !resp.status().is_success() {
+        return Err(bad(format!("HTTP {}", resp.status())));
+    }
+    resp.json().await.map_err(|e| bad(error_chain(&e)))
+}
+
+fn short(digest: &str) -> &str {
+    digest.get(..12).unwrap_or(digest)
+}
+
+/// Renders the two tables.
+pub fn render(instances: &InstancesBody, map: Option<&ModelMap>) -> String {
+    let mut out = String::new();
+    let healthy = instances.instances.iter().filter(|i| i.healthy).count();
+    let total = instances.instances.len();
+    match map {
+        Some(map) => {
+            let _ = writeln!(
+                out,
+                "map {}: {} models, {healthy}/{total} instances up\n",
+                map.id,
+                map.models.len()
+            );
+            out.push_str(&models_table(map));
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "map not ready: first poll round not finished ({healthy}/{total} instances up)"
+            );
+        }
+    }
+    out.push('\n');
+    let mut rows = vec![row(&[
+        "INSTANCE",
+        "URL",
+        "STATE",
+        "VERSION",
+        "MODELS",
+        "LOADED",
+        "LAST ERROR",
+    ])];
+    for i in &instances.instances {
+        let state = match (i.polled, i.healthy) {
+            (false, _) => "pending",
+            (true, true) => "up",
+            (true, false) => "DOWN",
+        };
+        rows.push(row(&[
+            &i.name,
+            &i.url,
+            state,
+            i.version.as_deref().unwrap_or("-"),
+            &i.models.to_string(),
+            &i.loaded.to_string(),
+            i.last_error.as_deref().unwrap_or("-"),
+        ]));
+    }
+    out.push_str(&table(&rows));
+    out
+}
+
+fn models_table(map: &ModelMap) -> String {
+    let healthy = |name: &str| map.instance(name).is_some_and(|i| i.healthy);
+    let mut rows = vec![row(&["MODEL", "INSTANCES", "LOADED ON", "DIGEST"])];
+    for m in &map.models {
+        let holders: Vec<String> = m
+            .replicas
+            .iter()
+            .map(|r| {
+                let down = if healthy(&r.instance) { "" } else { " (down)" };
+                format!("{}{down}", r.instance)
+            })
+            .collect();
+        let loaded: Vec<&str> = m
+            .replicas
+            .iter()
+            .filter(|r| r.loaded.is_some())
+            .map(|r| r.instance.as_str())
+            .collect();
+        let digest = if m.digest_mismatch {
+            let odd: Vec<String> = m
+                .replicas
+                .iter()
+                .filter(|r| r.digest != m.canonical_digest)
+                .map(|r| format!("{} has {}", r.instance, short(&r.digest)))
+                .collect();
+            format!(
+                "MISMATCH canonical {}; {}",
+                short(&m.canonical_digest),
+                odd.join(", ")
+            )
+        } else {
+            format!("ok {}", short(&m.canonical_digest))
+        };
+        let loaded = if loaded.is_empty() {
+            "-".to_string()
+        } else {
+            loaded.join(", ")
+        };
+        rows.push(vec![m.name.clone(), holders.join(", "), loaded, digest]);
+    }
+    table(&rows)
+}
+
+fn row(cells: &[&str]) -> Vec<String> {
+    cells.iter().map(|c| c.to_string()).collect()
+}
+
+/// Left-aligned columns two spaces apart; the last column is not padded.
+fn table(rows: &[Vec<String>]) -> String {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let mut line = String::new();
+        for (c, cell) in r.iter().enumerate() {
+            if c + 1 == r.len() {
+                line.push_str(cell);
+            } else {
+                let _ = write!(line, "{cell:<w$}  ", w = widths[c]);
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fleet::InstanceReport;
+    use model_map::{InstanceState, ModelEntry, Replica};
+
+    fn replica(instance: &str, digest: &str, loaded: bool) -> Replica {
+        Replica {
+            instance: instance.into(),
+            digest: digest.into(),
+            size: 1,
+            modified_at: String::new(),
+            modified_unix: 0,
+            details: serde_json::Value::Null,
+            loaded: loaded.then(|| model_map::Loaded {
+                size: 1,
+                size_vram: 1,
+                expires_at: String::new(),
+                expires_unix: 0,
+                context_length: None,
+            }),
+        }
+    }
+
+    fn instance(name: &str, healthy: bool) -> InstanceState {
+        InstanceState {
+            name: name.into(),
+            url: format!("http://{name}:11434"),
+            cluster: name.into(),
+            authority: format!("{name}:11434"),
+            healthy,
+            version: None,
+        }
+    }
+
+    #[test]
+    fn tables_show_holders_loaded_mismatch_and_health() {
+        let map = ModelMap {
+            format: 1,
+            id: "0123456789abcdef".into(),
+            instances: vec![instance("a", true), instance("b", false)],
+            models: vec![
+                ModelEntry {
+                    key: "k1".into(),
+                    name: "llama3:latest".into(),
+                    canonical_digest: "aaaaaaaaaaaaaaaa".into(),
+                    digest_mismatch: true,
+                    replicas: vec![
+                        replica("a", "aaaaaaaaaaaaaaaa", true),
+                        replica("b", "bbbbbbbbbbbbbbbb", false),
+                    ],
+                },
+                ModelEntry {
+                    key: "k2".into(),
+                    name: "qwen:1".into(),
+                    canonical_digest: "cccccccccccccccc".into(),
+                    digest_mismatch: false,
+                    replicas: vec![replica("a", "cccccccccccccccc", false)],
+                },
+            ],
+        };
+        let report = |name: &str, healthy: bool, err: Option<&str>| InstanceReport {
+            name: name.into(),
+            url: format!("http://{name}:11434"),
+            cluster: name.into(),
+            healthy,
+            polled: true,
+            version: Some("0.9.7".into()),
+            last_seen: None,
+            last_error: err.map(str::to_string),
+            consecutive_failures: 0,
+            consecutive_successes: 0,
+            models: 2,
+            loaded: 1,
+            poll_latency_ms: None,
+        };
+        let body = InstancesBody {
+            ready: true,
+            map_id: Some(map.id.clone()),
+            instances: vec![
+                report("a", true, None),
+                report("b", false, Some("GET /api/tags: refused")),
+            ],
+        };
+        let text = render(&body, Some(&map));
+        assert!(text.contains("2 models, 1/2 instances up"), "{text}");
+        assert!(text.contains("a, b (down)"), "{text}");
+        assert!(
+            text.contains("MISMATCH canonical aaaaaaaaaaaa; b has bbbbbbbbbbbb"),
+            "{text}"
+        );
+        assert!(text.contains("ok cccccccccccc"), "{text}");
+        let b_line = text.lines().find(|l| l.starts_with("b ")).unwrap();
+        assert!(
+            b_line.contains("DOWN") && b_line.ends_with("GET /api/tags: refused"),
+            "{text}"
+        );
+    }
+}
