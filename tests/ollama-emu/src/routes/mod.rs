@@ -1,0 +1,99 @@
+//! The HTTP surface: Ollama's routes, the `/_emu` control routes, gin's
+//! 404/405 bodies, and the middleware that applies faults and adds
+//! `x-emu-instance` to every response.
+
+pub mod manage;
+pub mod native;
+pub mod openai;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, head, post};
+use axum::Router;
+
+use crate::errors::{json_response, openai_error_body, ApiError};
+use crate::scheduler::SchedError;
+use crate::state::EmuState;
+
+/// The full router over shared state.
+pub fn router(state: Arc<EmuState>) -> Router {
+    Router::new()
+        .route("/", get(native::root))
+        .route("/api/version", get(manage::version))
+        .route("/api/tags", get(manage::tags))
+        .route("/api/ps", get(manage::ps))
+        .route("/api/generate", post(native::generate))
+        .route("/api/chat", post(native::chat))
+        .route("/api/embed", post(native::embed))
+        .route("/api/embeddings", post(native::embeddings))
+        .route("/api/show", post(manage::show))
+        .route("/api/pull", post(manage::pull))
+        .route("/api/push", post(manage::push))
+        .route("/api/create", post(manage::create))
+        .route("/api/copy", post(manage::copy))
+        .route("/api/delete", delete(manage::delete))
+        .route(
+            "/api/blobs/{digest}",
+            head(manage::blob_head).post(manage::blob_post),
+        )
+        .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/v1/completions", post(openai::completions))
+        .route("/v1/embeddings", post(openai::embeddings))
+        .route("/v1/models", get(openai::list_models))
+        .route("/v1/models/{model}", get(openai::get_model))
+        .merge(crate::control::routes())
+        .fallback(|| async { (StatusCode::NOT_FOUND, "404 page not found") })
+        .method_not_allowed_fallback(|| async {
+            (StatusCode::METHOD_NOT_ALLOWED, "405 method not allowed")
+        })
+        .layer(middleware::from_fn_with_state(Arc::clone(&state), emulate))
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
+/// Counts requests, applies the `status`, `hang` and `slow` faults to
+/// non-control routes, and names the instance on every response.
+async fn emulate(State(state): State<Arc<EmuState>>, req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_string();
+    let mut resp = if path.starts_with("/_emu/") {
+        next.run(req).await
+    } else {
+        state.count_request(&path);
+        faulted(&state, &path, req, next).await
+    };
+    if let Ok(v) = HeaderValue::from_str(&state.config().name) {
+        resp.headers_mut().insert("x-emu-instance", v);
+    }
+    resp
+}
+
+async fn faulted(state: &Arc<EmuState>, path: &str, req: Request, next: Next) -> Response {
+    let faults = state.faults();
+    if let Some(code) = faults.status {
+        let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let message = if code == 503 {
+            SchedError::QueueFull.to_string()
+        } else {
+            format!("emulated fault: HTTP {code}")
+        };
+        return if path.starts_with("/v1/") {
+            json_response(status, &openai_error_body(status, &message))
+        } else {
+            ApiError::new(status, message).into_response()
+        };
+    }
+    if faults.hang {
+        let mut rx = state.faults.subscribe();
+        // Held until the fault is cleared; then answered normally.
+        let _ = rx.wait_for(|f| !f.hang).await;
+    }
+    if let Some(ms) = faults.slow_ms {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    next.run(req).await
+}

@@ -1,0 +1,303 @@
+//! The OpenAI-compatible routes: `/v1/chat/completions`,
+//! `/v1/completions`, `/v1/embeddings` and `/v1/models`.
+//!
+//! Follows HEAD: a separate finish chunk with an empty `delta`, and a
+//! usage chunk when `stream_options.include_usage` is set.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use bytes::Bytes;
+use model_map::name::ModelName;
+use rand::Rng;
+use serde_json::{json, Map, Value};
+use tokio::time::Instant;
+
+use crate::errors::{json_response, ApiError, OpenAiError};
+use crate::generation::{resolve, EmptyName, Generation, Missing};
+use crate::gojson::{decode, str_field, Kind};
+use crate::models::Model;
+use crate::routes::manage::find_for_show;
+use crate::routes::native::{compute_embeddings, embed_inputs};
+use crate::state::EmuState;
+use crate::stream::{count_tokens, streamed, SSE_CT};
+
+type Shared = State<Arc<EmuState>>;
+
+fn unix_now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+fn usage(prompt: u64, completion: u64) -> Value {
+    json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion})
+}
+
+/// `max_completion_tokens`, else `max_tokens`.
+fn max_tokens(req: &Map<String, Value>) -> Option<u64> {
+    req.get("max_completion_tokens")
+        .and_then(Value::as_u64)
+        .or_else(|| req.get("max_tokens").and_then(Value::as_u64))
+}
+
+fn include_usage(req: &Map<String, Value>) -> bool {
+    req.get("stream_options")
+        .and_then(|o| o.get("include_usage"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+}
+
+struct Common {
+    model: Model,
+    raw_model: String,
+    stream: bool,
+    gen: Generation,
+    id: String,
+    with_usage: bool,
+}
+
+async fn begin(
+    state: &Arc<EmuState>,
+    req: &Map<String, Value>,
+    prompt_tokens: u64,
+    what: &str,
+    prefix: &str,
+    start: Instant,
+) -> Result<Common, ApiError> {
+    let raw_model = str_field(req, "model").to_string();
+    let model = resolve(state, &raw_model, EmptyName::Required, Missing::Quoted)?;
+    if model.embedding {
+        return Err(ApiError::bad_request(format!(
+            "{raw_model:?} does not support {what}"
+        )));
+    }
+    let gen = Generation::start(state, &model, None, max_tokens(req), prompt_tokens, start).await?;
+    Ok(Common {
+        model,
+        raw_model,
+        stream: req.get("stream").and_then(Value::as_bool).unwrap_or(false),
+        gen,
+        id: format!("{prefix}-{}", rand::rng().random_range(0..999)),
+        with_usage: include_usage(req),
+    })
+}
+
+/// `POST /v1/chat/completions`.
+pub async fn chat_completions(State(state): Shared, body: Bytes) -> Result<Response, OpenAiError> {
+    let start = Instant::now();
+    let req = decode(
+        &body,
+        "ChatCompletionRequest",
+        &[
+            ("model", Kind::Str),
+            ("messages", Kind::Array("[]openai.Message")),
+            ("stream", Kind::Bool),
+        ],
+    )?;
+    let messages = req
+        .get("messages")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if messages.is_empty() {
+        return Err(ApiError::bad_request("[] is too short - 'messages'").into());
+    }
+    let prompt_tokens = messages
+        .iter()
+        .map(|m| count_tokens(m.get("content").and_then(Value::as_str).unwrap_or("")))
+        .sum();
+    let mut c = begin(&state, &req, prompt_tokens, "chat", "chatcmpl", start).await?;
+    let _ = &c.model;
+    let created = unix_now();
+    if !c.stream {
+        let text = c.gen.run_to_end().await;
+        let body = json!({
+            "id": c.id, "object": "chat.completion", "created": created, "model": c.raw_model,
+            "system_fingerprint": "fp_ollama",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": c.gen.done_reason()}],
+            "usage": usage(c.gen.prompt_tokens, c.gen.eval_count()),
+        });
+        return Ok(json_response(StatusCode::OK, &body));
+    }
+    let (mut tx, resp) = streamed(SSE_CT, state.faults().cut_stream);
+    tokio::spawn(async move {
+        let chunk = |choices: Value| {
+            json!({"id": c.id, "object": "chat.completion.chunk", "created": created, "model": c.raw_model,
+                   "system_fingerprint": "fp_ollama", "choices": choices})
+        };
+        let mut first = true;
+        while let Some(t) = c.gen.next_token().await {
+            let delta = if first {
+                json!({"role": "assistant", "content": t})
+            } else {
+                json!({"content": t})
+            };
+            first = false;
+            if !tx
+                .event(&chunk(
+                    json!([{"index": 0, "delta": delta, "finish_reason": null}]),
+                ))
+                .await
+            {
+                return;
+            }
+        }
+        let finish =
+            chunk(json!([{"index": 0, "delta": {}, "finish_reason": c.gen.done_reason()}]));
+        if !tx.event(&finish).await {
+            return;
+        }
+        if c.with_usage {
+            let mut u = chunk(json!([]));
+            u["usage"] = usage(c.gen.prompt_tokens, c.gen.eval_count());
+            if !tx.event(&u).await {
+                return;
+            }
+        }
+        tx.send("data: [DONE]\n\n").await;
+    });
+    Ok(resp)
+}
+
+/// `POST /v1/completions`.
+pub async fn completions(State(state): Shared, body: Bytes) -> Result<Response, OpenAiError> {
+    let start = Instant::now();
+    let req = decode(
+        &body,
+        "CompletionRequest",
+        &[
+            ("model", Kind::Str),
+            ("prompt", Kind::Any),
+            ("stream", Kind::Bool),
+        ],
+    )?;
+    let prompt = match req.get("prompt") {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join(" "),
+        _ => String::new(),
+    };
+    let mut c = begin(
+        &state,
+        &req,
+        count_tokens(&prompt),
+        "generate",
+        "cmpl",
+        start,
+    )
+    .await?;
+    let created = unix_now();
+    if !c.stream {
+        let text = c.gen.run_to_end().await;
+        let body = json!({
+            "id": c.id, "object": "text_completion", "created": created, "model": c.raw_model,
+            "system_fingerprint": "fp_ollama",
+            "choices": [{"text": text, "index": 0, "finish_reason": c.gen.done_reason()}],
+            "usage": usage(c.gen.prompt_tokens, c.gen.eval_count()),
+        });
+        return Ok(json_response(StatusCode::OK, &body));
+    }
+    let (mut tx, resp) = streamed(SSE_CT, state.faults().cut_stream);
+    tokio::spawn(async move {
+        let chunk = |choices: Value| {
+            json!({"id": c.id, "object": "text_completion", "created": created, "model": c.raw_model,
+                   "system_fingerprint": "fp_ollama", "choices": choices})
+        };
+        while let Some(t) = c.gen.next_token().await {
+            if !tx
+                .event(&chunk(
+                    json!([{"text": t, "index": 0, "finish_reason": null}]),
+                ))
+                .await
+            {
+                return;
+            }
+        }
+        let finish = chunk(json!([{"text": "", "index": 0, "finish_reason": c.gen.done_reason()}]));
+        if !tx.event(&finish).await {
+            return;
+        }
+        if c.with_usage {
+            let mut u = chunk(json!([]));
+            u["usage"] = usage(c.gen.prompt_tokens, c.gen.eval_count());
+            if !tx.event(&u).await {
+                return;
+            }
+        }
+        tx.send("data: [DONE]\n\n").await;
+    });
+    Ok(resp)
+}
+
+/// `POST /v1/embeddings`.
+pub async fn embeddings(State(state): Shared, body: Bytes) -> Result<Response, OpenAiError> {
+    let start = Instant::now();
+    let req = decode(
+        &body,
+        "EmbedRequest",
+        &[("model", Kind::Str), ("dimensions", Kind::Int)],
+    )?;
+    let inputs = match req.get("input") {
+        None | Some(Value::Null) => return Err(ApiError::bad_request("invalid input").into()),
+        Some(Value::Array(a)) if a.is_empty() => {
+            return Err(ApiError::bad_request("invalid input").into())
+        }
+        other => embed_inputs(other)?,
+    };
+    let raw_model = str_field(&req, "model");
+    let model = resolve(&state, raw_model, EmptyName::Required, Missing::TryPulling)?;
+    let dims = req
+        .get("dimensions")
+        .and_then(Value::as_u64)
+        .filter(|d| *d > 0)
+        .unwrap_or(8) as usize;
+    let (vectors, gen) = compute_embeddings(&state, &model, None, &inputs, dims, start).await?;
+    let data: Vec<Value> = vectors
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| json!({"object": "embedding", "embedding": v, "index": i}))
+        .collect();
+    let body = json!({
+        "object": "list", "data": data, "model": raw_model,
+        "usage": {"prompt_tokens": gen.prompt_tokens, "total_tokens": gen.prompt_tokens},
+    });
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+fn model_object(m: &Model) -> Value {
+    let name = m.display();
+    json!({"id": name, "object": "model", "created": m.modified_at.timestamp(), "owned_by": m.name.namespace})
+}
+
+/// `GET /v1/models`: `data` is null with no models, as in Ollama.
+pub async fn list_models(State(state): Shared) -> Response {
+    let data: Vec<Value> = state
+        .models()
+        .newest_first()
+        .into_iter()
+        .map(model_object)
+        .collect();
+    let data = if data.is_empty() {
+        Value::Null
+    } else {
+        Value::Array(data)
+    };
+    json_response(StatusCode::OK, &json!({"object": "list", "data": data}))
+}
+
+/// `GET /v1/models/:model`.
+pub async fn get_model(
+    State(state): Shared,
+    Path(model): Path<String>,
+) -> Result<Response, OpenAiError> {
+    let m = find_for_show(&state, &model)?;
+    let owned_by = ModelName::parse(&model)
+        .map(|n| n.namespace)
+        .unwrap_or_default();
+    let body = json!({"id": model, "object": "model", "created": m.modified_at.timestamp(), "owned_by": owned_by});
+    Ok(json_response(StatusCode::OK, &body))
+}
