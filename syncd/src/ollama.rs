@@ -138,10 +138,15 @@ impl OllamaClient {
     }
 
     /// The shared HTTP client. Proxies from the environment are ignored:
-    /// the daemon reaches instances directly, as Envoy does.
+    /// the daemon reaches instances directly, as Envoy does. Connections
+    /// are not kept idle for reuse: each poll opens new ones, so an
+    /// instance that stopped accepting connections (while old ones linger)
+    /// fails its poll, as it would fail Envoy's new connections. At a few
+    /// connections per instance per interval this costs nothing.
     pub fn http_client(settings: &PollSettings) -> reqwest::Client {
         reqwest::Client::builder()
             .no_proxy()
+            .pool_max_idle_per_host(0)
             .connect_timeout(settings.timeout)
             .build()
             .unwrap_or_else(|_| reqwest::Client::new())

@@ -1,0 +1,174 @@
+//! The publishing HTTP API of a running syncd.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+use tokio::time::Instant;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn map_has_an_etag_and_answers_304_to_the_current_id() {
+    let a = emu("a", &["llama3"]).await;
+    let d = Daemon::start(&[&a], fast()).await;
+    let map = d.ready().await;
+
+    let resp = d.get("/v1/map").await;
+    assert_eq!(resp.status(), 200);
+    let etag = resp.headers()["etag"].to_str().unwrap().to_string();
+    assert_eq!(etag, format!("\"{}\"", map.id));
+    let body: model_map::ModelMap = resp.json().await.unwrap();
+    assert_eq!(body, map);
+    assert_eq!(body.content_id(), body.id, "the filter can check the id");
+
+    let client = reqwest::Client::new();
+    let cached = client
+        .get(format!("{}/v1/map", d.url))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cached.status(), 304);
+    let stale = client
+        .get(format!("{}/v1/map", d.url))
+        .header("if-none-match", "\"0000000000000000\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale.status(), 200);
+    assert_eq!(
+        d.get(&format!("/v1/map?since={}", map.id)).await.status(),
+        304
+    );
+    assert_eq!(d.get("/v1/map?since=other").await.status(), 200);
+
+    let (resp, took) = timed(d.get(&format!("/v1/map?since={}&wait=0.3", map.id))).await;
+    assert_eq!(resp.status(), 304, "nothing changed during the wait");
+    assert!(took >= Duration::from_millis(300), "{took:?}");
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_poll_sees_a_change_within_100ms_of_the_poll_that_found_it() {
+    let a = emu("a", &["llama3"]).await;
+    let d = Daemon::start(&[&a], fast()).await;
+    let map = d.ready().await;
+
+    let url = format!("{}/v1/map?since={}&wait=10", d.url, map.id);
+    let long_poll = tokio::spawn(async move {
+        let resp = reqwest::get(url).await.unwrap();
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap();
+        (status, body, Instant::now())
+    });
+    // The request is held, not answered.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!long_poll.is_finished());
+
+    add_model(&a, "mistral").await;
+    let (new, published) = d
+        .wait_for("mistral", Duration::from_secs(2), |m| {
+            has_model(m, "mistral")
+        })
+        .await;
+    let (status, body, answered) = long_poll.await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(body["id"], new.id.as_str());
+    let lag = answered.saturating_duration_since(published);
+    assert!(
+        lag < Duration::from_millis(100),
+        "long poll answered {lag:?} after publication"
+    );
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_ready_until_every_instance_answered_or_failed_once() {
+    let (a, hung) = (emu("a", &["llama3"]).await, emu("hung", &[]).await);
+    fault(&hung, json!({"kind": "hang"})).await;
+    let slow = syncd::config::PollSettings {
+        interval: Duration::from_millis(1000),
+        timeout: Duration::from_millis(600),
+        ..fast()
+    };
+    let d = Daemon::start(&[&a, &hung], slow).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let resp = d.get("/v1/map").await;
+    assert_eq!(resp.status(), 503);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({"error": "model map not ready: first poll round not finished"})
+    );
+    assert_eq!(d.get("/readyz").await.status(), 503);
+    assert_eq!(d.get("/healthz").await.status(), 200);
+    let instances: Value = d.get("/v1/instances").await.json().await.unwrap();
+    assert_eq!(instances["ready"], false);
+
+    let map = d.ready().await;
+    assert!(healthy(&map, "e0") && !healthy(&map, "e1"));
+    assert_eq!(d.get("/readyz").await.status(), 200);
+    fault(&hung, json!({"kind": "none"})).await;
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_metrics_and_status_describe_the_fleet() {
+    let (a, b) = (
+        emu("a", &["llama3", "mistral"]).await,
+        emu("b", &["llama3"]).await,
+    );
+    let d = Daemon::start(&[&a, &b], fast()).await;
+    let map = d.ready().await;
+
+    let body: Value = d.get("/v1/instances").await.json().await.unwrap();
+    assert_eq!(body["ready"], true);
+    assert_eq!(body["map_id"], map.id.as_str());
+    let e0 = &body["instances"][0];
+    assert_eq!(e0["name"], "e0");
+    assert_eq!(e0["url"], a.url().as_str());
+    assert_eq!(e0["cluster"], "e0");
+    assert_eq!(e0["healthy"], true);
+    assert_eq!(e0["models"], 2);
+    assert_eq!(e0["consecutive_failures"], 0);
+    assert!(e0["last_seen"].as_str().unwrap().ends_with('Z'));
+    assert!(e0["poll_latency_ms"].as_f64().unwrap() > 0.0);
+
+    let metrics = d.get("/metrics").await.text().await.unwrap();
+    for line in [
+        "ollama_lb_instance_up{instance=\"e0\"} 1",
+        "ollama_lb_instance_models{instance=\"e0\"} 2",
+        "ollama_lb_poll_latency_seconds_count{instance=\"e1\"}",
+        "ollama_lb_digest_mismatches 0",
+        "ollama_lb_map_changes_total 1",
+        &format!("ollama_lb_map_info{{id=\"{}\"}} 1", map.id),
+    ] {
+        assert!(metrics.contains(line), "missing {line:?} in\n{metrics}");
+    }
+
+    let (instances, fetched) = syncd::status::fetch(&d.url, Duration::from_secs(2))
+        .await
+        .unwrap();
+    let text = syncd::status::render(&instances, fetched.as_ref());
+    assert!(text.contains("2 models, 2/2 instances up"), "{text}");
+    assert!(
+        text.contains("llama3:latest") && text.contains("e0, e1"),
+        "{text}"
+    );
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_held_long_polls_promptly() {
+    let a = emu("a", &["llama3"]).await;
+    let d = Daemon::start(&[&a], fast()).await;
+    let map = d.ready().await;
+    let url = format!("{}/v1/map?since={}&wait=60", d.url, map.id);
+    let long_poll = tokio::spawn(async move { reqwest::get(url).await.map(|r| r.status()) });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let ((), took) = timed(d.stop()).await;
+    assert!(took < Duration::from_secs(2), "{took:?}");
+    let status = long_poll.await.unwrap().unwrap();
+    assert_eq!(status, 304);
+}
