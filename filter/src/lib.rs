@@ -1,2 +1,33 @@
-//! ollama-lb filter (placeholder until the filter issue lands).
-#![forbid(unsafe_code)]
+//! ollama-lb filter: a proxy-wasm HTTP filter for Envoy that sends each
+//! Ollama request to an instance holding the requested model.
+//!
+//! # Layout
+//! - [`config`]: the plugin configuration, with defaults and validation.
+//! - [`body_scan`] (with [`go_string`]): finds the model in a JSON body
+//!   exactly as Ollama's Go decoder would, chunk by chunk.
+//! - [`endpoint`]: which route a request is and where its model comes from.
+//! - [`policy`]: choosing an instance among the candidates.
+//! - [`route`]: from a request and the map to an instance or an error.
+//! - [`fleet_reads`]: `/api/tags`, `/api/ps`, `/api/version`, `/v1/models`
+//!   answered from the map.
+//! - [`errors`]: every answer the filter gives itself, in Ollama's words.
+//! - `wasm`: the only code that talks to Envoy (root context: map
+//!   fetching and sharing; HTTP context: per-request glue).
+//!
+//! Everything but `wasm` is pure and tested on the host.
+#![deny(unsafe_code)]
+
+pub mod body_scan;
+pub mod config;
+pub mod endpoint;
+pub mod errors;
+pub mod fleet_reads;
+pub mod go_string;
+pub mod policy;
+pub mod route;
+
+#[cfg(target_arch = "wasm32")]
+mod wasm;
+
+#[cfg(test)]
+mod test_fixtures;

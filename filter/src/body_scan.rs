@@ -1,0 +1,554 @@
+//! Finds the model in a request body exactly as Ollama's Go decoder would,
+//! reading the body chunk by chunk in constant memory.
+//!
+//! Ollama binds bodies with gin's `ShouldBindJSON`, i.e. one
+//! `json.Decoder.Decode`: the first JSON value is checked for syntax in full
+//! (Go's scanner, with its error texts), bytes after it are ignored, then it
+//! is unmarshalled into the request struct: keys match fields
+//! case-insensitively (Go's folding, so `ſ` is `s` and `K` is `k`), the last
+//! duplicate wins, `null` leaves a string field alone, and any other
+//! non-string is a type error. [`BodyScanner`] mirrors the scanner state by
+//! state and only keeps the top-level keys it was asked for.
+
+use crate::go_string::{CharSink, GoStringDecoder};
+
+/// Nesting limit of Go's scanner (`maxNestingDepth`).
+const MAX_DEPTH: usize = 10_000;
+/// Longest trimmed value kept; longer is no valid model name (≤ 593 bytes).
+const VALUE_CAP: usize = 1024;
+/// White space kept around a value, only for echoing it in messages.
+const PAD_CAP: usize = 256;
+
+/// Why the body gives no model, in Go's terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScanError {
+    /// Nothing but white space (`io.EOF`).
+    Empty,
+    /// A syntax error, with Go's message.
+    Syntax(String),
+    /// The first value is cut short (`io.ErrUnexpectedEOF`).
+    UnexpectedEof,
+    /// The top-level value is not an object: `array`, `string`, `number`,
+    /// `bool`.
+    TopLevel(&'static str),
+    /// A wanted field holds a non-string (`number`, `bool`, `object`,
+    /// `array`); the first such field, as Go keeps the first error.
+    FieldType {
+        field: &'static str,
+        kind: &'static str,
+    },
+}
+
+impl ScanError {
+    /// Go's error text for a request struct `strukt` of package `pkg`;
+    /// `None` for [`ScanError::Empty`], which each API words differently.
+    pub fn go_message(&self, pkg: &str, strukt: &str) -> Option<String> {
+        Some(match self {
+            ScanError::Empty => return None,
+            ScanError::Syntax(m) => m.clone(),
+            ScanError::UnexpectedEof => "unexpected EOF".into(),
+            ScanError::TopLevel(kind) => {
+                format!("json: cannot unmarshal {kind} into Go value of type {pkg}.{strukt}")
+            }
+            ScanError::FieldType { field, kind } => format!(
+                "json: cannot unmarshal {kind} into Go struct field {strukt}.{field} of type string"
+            ),
+        })
+    }
+}
+
+/// A string field as decoded.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FieldValue {
+    /// The value as sent (white space around it capped at a few hundred
+    /// bytes), for messages that echo the client's string.
+    pub verbatim: String,
+    /// The value after Go's `strings.TrimSpace`; `None` when longer than
+    /// any valid model name.
+    pub trimmed: Option<String>,
+    /// Whether the decoded string was empty (for Go's `cmp.Or`).
+    pub is_empty: bool,
+}
+
+/// The wanted fields, in the order they were asked for; `None` when absent
+/// or only ever `null`.
+pub type Fields = Vec<Option<FieldValue>>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum St {
+    BeginValue,
+    BeginValueOrEmpty,
+    BeginStringOrEmpty,
+    BeginString,
+    InString,
+    InStringEsc,
+    InStringEscU(u8),
+    Neg,
+    Zero,
+    One,
+    Dot,
+    Dot0,
+    E,
+    ESign,
+    E0,
+    Lit(&'static str, u8),
+    EndValue,
+    Done,
+    Error,
+}
+
+#[derive(Debug, Clone, Default)]
+struct ValueBuf {
+    lead: String,
+    core: String,
+    pending: String,
+    len: usize,
+    overflow: bool,
+}
+
+impl CharSink for ValueBuf {
+    fn push(&mut self, c: char) {
+        self.len += 1;
+        if c.is_whitespace() {
+            let pad = if self.core.is_empty() {
+                &mut self.lead
+            } else {
+                &mut self.pending
+            };
+            if pad.len() < PAD_CAP {
+                pad.push(c);
+            }
+            return;
+        }
+        if self.core.len() + self.pending.len() + c.len_utf8() > VALUE_CAP {
+            self.overflow = true;
+            // Any white space kept inside already makes the name invalid.
+            self.pending.clear();
+            return;
+        }
+        self.core.push_str(&self.pending);
+        self.pending.clear();
+        self.core.push(c);
+    }
+}
+
+impl ValueBuf {
+    fn finish(self) -> FieldValue {
+        FieldValue {
+            verbatim: format!("{}{}{}", self.lead, self.core, self.pending),
+            trimmed: (!self.overflow).then_some(self.core),
+            is_empty: self.len == 0,
+        }
+    }
+}
+
+/// Matches a key against the wanted field names with Go's case folding.
+#[derive(Debug, Clone)]
+struct KeyMatch {
+    pos: usize,
+    alive: u32,
+}
+
+#[derive(Debug, Clone)]
+enum Capture {
+    None,
+    Key(KeyMatch, &'static [&'static str]),
+    Value(usize, ValueBuf),
+}
+
+struct KeySink<'a>(&'a mut KeyMatch, &'static [&'static str]);
+
+impl CharSink for KeySink<'_> {
+    fn push(&mut self, c: char) {
+        let folded = match c {
+            c if c.is_ascii() => Some(c.to_ascii_lowercase() as u8),
+            '\u{17f}' => Some(b's'),
+            '\u{212a}' => Some(b'k'),
+            _ => None,
+        };
+        let pos = self.0.pos;
+        for (i, name) in self.1.iter().enumerate() {
+            if name.as_bytes().get(pos).copied() != folded {
+                self.0.alive &= !(1 << i);
+            }
+        }
+        self.0.pos += 1;
+    }
+}
+
+/// Incremental Go-compatible JSON scanner that extracts top-level string
+/// fields. Feed chunks with [`BodyScanner::feed`], then
+/// [`BodyScanner::finish`] at end of body unless [`BodyScanner::result`]
+/// already answered.
+pub struct BodyScanner {
+    fields: &'static [&'static str],
+    state: St,
+    stack: Box<[u64; MAX_DEPTH / 64 + 1]>,
+    depth: usize,
+    in_key: bool,
+    seen_value: bool,
+    top_kind: Option<&'static str>,
+    slot: Option<usize>,
+    capture: Capture,
+    decoder: GoStringDecoder,
+    escape: u32,
+    values: Fields,
+    type_error: Option<ScanError>,
+    error: Option<ScanError>,
+}
+
+impl BodyScanner {
+    /// A scanner for the top-level string fields `fields` (lowercase ASCII
+    /// JSON names, at most 32).
+    pub fn new(fields: &'static [&'static str]) -> Self {
+        BodyScanner {
+            fields,
+            state: St::BeginValue,
+            stack: Box::new([0; MAX_DEPTH / 64 + 1]),
+            depth: 0,
+            in_key: false,
+            seen_value: false,
+            top_kind: None,
+            slot: None,
+            capture: Capture::None,
+            decoder: GoStringDecoder::default(),
+            escape: 0,
+            values: vec![None; fields.len()],
+            type_error: None,
+            error: None,
+        }
+    }
+
+    /// Scans the next chunk. Returns true once the outcome is known, after
+    /// which further bytes are ignored (as Go ignores them).
+    pub fn feed(&mut self, chunk: &[u8]) -> bool {
+        let mut i = 0;
+        while i < chunk.len() {
+            if matches!(self.state, St::Done | St::Error) {
+                return true;
+            }
+            if self.state == St::InString && matches!(self.capture, Capture::None) {
+                // Fast path through long strings nobody needs decoded.
+                while i < chunk.len() && chunk[i] >= 0x20 && chunk[i] != b'"' && chunk[i] != b'\\' {
+                    i += 1;
+                }
+                if i == chunk.len() {
+                    break;
+                }
+            }
+            self.step(chunk[i]);
+            i += 1;
+        }
+        matches!(self.state, St::Done | St::Error)
+    }
+
+    /// Ends the body (EOF).
+    pub fn finish(&mut self) {
+        match self.state {
+            St::Done | St::Error => {}
+            St::Zero | St::One | St::Dot0 | St::E0 if self.depth == 0 => self.state = St::Done,
+            _ => {
+                self.error = Some(if self.seen_value {
+                    ScanError::UnexpectedEof
+                } else {
+                    ScanError::Empty
+                });
+                self.state = St::Error;
+            }
+        }
+    }
+
+    /// The outcome, once known: the wanted fields or Go's error.
+    pub fn result(&self) -> Option<Result<Fields, ScanError>> {
+        match self.state {
+            St::Error => Some(Err(self.error.clone().unwrap_or(ScanError::UnexpectedEof))),
+            St::Done => Some(match self.top_kind {
+                Some("object") => match &self.type_error {
+                    Some(e) => Err(e.clone()),
+                    None => Ok(self.values.clone()),
+                },
+                Some("null") | None => Ok(vec![None; self.fields.len()]),
+                Some(kind) => Err(ScanError::TopLevel(kind)),
+            }),
+            _ => None,
+        }
+    }
+
+    fn fail(&mut self, c: u8, context: &str) {
+        self.error = Some(ScanError::Syntax(format!(
+            "invalid character {} {context}",
+            quote_char(c)
+        )));
+        self.state = St::Error;
+    }
+
+    fn step(&mut self, c: u8) {
+        let space = matches!(c, b' ' | b'\t' | b'\r' | b'\n');
+        match self.state {
+            St::BeginValue if space => {}
+            St::BeginValue => self.begin_value(c),
+            St::BeginValueOrEmpty if space => {}
+            St::BeginValueOrEmpty if c == b']' => self.pop(),
+            St::BeginValueOrEmpty => self.begin_value(c),
+            St::BeginStringOrEmpty if space => {}
+            St::BeginStringOrEmpty if c == b'}' => self.pop(),
+            St::BeginStringOrEmpty | St::BeginString => self.begin_key(c, space),
+            St::InString => self.in_string(c),
+            St::InStringEsc => self.in_escape(c),
+            St::InStringEscU(n) => match (c as char).to_digit(16) {
+                Some(h) => {
+                    self.escape = self.escape * 16 + h;
+                    if n == 3 {
+                        let u = self.escape;
+                        self.with_sink(|d, s| d.unicode_escape(u, s));
+                        self.state = St::InString;
+                    } else {
+                        self.state = St::InStringEscU(n + 1);
+                    }
+                }
+                None => self.fail(c, "in \\u hexadecimal character escape"),
+            },
+            St::Neg => match c {
+                b'0' => self.state = St::Zero,
+                b'1'..=b'9' => self.state = St::One,
+                _ => self.fail(c, "in numeric literal"),
+            },
+            St::One if c.is_ascii_digit() => {}
+            St::One | St::Zero => match c {
+                b'.' => self.state = St::Dot,
+                b'e' | b'E' => self.state = St::E,
+                _ => self.end_value(c, space),
+            },
+            St::Dot if c.is_ascii_digit() => self.state = St::Dot0,
+            St::Dot => self.fail(c, "after decimal point in numeric literal"),
+            St::Dot0 if c == b'e' || c == b'E' => self.state = St::E,
+            St::Dot0 | St::E0 if c.is_ascii_digit() => {}
+            St::Dot0 | St::E0 => self.end_value(c, space),
+            St::E if c == b'+' || c == b'-' => self.state = St::ESign,
+            St::E | St::ESign if c.is_ascii_digit() => self.state = St::E0,
+            St::E | St::ESign => self.fail(c, "in exponent of numeric literal"),
+            St::Lit(word, pos) => {
+                let expected = word.as_bytes().get(usize::from(pos)).copied().unwrap_or(0);
+                if c != expected {
+                    let context = format!("in literal {word} (expecting {})", quote_char(expected));
+                    self.fail(c, &context);
+                } else if usize::from(pos) + 1 == word.len() {
+                    self.value_done();
+                } else {
+                    self.state = St::Lit(word, pos + 1);
+                }
+            }
+            St::EndValue => self.end_value(c, space),
+            St::Done | St::Error => {}
+        }
+    }
+
+    fn begin_value(&mut self, c: u8) {
+        self.seen_value = true;
+        let kind = match c {
+            b'{' => "object",
+            b'[' => "array",
+            b'"' => "string",
+            b'-' | b'0'..=b'9' => "number",
+            b't' | b'f' => "bool",
+            b'n' => "null",
+            _ => return self.fail(c, "looking for beginning of value"),
+        };
+        self.value_starts(kind);
+        match c {
+            b'{' => {
+                if self.push(c, true) {
+                    self.in_key = true;
+                    self.state = St::BeginStringOrEmpty;
+                }
+            }
+            b'[' => {
+                if self.push(c, false) {
+                    self.state = St::BeginValueOrEmpty;
+                }
+            }
+            b'"' => self.state = St::InString,
+            b'-' => self.state = St::Neg,
+            b'0' => self.state = St::Zero,
+            b't' => self.state = St::Lit("true", 1),
+            b'f' => self.state = St::Lit("false", 1),
+            b'n' => self.state = St::Lit("null", 1),
+            _ => self.state = St::One,
+        }
+    }
+
+    /// Bookkeeping for a value of `kind` starting at the current position.
+    fn value_starts(&mut self, kind: &'static str) {
+        if self.depth == 0 {
+            self.top_kind = Some(kind);
+            return;
+        }
+        if self.depth != 1 || self.top_kind != Some("object") {
+            return;
+        }
+        let Some(slot) = self.slot else { return };
+        match kind {
+            "string" => self.capture = Capture::Value(slot, ValueBuf::default()),
+            "null" => {}
+            _ => {
+                if self.type_error.is_none() {
+                    let field = self.fields.get(slot).copied().unwrap_or("");
+                    self.type_error = Some(ScanError::FieldType { field, kind });
+                }
+            }
+        }
+    }
+
+    fn begin_key(&mut self, c: u8, space: bool) {
+        if space {
+            return;
+        }
+        if c != b'"' {
+            return self.fail(c, "looking for beginning of object key string");
+        }
+        self.slot = None;
+        if self.depth == 1 && self.top_kind == Some("object") {
+            let alive = (1u32 << self.fields.len().min(31)) - 1;
+            self.capture = Capture::Key(KeyMatch { pos: 0, alive }, self.fields);
+        }
+        self.state = St::InString;
+    }
+
+    fn in_string(&mut self, c: u8) {
+        match c {
+            b'"' => {
+                self.with_sink(|d, s| d.finish(s));
+                match std::mem::replace(&mut self.capture, Capture::None) {
+                    Capture::Key(m, names) => {
+                        self.slot = (0..names.len())
+                            .find(|&i| m.alive & (1 << i) != 0 && names[i].len() == m.pos);
+                    }
+                    Capture::Value(slot, buf) => {
+                        if let Some(v) = self.values.get_mut(slot) {
+                            *v = Some(buf.finish());
+                        }
+                    }
+                    Capture::None => {}
+                }
+                self.value_done();
+            }
+            b'\\' => self.state = St::InStringEsc,
+            c if c < 0x20 => self.fail(c, "in string literal"),
+            c => self.with_sink(|d, s| d.byte(c, s)),
+        }
+    }
+
+    fn in_escape(&mut self, c: u8) {
+        let decoded = match c {
+            b'b' => '\x08',
+            b'f' => '\x0c',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            b'\\' | b'/' | b'"' => c as char,
+            b'u' => {
+                self.escape = 0;
+                self.state = St::InStringEscU(0);
+                return;
+            }
+            _ => return self.fail(c, "in string escape code"),
+        };
+        self.with_sink(|d, s| d.escaped(decoded, s));
+        self.state = St::InString;
+    }
+
+    fn with_sink(&mut self, f: impl FnOnce(&mut GoStringDecoder, &mut dyn CharSink)) {
+        match &mut self.capture {
+            Capture::None => {}
+            Capture::Key(m, names) => f(&mut self.decoder, &mut KeySink(m, names)),
+            Capture::Value(_, buf) => f(&mut self.decoder, buf),
+        }
+    }
+
+    /// A value ended; a top-level one ends the scan (Go's decoder stops
+    /// right after the closing byte of the first value).
+    fn value_done(&mut self) {
+        self.state = if self.depth == 0 {
+            St::Done
+        } else {
+            St::EndValue
+        };
+    }
+
+    fn end_value(&mut self, c: u8, space: bool) {
+        if self.depth == 0 {
+            self.state = St::Done;
+            return;
+        }
+        if space {
+            self.state = St::EndValue;
+            return;
+        }
+        let object = self.top_is_object();
+        match (object, self.in_key, c) {
+            (true, true, b':') => {
+                self.in_key = false;
+                self.state = St::BeginValue;
+            }
+            (true, true, _) => self.fail(c, "after object key"),
+            (true, false, b',') => {
+                self.in_key = true;
+                self.state = St::BeginString;
+            }
+            (true, false, b'}') | (false, _, b']') => self.pop(),
+            (true, false, _) => self.fail(c, "after object key:value pair"),
+            (false, _, b',') => self.state = St::BeginValue,
+            (false, _, _) => self.fail(c, "after array element"),
+        }
+    }
+
+    fn top_is_object(&self) -> bool {
+        let i = self.depth.saturating_sub(1);
+        self.stack
+            .get(i / 64)
+            .is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+
+    fn push(&mut self, c: u8, object: bool) -> bool {
+        if self.depth >= MAX_DEPTH {
+            self.fail(c, "exceeded max depth");
+            return false;
+        }
+        let i = self.depth;
+        if let Some(w) = self.stack.get_mut(i / 64) {
+            if object {
+                *w |= 1 << (i % 64);
+            } else {
+                *w &= !(1 << (i % 64));
+            }
+        }
+        self.depth += 1;
+        true
+    }
+
+    fn pop(&mut self) {
+        self.depth = self.depth.saturating_sub(1);
+        // The parent, if an object, is always past its key here.
+        self.in_key = false;
+        self.value_done();
+    }
+}
+
+/// Go's `quoteChar`: the byte as a rune in single quotes, escaped like
+/// `strconv.Quote`.
+fn quote_char(c: u8) -> String {
+    match c {
+        b'\'' => r"'\''".into(),
+        b'"' => "'\"'".into(),
+        _ => {
+            let mut s = String::from("'");
+            crate::errors::push_go_escaped(&mut s, char::from(c));
+            s.push('\'');
+            s
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "body_scan_tests.rs"]
+mod tests;

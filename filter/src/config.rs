@@ -1,0 +1,188 @@
+//! Plugin configuration: the JSON in the Envoy `PluginConfig`, with explicit
+//! defaults, unknown fields rejected, and every value checked before use.
+
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::policy::Policy;
+
+/// Why a plugin configuration was rejected. Each message names the field.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("plugin configuration is not valid JSON: {0}")]
+    Json(String),
+    #[error("plugin configuration field `{field}`: {message}")]
+    Bad { field: String, message: String },
+    #[error("plugin configuration field `{field}` {problem}")]
+    Field {
+        field: &'static str,
+        problem: &'static str,
+    },
+}
+
+/// The filter's settings (see the crate README for each field's meaning).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Envoy cluster that reaches syncd.
+    pub syncd_cluster: String,
+    /// `:authority` sent to syncd.
+    pub syncd_authority: String,
+    /// Path of the map on syncd.
+    pub map_path: String,
+    /// How long syncd may hold a long poll, in seconds.
+    pub long_poll_seconds: u32,
+    /// How requests are spread over the instances holding a model.
+    pub policy: Policy,
+    /// Request header whose value pins a conversation to one instance.
+    pub affinity_header: Option<String>,
+    /// Largest request body the filter will hold while reading the model.
+    pub max_body_bytes: u64,
+    /// How long an instance that answered 503 or failed is avoided.
+    pub cooldown_ms: u64,
+    /// Header carrying the chosen cluster to the `cluster_header` route.
+    pub route_header: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            syncd_cluster: "syncd".into(),
+            syncd_authority: "syncd".into(),
+            map_path: "/v1/map".into(),
+            long_poll_seconds: 25,
+            policy: Policy::LoadedLeastRequest,
+            affinity_header: None,
+            max_body_bytes: 32 * 1024 * 1024,
+            cooldown_ms: 5000,
+            route_header: "x-ollama-lb-cluster".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Parses and validates; an empty configuration means all defaults.
+    pub fn try_from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
+        let config: Config = if bytes.iter().all(u8::is_ascii_whitespace) {
+            Config::default()
+        } else {
+            let value: serde_json::Value =
+                serde_json::from_slice(bytes).map_err(|e| ConfigError::Json(e.to_string()))?;
+            if !value.is_object() {
+                return Err(ConfigError::Json("expected a JSON object".into()));
+            }
+            serde_json::from_value(value.clone()).map_err(|e| blame(&value, e))?
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |field, problem| Err(ConfigError::Field { field, problem });
+        if self.syncd_cluster.is_empty() {
+            return bad("syncd_cluster", "must name the Envoy cluster of syncd");
+        }
+        if self.syncd_authority.is_empty() {
+            return bad("syncd_authority", "must not be empty");
+        }
+        if !self.map_path.starts_with('/') || self.map_path.contains('?') {
+            return bad(
+                "map_path",
+                "must be a path starting with '/' and without a query",
+            );
+        }
+        if !(1..=300).contains(&self.long_poll_seconds) {
+            return bad("long_poll_seconds", "must be between 1 and 300");
+        }
+        if let Some(h) = &self.affinity_header {
+            if !is_header_name(h) {
+                return bad("affinity_header", "must be a lowercase HTTP header name");
+            }
+        }
+        if self.max_body_bytes == 0 || self.max_body_bytes > 1 << 32 {
+            return bad("max_body_bytes", "must be between 1 and 4294967296");
+        }
+        if self.cooldown_ms > 3_600_000 {
+            return bad("cooldown_ms", "must be at most 3600000 (one hour)");
+        }
+        if !is_header_name(&self.route_header) {
+            return bad("route_header", "must be a lowercase HTTP header name");
+        }
+        Ok(())
+    }
+}
+
+/// serde's messages do not always name the field; find the one key that
+/// fails on its own.
+fn blame(value: &serde_json::Value, e: serde_json::Error) -> ConfigError {
+    let culprit = value.as_object().and_then(|fields| {
+        fields.iter().find_map(|(k, v)| {
+            let alone = serde_json::Value::Object([(k.clone(), v.clone())].into_iter().collect());
+            serde_json::from_value::<Config>(alone)
+                .is_err()
+                .then(|| k.clone())
+        })
+    });
+    match culprit {
+        Some(field) => ConfigError::Bad {
+            field,
+            message: e.to_string(),
+        },
+        None => ConfigError::Json(e.to_string()),
+    }
+}
+
+fn is_header_name(h: &str) -> bool {
+    !h.is_empty()
+        && h.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_config_is_all_defaults() {
+        assert_eq!(Config::try_from_json(b""), Ok(Config::default()));
+        assert_eq!(Config::try_from_json(b"{}"), Ok(Config::default()));
+    }
+
+    #[test]
+    fn every_field_is_read() {
+        let c = Config::try_from_json(
+            br#"{"syncd_cluster":"s","syncd_authority":"a","map_path":"/m","long_poll_seconds":3,
+                "policy":"round_robin","affinity_header":"x-openwebui-chat-id","max_body_bytes":10,
+                "cooldown_ms":1,"route_header":"x-r"}"#,
+        )
+        .unwrap();
+        assert_eq!(c.policy, Policy::RoundRobin);
+        assert_eq!(c.affinity_header.as_deref(), Some("x-openwebui-chat-id"));
+        assert_eq!(
+            (c.long_poll_seconds, c.max_body_bytes, c.cooldown_ms),
+            (3, 10, 1)
+        );
+    }
+
+    #[test]
+    fn bad_fields_are_named() {
+        for (json, field) in [
+            (r#"{"polcy":"random"}"#, "polcy"),
+            (r#"{"policy":"fastest"}"#, "`policy`"),
+            (r#"{"cooldown_ms":"5s"}"#, "`cooldown_ms`"),
+            ("1", "JSON"),
+            ("[]", "object"),
+            (r#"{"long_poll_seconds":0}"#, "long_poll_seconds"),
+            (r#"{"map_path":"v1/map"}"#, "map_path"),
+            (r#"{"route_header":"X-Up"}"#, "route_header"),
+            (r#"{"affinity_header":""}"#, "affinity_header"),
+            (r#"{"max_body_bytes":0}"#, "max_body_bytes"),
+            (r#"{"syncd_cluster":""}"#, "syncd_cluster"),
+        ] {
+            let err = Config::try_from_json(json.as_bytes())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(field), "{json}: {err}");
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! Reads about the whole fleet, answered from the model map in Ollama's
+//! shapes: `/`, `/api/version`, `/api/tags`, `/api/ps`, `/v1/models` and
+//! `/v1/models/{model}`. Only healthy instances count: a model listed here
+//! is one a request can reach.
+
+use model_map::{InstanceState, ModelEntry, ModelMap, ModelName, Replica};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::endpoint::LocalRead;
+use crate::errors::{error_body, Api, LbError};
+
+/// Content type of Ollama's JSON answers (gin's `c.JSON`).
+pub const JSON: &str = "application/json; charset=utf-8";
+/// Content type of `GET /`.
+pub const TEXT: &str = "text/plain; charset=utf-8";
+
+/// A complete local answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalAnswer {
+    pub status: u32,
+    pub content_type: &'static str,
+    pub body: String,
+}
+
+impl LocalAnswer {
+    fn json(body: String) -> Self {
+        LocalAnswer {
+            status: 200,
+            content_type: JSON,
+            body,
+        }
+    }
+
+    /// An error in the shape of `api`.
+    pub fn error(e: &LbError, api: Api) -> Self {
+        LocalAnswer {
+            status: e.status(),
+            content_type: JSON,
+            body: e.body(api),
+        }
+    }
+}
+
+/// Answers `read`; every read but `/` needs the map.
+pub fn answer(read: &LocalRead, map: Option<&ModelMap>) -> LocalAnswer {
+    let api = match read {
+        LocalRead::OpenAiModels | LocalRead::OpenAiModel(_) => Api::OpenAi,
+        _ => Api::Native,
+    };
+    if *read == LocalRead::Root {
+        return LocalAnswer {
+            status: 200,
+            content_type: TEXT,
+            body: "Ollama is running".into(),
+        };
+    }
+    let Some(map) = map else {
+        return LocalAnswer::error(&LbError::NoMap, api);
+    };
+    match read {
+        LocalRead::Root => LocalAnswer {
+            status: 200,
+            content_type: TEXT,
+            body: "Ollama is running".into(),
+        },
+        LocalRead::Version => {
+            LocalAnswer::json(serde_json::json!({ "version": fleet_version(map) }).to_string())
+        }
+        LocalRead::Tags => LocalAnswer::json(tags(map)),
+        LocalRead::Ps => LocalAnswer::json(ps(map)),
+        LocalRead::OpenAiModels => LocalAnswer::json(openai_models(map)),
+        LocalRead::OpenAiModel(m) => openai_model(map, m),
+    }
+}
+
+#[derive(Serialize)]
+struct TagEntry<'a> {
+    name: &'a str,
+    model: &'a str,
+    modified_at: &'a str,
+    size: u64,
+    digest: &'a str,
+    details: &'a Value,
+}
+
+#[derive(Serialize)]
+struct PsEntry<'a> {
+    name: &'a str,
+    model: &'a str,
+    size: u64,
+    digest: &'a str,
+    details: &'a Value,
+    expires_at: &'a str,
+    size_vram: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    context_length: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct Models<T> {
+    models: Vec<T>,
+}
+
+fn healthy<'m>(map: &'m ModelMap, replica: &Replica) -> Option<&'m InstanceState> {
+    map.instance(&replica.instance).filter(|i| i.healthy)
+}
+
+/// Each reachable model with the canonical replica it is listed from (the
+/// most recently modified one on a healthy instance), newest first.
+fn listed(map: &ModelMap) -> Vec<(&ModelEntry, &Replica)> {
+    let mut out: Vec<(&ModelEntry, &Replica)> = map
+        .models
+        .iter()
+        .filter_map(|m| {
+            let best = m
+                .canonical_replicas()
+                .filter(|r| healthy(map, r).is_some())
+                .max_by_key(|r| r.modified_unix)?;
+            Some((m, best))
+        })
+        .collect();
+    out.sort_by(|(ma, ra), (mb, rb)| {
+        rb.modified_unix
+            .cmp(&ra.modified_unix)
+            .then(ma.name.cmp(&mb.name))
+    });
+    out
+}
+
+/// Merged `/api/tags`.
+pub fn tags(map: &ModelMap) -> String {
+    let models = listed(map)
+        .into_iter()
+        .map(|(m, r)| TagEntry {
+            name: &m.name,
+            model: &m.name,
+            modified_at: &r.modified_at,
+            size: r.size,
+            digest: &r.digest,
+            details: &r.details,
+        })
+        .collect();
+    to_json(&Models { models })
+}
+
+/// Merged `/api/ps`: per model, the replica that stays loaded longest.
+pub fn ps(map: &ModelMap) -> String {
+    let mut loaded: Vec<(&ModelEntry, &Replica, &model_map::Loaded)> = map
+        .models
+        .iter()
+        .filter_map(|m| {
+            m.replicas
+                .iter()
+                .filter(|r| healthy(map, r).is_some())
+                .filter_map(|r| r.loaded.as_ref().map(|l| (m, r, l)))
+                .max_by_key(|(_, _, l)| l.expires_unix)
+        })
+        .collect();
+    loaded.sort_by(|a, b| {
+        b.2.expires_unix
+            .cmp(&a.2.expires_unix)
+            .then(a.0.name.cmp(&b.0.name))
+    });
+    let models = loaded
+        .into_iter()
+        .map(|(m, r, l)| PsEntry {
+            name: &m.name,
+            model: &m.name,
+            size: l.size,
+            digest: &r.digest,
+            details: &r.details,
+            expires_at: &l.expires_at,
+            size_vram: l.size_vram,
+            context_length: l.context_length,
+        })
+        .collect();
+    to_json(&Models { models })
+}
+
+/// The lowest version among healthy instances, `0.0.0` if none is known:
+/// the fleet supports what every member supports.
+pub fn fleet_version(map: &ModelMap) -> String {
+    map.instances
+        .iter()
+        .filter(|i| i.healthy)
+        .filter_map(|i| i.version.as_deref())
+        .min_by(|a, b| version_order(a).cmp(&version_order(b)))
+        .unwrap_or("0.0.0")
+        .to_string()
+}
+
+/// Sort key for `x.y.z[-pre]`: numeric parts, then releases after
+/// pre-releases.
+fn version_order(v: &str) -> (Vec<u64>, bool, String) {
+    let v = v.trim_start_matches('v');
+    let (core, pre) = match v.split_once(['-', '+']) {
+        Some((c, p)) => (c, Some(p)),
+        None => (v, None),
+    };
+    let nums = core.split('.').map(|p| p.parse().unwrap_or(0)).collect();
+    (nums, pre.is_none(), pre.unwrap_or_default().to_string())
+}
+
+fn namespace(name: &str) -> String {
+    ModelName::parse(name)
+        .map(|n| n.namespace)
+        .unwrap_or_default()
+}
+
+/// `/v1/models`: `data` is `null` when empty, as in Ollama.
+pub fn openai_models(map: &ModelMap) -> String {
+    let data: Vec<Value> = listed(map)
+        .into_iter()
+        .map(|(m, r)| {
+            serde_json::json!({"id": m.name, "object": "model", "created": r.modified_unix, "owned_by": namespace(&m.name)})
+        })
+        .collect();
+    let data = if data.is_empty() {
+        Value::Null
+    } else {
+        Value::Array(data)
+    };
+    serde_json::json!({"object": "list", "data": data}).to_string()
+}
+
+/// `/v1/models/{model}`: the id echoes the request.
+pub fn openai_model(map: &ModelMap, requested: &str) -> LocalAnswer {
+    let parsed = ModelName::parse(requested).ok();
+    let found = parsed.as_ref().and_then(|n| {
+        let key = n.key();
+        listed(map)
+            .into_iter()
+            .find(|(m, _)| m.key == key)
+            .map(|(_, r)| r.modified_unix)
+    });
+    match (found, parsed) {
+        (Some(created), Some(n)) => LocalAnswer::json(
+            serde_json::json!({"id": requested, "object": "model", "created": created, "owned_by": n.namespace})
+                .to_string(),
+        ),
+        (_, parsed) => {
+            let shown = parsed.map_or(requested.to_string(), |n| n.display_shortest());
+            let e = LbError::ModelNotFound(shown);
+            LocalAnswer {
+                status: 404,
+                content_type: JSON,
+                body: error_body(404, &e.message(Api::OpenAi), Api::OpenAi),
+            }
+        }
+    }
+}
+
+fn to_json(v: &impl Serialize) -> String {
+    // Plain structs of strings, numbers and JSON values always serialise.
+    serde_json::to_string(v).unwrap_or_else(|_| r#"{"models":[]}"#.into())
+}
+
+#[cfg(test)]
+#[path = "fleet_reads_tests.rs"]
+mod tests;

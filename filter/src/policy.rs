@@ -1,0 +1,334 @@
+//! Choosing one instance among the candidates for a request: the balancing
+//! policies, cool-down, and conversation affinity.
+
+use model_map::InstanceState;
+use serde::{Deserialize, Deserializer};
+
+/// How requests are spread over candidates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// Prefer instances where the model is loaded, then fewest in flight.
+    LoadedLeastRequest,
+    /// Fewest requests in flight.
+    LeastRequest,
+    /// Each candidate in turn (per Envoy worker).
+    RoundRobin,
+    /// Uniformly at random.
+    Random,
+}
+
+impl Policy {
+    /// The configuration spelling.
+    pub fn from_name(s: &str) -> Option<Policy> {
+        Some(match s {
+            "loaded_least_request" => Policy::LoadedLeastRequest,
+            "least_request" => Policy::LeastRequest,
+            "round_robin" => Policy::RoundRobin,
+            "random" => Policy::Random,
+            _ => return None,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Policy {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Policy::from_name(&s).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "unknown policy {s:?}: expected loaded_least_request, least_request, round_robin or random"
+            ))
+        })
+    }
+}
+
+/// One instance that could serve a request, with what the policy needs.
+#[derive(Debug, Clone)]
+pub struct Candidate<'a> {
+    pub instance: &'a InstanceState,
+    /// The model is loaded there.
+    pub loaded: bool,
+    /// Requests in flight there, across all Envoy workers.
+    pub inflight: u64,
+    /// Recently answered 503 or failed to connect.
+    pub cooling: bool,
+}
+
+/// xorshift64*: tie-breaks only, so a time-seeded generator is enough (no
+/// `getrandom` in the wasm VM).
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed | 1)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A number below `n` (`n > 0`).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n.max(1) as u64) as usize
+    }
+}
+
+/// Per-worker picking state.
+#[derive(Debug, Clone)]
+pub struct Picker {
+    rng: Rng,
+    turn: u64,
+}
+
+impl Picker {
+    pub fn new(seed: u64) -> Self {
+        Picker {
+            rng: Rng::new(seed),
+            turn: 0,
+        }
+    }
+
+    /// Picks one candidate. Those cooling down are skipped unless all are.
+    /// With an affinity value, rendezvous hashing keeps the choice stable
+    /// for as long as that instance stays a candidate.
+    pub fn pick<'c, 'a>(
+        &mut self,
+        policy: Policy,
+        all: &'c [Candidate<'a>],
+        affinity: Option<&str>,
+    ) -> Option<&'c Candidate<'a>> {
+        let warm: Vec<&Candidate<'a>> = all.iter().filter(|c| !c.cooling).collect();
+        let pool: Vec<&Candidate<'a>> = if warm.is_empty() {
+            all.iter().collect()
+        } else {
+            warm
+        };
+        if pool.is_empty() {
+            return None;
+        }
+        if let Some(key) = affinity {
+            return pool
+                .into_iter()
+                .max_by_key(|c| rendezvous_weight(key, &c.instance.name));
+        }
+        match policy {
+            Policy::LoadedLeastRequest => self.least(&pool, |c| (!c.loaded, c.inflight)),
+            Policy::LeastRequest => self.least(&pool, |c| (false, c.inflight)),
+            Policy::RoundRobin => {
+                let i = (self.turn % pool.len() as u64) as usize;
+                self.turn = self.turn.wrapping_add(1);
+                pool.get(i).copied()
+            }
+            Policy::Random => pool.get(self.rng.below(pool.len())).copied(),
+        }
+    }
+
+    fn least<'c, 'a>(
+        &mut self,
+        pool: &[&'c Candidate<'a>],
+        key: impl Fn(&Candidate<'a>) -> (bool, u64),
+    ) -> Option<&'c Candidate<'a>> {
+        let best = pool.iter().map(|c| key(c)).min()?;
+        let ties: Vec<&'c Candidate<'a>> =
+            pool.iter().copied().filter(|c| key(c) == best).collect();
+        ties.get(self.rng.below(ties.len())).copied()
+    }
+}
+
+/// Highest-random-weight score of `instance` for `key` (FNV-1a, then a
+/// splitmix64 finaliser so similar names spread well).
+pub fn rendezvous_weight(key: &str, instance: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key.bytes().chain([0xff]).chain(instance.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inst(name: &str) -> InstanceState {
+        InstanceState {
+            name: name.into(),
+            url: String::new(),
+            cluster: format!("c_{name}"),
+            authority: String::new(),
+            healthy: true,
+            version: None,
+        }
+    }
+
+    fn names(
+        p: &mut Picker,
+        policy: Policy,
+        c: &[Candidate],
+        aff: Option<&str>,
+        n: usize,
+    ) -> Vec<String> {
+        (0..n)
+            .map(|_| p.pick(policy, c, aff).unwrap().instance.name.clone())
+            .collect()
+    }
+
+    #[test]
+    fn loaded_least_request_prefers_loaded_then_idle() {
+        let (a, b, c) = (inst("a"), inst("b"), inst("c"));
+        let cands = [
+            Candidate {
+                instance: &a,
+                loaded: false,
+                inflight: 0,
+                cooling: false,
+            },
+            Candidate {
+                instance: &b,
+                loaded: true,
+                inflight: 5,
+                cooling: false,
+            },
+            Candidate {
+                instance: &c,
+                loaded: true,
+                inflight: 2,
+                cooling: false,
+            },
+        ];
+        let mut p = Picker::new(7);
+        assert!(names(&mut p, Policy::LoadedLeastRequest, &cands, None, 20)
+            .iter()
+            .all(|n| n == "c"));
+        assert!(names(&mut p, Policy::LeastRequest, &cands, None, 20)
+            .iter()
+            .all(|n| n == "a"));
+    }
+
+    #[test]
+    fn ties_are_spread_at_random() {
+        let (a, b) = (inst("a"), inst("b"));
+        let cands = [
+            Candidate {
+                instance: &a,
+                loaded: true,
+                inflight: 1,
+                cooling: false,
+            },
+            Candidate {
+                instance: &b,
+                loaded: true,
+                inflight: 1,
+                cooling: false,
+            },
+        ];
+        let got = names(
+            &mut Picker::new(42),
+            Policy::LoadedLeastRequest,
+            &cands,
+            None,
+            200,
+        );
+        let a_count = got.iter().filter(|n| *n == "a").count();
+        assert!((50..150).contains(&a_count), "{a_count}");
+        let got = names(&mut Picker::new(1), Policy::Random, &cands, None, 200);
+        assert!(got.iter().any(|n| n == "a") && got.iter().any(|n| n == "b"));
+    }
+
+    #[test]
+    fn round_robin_cycles() {
+        let (a, b, c) = (inst("a"), inst("b"), inst("c"));
+        let cands: Vec<Candidate> = [&a, &b, &c]
+            .into_iter()
+            .map(|i| Candidate {
+                instance: i,
+                loaded: false,
+                inflight: 9,
+                cooling: false,
+            })
+            .collect();
+        assert_eq!(
+            names(&mut Picker::new(3), Policy::RoundRobin, &cands, None, 4),
+            ["a", "b", "c", "a"]
+        );
+    }
+
+    #[test]
+    fn cooling_instances_are_avoided_unless_all_are() {
+        let (a, b) = (inst("a"), inst("b"));
+        let mut cands = vec![
+            Candidate {
+                instance: &a,
+                loaded: true,
+                inflight: 0,
+                cooling: true,
+            },
+            Candidate {
+                instance: &b,
+                loaded: false,
+                inflight: 9,
+                cooling: false,
+            },
+        ];
+        let mut p = Picker::new(5);
+        assert!(names(&mut p, Policy::LoadedLeastRequest, &cands, None, 10)
+            .iter()
+            .all(|n| n == "b"));
+        cands[1].cooling = true;
+        assert!(names(&mut p, Policy::LoadedLeastRequest, &cands, None, 10)
+            .iter()
+            .all(|n| n == "a"));
+        assert!(p.pick(Policy::Random, &[], None).is_none());
+    }
+
+    #[test]
+    fn affinity_is_stable_and_moves_only_when_its_instance_leaves() {
+        let insts: Vec<InstanceState> = ["a", "b", "c", "d"].into_iter().map(inst).collect();
+        let cands: Vec<Candidate> = insts
+            .iter()
+            .map(|i| Candidate {
+                instance: i,
+                loaded: false,
+                inflight: 0,
+                cooling: false,
+            })
+            .collect();
+        let mut p = Picker::new(9);
+        let mut spread = std::collections::HashSet::new();
+        for chat in 0..40 {
+            let key = format!("chat-{chat}");
+            let first = p
+                .pick(Policy::Random, &cands, Some(&key))
+                .unwrap()
+                .instance
+                .name
+                .clone();
+            assert!(names(&mut p, Policy::Random, &cands, Some(&key), 5)
+                .iter()
+                .all(|n| *n == first));
+            let others: Vec<Candidate> = cands
+                .iter()
+                .filter(|c| c.instance.name != "a" || first == "a")
+                .cloned()
+                .collect();
+            if first != "a" {
+                assert_eq!(
+                    p.pick(Policy::Random, &others, Some(&key))
+                        .unwrap()
+                        .instance
+                        .name,
+                    first
+                );
+            }
+            spread.insert(first);
+        }
+        assert_eq!(spread.len(), 4, "keys spread over all instances");
+    }
+}

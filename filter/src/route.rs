@@ -1,0 +1,94 @@
+//! From a request and the model map to the instance that serves it, or to
+//! the error Ollama (or ollama-lb) answers instead.
+
+use model_map::{InstanceState, ModelMap};
+
+use crate::endpoint::{BodyRoute, RequestedModel};
+use crate::errors::LbError;
+use crate::policy::{Candidate, Picker, Policy};
+
+/// What the picker needs to know about instances beyond the map: shared,
+/// live numbers kept by Envoy.
+pub trait Load {
+    /// Requests in flight to `instance` across all workers.
+    fn inflight(&self, instance: &str) -> u64;
+    /// Whether `instance` is in cool-down after a 503 or a failure.
+    fn cooling(&self, instance: &str) -> bool;
+}
+
+/// How to choose among candidates.
+pub struct Choice<'p, 'k> {
+    pub policy: Policy,
+    pub picker: &'p mut Picker,
+    /// Value of the affinity header, when configured and present.
+    pub affinity: Option<&'k str>,
+}
+
+/// The instance named by `x-ollama-instance`, whatever its health.
+pub fn pinned<'m>(map: &'m ModelMap, name: &str) -> Result<&'m InstanceState, LbError> {
+    map.instance(name).ok_or_else(|| LbError::UnknownInstance {
+        name: name.to_string(),
+        known: map.instances.iter().map(|i| i.name.clone()).collect(),
+    })
+}
+
+/// A healthy instance holding `model` at its canonical digest.
+pub fn for_model<'m>(
+    map: &'m ModelMap,
+    route: &BodyRoute,
+    model: &RequestedModel,
+    load: &impl Load,
+    choice: Choice<'_, '_>,
+) -> Result<&'m InstanceState, LbError> {
+    let Some(entry) = map.model(&model.key) else {
+        return Err(route.not_found(model));
+    };
+    let holders: Vec<(&InstanceState, bool)> = entry
+        .canonical_replicas()
+        .filter_map(|r| map.instance(&r.instance).map(|i| (i, r.loaded.is_some())))
+        .collect();
+    if holders.is_empty() {
+        return Err(route.not_found(model));
+    }
+    let candidates: Vec<Candidate> = holders
+        .into_iter()
+        .filter(|(i, _)| i.healthy)
+        .map(|(instance, loaded)| candidate(instance, loaded, load))
+        .collect();
+    pick(&candidates, choice).ok_or_else(|| LbError::ModelUnavailable(model.verbatim.clone()))
+}
+
+/// Any healthy instance (pull, create, routes the filter does not know).
+pub fn any<'m>(
+    map: &'m ModelMap,
+    load: &impl Load,
+    choice: Choice<'_, '_>,
+) -> Result<&'m InstanceState, LbError> {
+    let candidates: Vec<Candidate> = map
+        .instances
+        .iter()
+        .filter(|i| i.healthy)
+        .map(|i| candidate(i, false, load))
+        .collect();
+    pick(&candidates, choice).ok_or(LbError::NoHealthyInstance)
+}
+
+fn candidate<'m>(instance: &'m InstanceState, loaded: bool, load: &impl Load) -> Candidate<'m> {
+    Candidate {
+        instance,
+        loaded,
+        inflight: load.inflight(&instance.name),
+        cooling: load.cooling(&instance.name),
+    }
+}
+
+fn pick<'m>(candidates: &[Candidate<'m>], choice: Choice<'_, '_>) -> Option<&'m InstanceState> {
+    choice
+        .picker
+        .pick(choice.policy, candidates, choice.affinity)
+        .map(|c| c.instance)
+}
+
+#[cfg(test)]
+#[path = "route_tests.rs"]
+mod tests;

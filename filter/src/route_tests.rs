@@ -1,0 +1,129 @@
+use super::*;
+use crate::body_scan::BodyScanner;
+use crate::endpoint::{classify, Endpoint};
+use crate::test_fixtures::fleet;
+use std::collections::{HashMap, HashSet};
+
+#[derive(Default)]
+struct FakeLoad {
+    inflight: HashMap<&'static str, u64>,
+    cooling: HashSet<&'static str>,
+}
+
+impl Load for FakeLoad {
+    fn inflight(&self, i: &str) -> u64 {
+        self.inflight.get(i).copied().unwrap_or(0)
+    }
+    fn cooling(&self, i: &str) -> bool {
+        self.cooling.contains(i)
+    }
+}
+
+fn route_body(path: &str, body: &str, load: &FakeLoad) -> Result<String, (u32, String)> {
+    let map = fleet();
+    let Endpoint::Body(route) = classify("POST", path) else {
+        panic!("{path}")
+    };
+    let mut s = BodyScanner::new(route.fields);
+    s.feed(body.as_bytes());
+    s.finish();
+    let err = |e: LbError| (e.status(), e.message(route.api));
+    let model = route.model(s.result().unwrap()).map_err(err)?;
+    let mut picker = Picker::new(1);
+    let choice = Choice {
+        policy: Policy::LoadedLeastRequest,
+        picker: &mut picker,
+        affinity: None,
+    };
+    for_model(&map, route, &model, load, choice)
+        .map(|i| i.cluster.clone())
+        .map_err(err)
+}
+
+#[test]
+fn model_requests_go_to_a_healthy_canonical_holder() {
+    let idle = FakeLoad::default();
+    assert_eq!(
+        route_body("/api/generate", r#"{"model":"llama3"}"#, &idle),
+        Ok("ollama_a".into()),
+        "loaded there"
+    );
+    let busy = FakeLoad {
+        cooling: ["a"].into_iter().collect(),
+        ..Default::default()
+    };
+    assert_eq!(
+        route_body("/api/chat", r#"{"model":"LLAMA3:latest"}"#, &busy),
+        Ok("ollama_b".into())
+    );
+    assert_eq!(
+        route_body("/api/embed", r#"{"model":"user/tiny:1b"}"#, &idle),
+        Ok("ollama_a".into()),
+        "b holds another digest, even though loaded there"
+    );
+}
+
+#[test]
+fn missing_and_unavailable_models() {
+    let idle = FakeLoad::default();
+    assert_eq!(
+        route_body("/api/generate", r#"{"model":"Nope"}"#, &idle),
+        Err((404, "model 'Nope' not found".into()))
+    );
+    assert_eq!(
+        route_body("/api/show", r#"{"name":"nope"}"#, &idle),
+        Err((404, "model 'nope:latest' not found".into()))
+    );
+    assert_eq!(
+        route_body("/api/copy", r#"{"source":"nope"}"#, &idle),
+        Err((404, r#"model "nope" not found"#.into()))
+    );
+    assert_eq!(
+        route_body("/api/generate", r#"{"model":"qwen"}"#, &idle),
+        Err((
+            503,
+            "model 'qwen' is not available: every instance holding it is down".into()
+        ))
+    );
+    assert_eq!(
+        route_body("/v1/chat/completions", r#"{"model":"nope"}"#, &idle),
+        Err((404, "model 'nope' not found".into()))
+    );
+}
+
+#[test]
+fn any_and_pinned() {
+    let map = fleet();
+    let load = FakeLoad {
+        inflight: [("a", 3), ("b", 1)].into_iter().collect(),
+        ..Default::default()
+    };
+    let mut picker = Picker::new(1);
+    let choice = Choice {
+        policy: Policy::LoadedLeastRequest,
+        picker: &mut picker,
+        affinity: None,
+    };
+    assert_eq!(any(&map, &load, choice).unwrap().name, "b");
+    assert_eq!(
+        pinned(&map, "c").unwrap().name,
+        "c",
+        "pinning ignores health"
+    );
+    let e = pinned(&map, "zz").unwrap_err();
+    assert_eq!(
+        e.message(crate::errors::Api::Native),
+        r#"unknown instance "zz" in x-ollama-instance; known instances: a, b, c"#
+    );
+    let mut down = map.clone();
+    down.instances.iter_mut().for_each(|i| i.healthy = false);
+    let choice = Choice {
+        policy: Policy::Random,
+        picker: &mut picker,
+        affinity: None,
+    };
+    assert_eq!(
+        any(&down, &load, choice).unwrap_err(),
+        LbError::NoHealthyInstance
+    );
+}

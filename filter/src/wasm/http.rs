@@ -1,0 +1,268 @@
+//! One request: classify it, read the model from the body as it arrives,
+//! pick an instance, set the routing header, and keep the in-flight gauge
+//! and cool-downs up to date.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use log::warn;
+use model_map::{InstanceState, ModelMap};
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::{Action, MapType};
+
+use super::root::Worker;
+use super::shared::{self, EnvoyLoad};
+use crate::body_scan::BodyScanner;
+use crate::endpoint::{classify, BodyRoute, Endpoint};
+use crate::errors::{Api, LbError, INSTANCE_HEADER};
+use crate::fleet_reads::{self, LocalAnswer};
+use crate::route::{self, Choice};
+
+/// Body bytes read from Envoy per host call.
+const WINDOW: usize = 64 * 1024;
+
+pub struct Request {
+    worker: Rc<RefCell<Worker>>,
+    api: Api,
+    affinity: Option<String>,
+    body: Option<BodyRead>,
+    routed: Option<String>,
+}
+
+/// A body being scanned for the model.
+struct BodyRead {
+    route: &'static BodyRoute,
+    scanner: Box<BodyScanner>,
+    scanned: usize,
+}
+
+impl Request {
+    pub fn new(worker: Rc<RefCell<Worker>>) -> Self {
+        Request {
+            worker,
+            api: Api::Native,
+            affinity: None,
+            body: None,
+            routed: None,
+        }
+    }
+
+    fn map(&self) -> Option<Rc<ModelMap>> {
+        self.worker.borrow().map.clone()
+    }
+
+    fn respond(&self, answer: &LocalAnswer) {
+        let headers = vec![("content-type", answer.content_type)];
+        if let Err(e) =
+            hostcalls::send_http_response(answer.status, headers, Some(answer.body.as_bytes()))
+        {
+            warn!("ollama-lb: cannot send a local answer: {e:?}");
+        }
+    }
+
+    fn fail(&self, e: &LbError) -> Action {
+        let outcome = match e {
+            LbError::NoMap => "no_map",
+            LbError::TooLarge(_) => "too_large",
+            _ => match e.status() {
+                404 => "not_found",
+                503 => "unavailable",
+                _ => "bad_request",
+            },
+        };
+        self.worker
+            .borrow()
+            .metrics
+            .count(&format!("ollama_lb.outcome.{outcome}"), 1);
+        self.respond(&LocalAnswer::error(e, self.api));
+        Action::Pause
+    }
+
+    /// Sends the request to `instance`'s cluster.
+    fn route_to(&mut self, instance: &InstanceState) -> Action {
+        let header = self.worker.borrow().config.route_header.clone();
+        shared::set_request_header(&header, Some(&instance.cluster));
+        // The route was chosen before this filter ran; without this the new
+        // header would not be looked at.
+        if let Err(e) = hostcalls::call_foreign_function("clear_route_cache", None) {
+            warn!("ollama-lb: clear_route_cache failed ({e:?}); the route may ignore the model");
+        }
+        let worker = self.worker.borrow();
+        worker
+            .metrics
+            .add_gauge(&shared::inflight_gauge(&instance.name), 1);
+        worker
+            .metrics
+            .count(&format!("ollama_lb.routed.{}", instance.name), 1);
+        worker.metrics.count("ollama_lb.outcome.routed", 1);
+        drop(worker);
+        self.routed = Some(instance.name.clone());
+        Action::Continue
+    }
+
+    fn route_any(&mut self, map: &ModelMap) -> Action {
+        let picked = {
+            let worker = &mut *self.worker.borrow_mut();
+            let load = EnvoyLoad {
+                metrics: &worker.metrics,
+                now_ms: shared::now_ms(),
+            };
+            let choice = Choice {
+                policy: worker.config.policy,
+                picker: &mut worker.picker,
+                affinity: self.affinity.as_deref(),
+            };
+            route::any(map, &load, choice).cloned()
+        };
+        match picked {
+            Ok(instance) => self.route_to(&instance),
+            Err(e) => self.fail(&e),
+        }
+    }
+
+    /// Routes once the scan has an outcome (or the body ended).
+    fn decide(&mut self, read: &BodyRead) -> Action {
+        let Some(scanned) = read.scanner.result() else {
+            warn!("ollama-lb: body scan ended without an outcome");
+            return self.fail(&LbError::Json("unexpected EOF".into()));
+        };
+        let model = match read.route.model(scanned) {
+            Ok(m) => m,
+            Err(e) => return self.fail(&e),
+        };
+        let Some(map) = self.map() else {
+            return self.fail(&LbError::NoMap);
+        };
+        let picked = {
+            let worker = &mut *self.worker.borrow_mut();
+            let load = EnvoyLoad {
+                metrics: &worker.metrics,
+                now_ms: shared::now_ms(),
+            };
+            let choice = Choice {
+                policy: worker.config.policy,
+                picker: &mut worker.picker,
+                affinity: self.affinity.as_deref(),
+            };
+            route::for_model(&map, read.route, &model, &load, choice).cloned()
+        };
+        match picked {
+            Ok(instance) => self.route_to(&instance),
+            Err(e) => self.fail(&e),
+        }
+    }
+
+    fn max_body(&self) -> u64 {
+        self.worker.borrow().config.max_body_bytes
+    }
+}
+
+impl Context for Request {}
+
+impl HttpContext for Request {
+    fn on_http_request_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
+        let config = self.worker.borrow().config.clone();
+        // A client never chooses the cluster.
+        shared::set_request_header(&config.route_header, None);
+        let method = shared::header(MapType::HttpRequestHeaders, ":method").unwrap_or_default();
+        let path = shared::header(MapType::HttpRequestHeaders, ":path").unwrap_or_default();
+        let endpoint = classify(&method, &path);
+        self.api = endpoint.api(&path);
+        self.affinity = config
+            .affinity_header
+            .as_deref()
+            .and_then(|h| shared::header(MapType::HttpRequestHeaders, h))
+            .filter(|v| !v.is_empty());
+        let map = self.map();
+        if let Endpoint::Local(read) = &endpoint {
+            self.worker
+                .borrow()
+                .metrics
+                .count("ollama_lb.outcome.local_read", 1);
+            self.respond(&fleet_reads::answer(read, map.as_deref()));
+            return Action::Pause;
+        }
+        let Some(map) = map else {
+            return self.fail(&LbError::NoMap);
+        };
+        if let Some(name) = shared::header(MapType::HttpRequestHeaders, INSTANCE_HEADER) {
+            shared::set_request_header(INSTANCE_HEADER, None);
+            return match route::pinned(&map, name.trim()).cloned() {
+                Ok(instance) => self.route_to(&instance),
+                Err(e) => self.fail(&e),
+            };
+        }
+        let Endpoint::Body(body_route) = endpoint else {
+            return self.route_any(&map);
+        };
+        let declared = self
+            .get_http_request_header("content-length")
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if declared.is_some_and(|n| n > config.max_body_bytes) {
+            return self.fail(&LbError::TooLarge(config.max_body_bytes));
+        }
+        let mut read = BodyRead {
+            route: body_route,
+            scanner: Box::new(BodyScanner::new(body_route.fields)),
+            scanned: 0,
+        };
+        if end_of_stream {
+            read.scanner.finish();
+            return self.decide(&read);
+        }
+        self.body = Some(read);
+        // Held until the body names the model; needs the plugin's
+        // `allow_on_headers_stop_iteration: true`.
+        Action::Pause
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let Some(mut read) = self.body.take() else {
+            return Action::Continue;
+        };
+        let mut done = false;
+        while !done && read.scanned < body_size {
+            let len = WINDOW.min(body_size - read.scanned);
+            let Some(chunk) = self.get_http_request_body(read.scanned, len) else {
+                warn!("ollama-lb: body bytes {}..+{len} unreadable", read.scanned);
+                break;
+            };
+            if chunk.is_empty() {
+                break;
+            }
+            done = read.scanner.feed(&chunk);
+            read.scanned += chunk.len();
+        }
+        if done || end_of_stream {
+            read.scanner.finish();
+            return self.decide(&read);
+        }
+        let max = self.max_body();
+        if body_size as u64 > max {
+            return self.fail(&LbError::TooLarge(max));
+        }
+        self.body = Some(read);
+        Action::Pause
+    }
+
+    fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        let Some(instance) = &self.routed else {
+            return Action::Continue;
+        };
+        if shared::header(MapType::HttpResponseHeaders, ":status").as_deref() == Some("503") {
+            let ms = self.worker.borrow().config.cooldown_ms;
+            shared::start_cooldown(instance, ms);
+        }
+        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        if let Some(instance) = self.routed.take() {
+            self.worker
+                .borrow()
+                .metrics
+                .add_gauge(&shared::inflight_gauge(&instance), -1);
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! Root context: configuration, the per-worker view of the model map, and
+//! (for the one worker holding the fetch lease) the long poll to syncd.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use log::{error, info, warn};
+use model_map::{ModelMap, MAP_FORMAT};
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{ContextType, MapType};
+
+use super::http::Request;
+use super::shared::{self, Metrics};
+use crate::config::Config;
+use crate::policy::Picker;
+
+const TICK: Duration = Duration::from_millis(50);
+/// The lease outlives a dead holder by at most this long.
+const LEASE_TTL_MS: u64 = 5_000;
+/// How often the holder renews and the others look for an expired lease.
+const LEASE_RENEW_MS: u64 = 1_000;
+const MAX_BACKOFF_MS: u64 = 1_000;
+
+/// State one Envoy worker shares between its root and request contexts.
+pub struct Worker {
+    pub config: Rc<Config>,
+    pub map: Option<Rc<ModelMap>>,
+    pub picker: Picker,
+    pub metrics: Metrics,
+}
+
+pub struct Root {
+    worker: Rc<RefCell<Worker>>,
+    owner: String,
+    map_id: String,
+    poll: Option<u32>,
+    next_poll_ms: u64,
+    backoff_ms: u64,
+    leader: bool,
+    lease_checked_ms: u64,
+}
+
+impl Root {
+    pub fn new(context_id: u32) -> Self {
+        let seed = shared::now_nanos() ^ (u64::from(context_id) << 32);
+        Root {
+            worker: Rc::new(RefCell::new(Worker {
+                config: Rc::new(Config::default()),
+                map: None,
+                picker: Picker::new(seed),
+                metrics: Metrics::default(),
+            })),
+            owner: format!("{seed:016x}"),
+            map_id: String::new(),
+            poll: None,
+            next_poll_ms: 0,
+            backoff_ms: 100,
+            leader: false,
+            lease_checked_ms: 0,
+        }
+    }
+
+    fn config(&self) -> Rc<Config> {
+        self.worker.borrow().config.clone()
+    }
+
+    /// Installs the shared map if its id changed since this worker looked.
+    fn sync_map(&mut self) {
+        let Some(id) = shared::get_text(shared::MAP_ID_KEY) else {
+            return;
+        };
+        if id.is_empty() || id == self.map_id {
+            return;
+        }
+        let Some(bytes) = shared::get(shared::MAP_KEY).0 else {
+            return;
+        };
+        let map = match decode_map(&bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                warn!("ollama-lb: shared map {id} does not decode: {e}");
+                self.map_id = id;
+                return;
+            }
+        };
+        info!(
+            "ollama-lb: installed model map {} ({} models, {} instances)",
+            map.id,
+            map.models.len(),
+            map.instances.len()
+        );
+        let worker = &mut *self.worker.borrow_mut();
+        worker
+            .metrics
+            .set_gauge("ollama_lb.map_models", map.models.len() as u64);
+        worker
+            .metrics
+            .set_gauge("ollama_lb.map_instances", map.instances.len() as u64);
+        worker.map = Some(Rc::new(map));
+        self.map_id = id;
+    }
+
+    /// The lease holder keeps one long poll to syncd outstanding; the
+    /// others check now and then whether the lease has expired.
+    fn drive_poll(&mut self, now: u64) {
+        if self.lease_checked_ms == 0 || now.saturating_sub(self.lease_checked_ms) >= LEASE_RENEW_MS
+        {
+            self.leader = shared::claim_lease(&self.owner, now, LEASE_TTL_MS);
+            self.lease_checked_ms = now;
+        }
+        if !self.leader || self.poll.is_some() || now < self.next_poll_ms {
+            return;
+        }
+        let config = self.config();
+        let since = shared::get_text(shared::MAP_ID_KEY).unwrap_or_default();
+        let path = if since.is_empty() {
+            config.map_path.clone()
+        } else {
+            format!(
+                "{}?since={since}&wait={}",
+                config.map_path, config.long_poll_seconds
+            )
+        };
+        let headers = vec![
+            (":method", "GET"),
+            (":path", path.as_str()),
+            (":authority", config.syncd_authority.as_str()),
+            ("accept", "application/json"),
+        ];
+        let timeout = Duration::from_secs(u64::from(config.long_poll_seconds) + 5);
+        match self.dispatch_http_call(&config.syncd_cluster, headers, None, vec![], timeout) {
+            Ok(token) => self.poll = Some(token),
+            Err(e) => {
+                warn!(
+                    "ollama-lb: cannot call syncd cluster {}: {e:?}",
+                    config.syncd_cluster
+                );
+                self.back_off(now);
+            }
+        }
+    }
+
+    fn back_off(&mut self, now: u64) {
+        self.next_poll_ms = now + self.backoff_ms;
+        self.backoff_ms = (self.backoff_ms * 2).min(MAX_BACKOFF_MS);
+    }
+
+    fn publish(&mut self, now: u64, body: &[u8]) {
+        match decode_map(body) {
+            Ok(map) => {
+                let id = if map.id.is_empty() {
+                    map.content_id()
+                } else {
+                    map.id.clone()
+                };
+                let stored = shared::set(shared::MAP_KEY, body, None)
+                    .and_then(|()| shared::set(shared::MAP_ID_KEY, id.as_bytes(), None));
+                if let Err(e) = stored {
+                    warn!("ollama-lb: cannot share map {id}: {e:?}");
+                    return self.back_off(now);
+                }
+                let _ = shared::set(shared::MAP_TIME_KEY, now.to_string().as_bytes(), None);
+                self.backoff_ms = 100;
+                self.next_poll_ms = now;
+            }
+            Err(e) => {
+                warn!("ollama-lb: syncd sent a map that does not decode: {e}");
+                self.back_off(now);
+            }
+        }
+    }
+
+    fn update_age(&self, now: u64) {
+        let Some(t) = shared::get_text(shared::MAP_TIME_KEY).and_then(|t| t.parse::<u64>().ok())
+        else {
+            return;
+        };
+        self.worker
+            .borrow()
+            .metrics
+            .set_gauge("ollama_lb.map_age_ms", now.saturating_sub(t));
+    }
+}
+
+/// Decodes and checks a map from syncd.
+fn decode_map(bytes: &[u8]) -> Result<ModelMap, String> {
+    let map: ModelMap = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    if map.format != MAP_FORMAT {
+        return Err(format!(
+            "map format {} (this filter reads {MAP_FORMAT})",
+            map.format
+        ));
+    }
+    Ok(map)
+}
+
+impl Context for Root {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        _headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        if self.poll != Some(token) {
+            return;
+        }
+        self.poll = None;
+        let now = shared::now_ms();
+        let status =
+            shared::header(MapType::HttpCallResponseHeaders, ":status").unwrap_or_default();
+        match status.as_str() {
+            "200" => {
+                let body = self
+                    .get_http_call_response_body(0, body_size)
+                    .unwrap_or_default();
+                self.publish(now, &body);
+            }
+            "304" => {
+                let _ = shared::set(shared::MAP_TIME_KEY, now.to_string().as_bytes(), None);
+                self.backoff_ms = 100;
+                self.next_poll_ms = now;
+            }
+            other => {
+                if other != "503" {
+                    warn!("ollama-lb: syncd answered {other:?} to the map poll; retrying");
+                }
+                self.back_off(now);
+            }
+        }
+        self.sync_map();
+    }
+}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let bytes = self.get_plugin_configuration().unwrap_or_default();
+        let config = match Config::try_from_json(&bytes) {
+            Ok(c) => c,
+            Err(e) => {
+                error!("ollama-lb: rejected configuration: {e}");
+                return false;
+            }
+        };
+        self.worker.borrow_mut().config = Rc::new(config);
+        if let Err(e) = hostcalls::set_tick_period(TICK) {
+            error!("ollama-lb: cannot start the tick: {e:?}");
+            return false;
+        }
+        self.sync_map();
+        true
+    }
+
+    fn on_tick(&mut self) {
+        let now = shared::now_ms();
+        self.sync_map();
+        self.drive_poll(now);
+        self.update_age(now);
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Request::new(self.worker.clone())))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}

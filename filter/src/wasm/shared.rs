@@ -1,0 +1,175 @@
+//! Host calls with every failure handled: time, Envoy metrics (process-wide,
+//! so all workers see the same in-flight counts) and shared data (the map,
+//! cool-downs, the fetch lease).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::time::UNIX_EPOCH;
+
+use log::warn;
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{MapType, MetricType, Status};
+
+use crate::route::Load;
+
+/// Shared-data key of the map JSON.
+pub const MAP_KEY: &str = "ollama_lb.map";
+/// Shared-data key of the map id, written after [`MAP_KEY`].
+pub const MAP_ID_KEY: &str = "ollama_lb.map_id";
+/// Shared-data key of the last time syncd confirmed the map (ms).
+pub const MAP_TIME_KEY: &str = "ollama_lb.map_time";
+/// Shared-data key of the fetch lease: `<owner> <expires_ms>`.
+pub const LEASE_KEY: &str = "ollama_lb.fetch_lease";
+
+/// Milliseconds since the Unix epoch (0 if the host cannot tell).
+pub fn now_ms() -> u64 {
+    now_nanos() / 1_000_000
+}
+
+/// Nanoseconds since the Unix epoch (0 if the host cannot tell).
+pub fn now_nanos() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// Reads a shared-data value and its CAS token.
+pub fn get(key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+    hostcalls::get_shared_data(key).unwrap_or((None, None))
+}
+
+/// Reads a shared-data value as text.
+pub fn get_text(key: &str) -> Option<String> {
+    get(key).0.and_then(|b| String::from_utf8(b).ok())
+}
+
+/// Writes a shared-data value; `cas` makes it conditional.
+pub fn set(key: &str, value: &[u8], cas: Option<u32>) -> Result<(), Status> {
+    hostcalls::set_shared_data(key, Some(value), cas)
+}
+
+/// Cool-down key of an instance.
+pub fn cooldown_key(instance: &str) -> String {
+    format!("ollama_lb.cooldown.{instance}")
+}
+
+/// Starts a cool-down of `ms` for `instance`.
+pub fn start_cooldown(instance: &str, ms: u64) {
+    let until = now_ms().saturating_add(ms).to_string();
+    if let Err(e) = set(&cooldown_key(instance), until.as_bytes(), None) {
+        warn!("ollama-lb: cannot record cool-down of {instance}: {e:?}");
+    }
+}
+
+/// Tries to take or renew the fetch lease for `owner` until `now + ttl`.
+/// The key is created first (unconditional, empty) so the claim itself is
+/// always a compare-and-swap that only one worker can win.
+pub fn claim_lease(owner: &str, now: u64, ttl_ms: u64) -> bool {
+    let (mut value, mut cas) = get(LEASE_KEY);
+    if value.is_none() {
+        let _ = set(LEASE_KEY, b"", None);
+        (value, cas) = get(LEASE_KEY);
+    }
+    let Some(value) = value else { return false };
+    let text = String::from_utf8_lossy(&value);
+    let (holder, expires) = text.split_once(' ').unwrap_or(("", "0"));
+    let expires: u64 = expires.parse().unwrap_or(0);
+    if holder != owner && expires > now {
+        return false;
+    }
+    let claim = format!("{owner} {}", now.saturating_add(ttl_ms));
+    set(LEASE_KEY, claim.as_bytes(), cas).is_ok()
+}
+
+/// Envoy metrics defined by the filter, cached by name (defining one twice
+/// would allocate a second id).
+#[derive(Default)]
+pub struct Metrics {
+    ids: RefCell<HashMap<String, u32>>,
+}
+
+impl Metrics {
+    fn id(&self, kind: MetricType, name: &str) -> Option<u32> {
+        if let Some(id) = self.ids.borrow().get(name) {
+            return Some(*id);
+        }
+        match hostcalls::define_metric(kind, name) {
+            Ok(id) => {
+                self.ids.borrow_mut().insert(name.to_string(), id);
+                Some(id)
+            }
+            Err(e) => {
+                warn!("ollama-lb: cannot define metric {name}: {e:?}");
+                None
+            }
+        }
+    }
+
+    /// Adds `by` to counter `name`.
+    pub fn count(&self, name: &str, by: i64) {
+        if let Some(id) = self.id(MetricType::Counter, name) {
+            let _ = hostcalls::increment_metric(id, by);
+        }
+    }
+
+    /// Adds `by` (may be negative) to gauge `name`.
+    pub fn add_gauge(&self, name: &str, by: i64) {
+        if let Some(id) = self.id(MetricType::Gauge, name) {
+            let _ = hostcalls::increment_metric(id, by);
+        }
+    }
+
+    /// Sets gauge `name`.
+    pub fn set_gauge(&self, name: &str, value: u64) {
+        if let Some(id) = self.id(MetricType::Gauge, name) {
+            let _ = hostcalls::record_metric(id, value);
+        }
+    }
+
+    /// Reads gauge `name` (0 if unknown).
+    pub fn gauge(&self, name: &str) -> u64 {
+        self.id(MetricType::Gauge, name)
+            .and_then(|id| hostcalls::get_metric(id).ok())
+            .unwrap_or(0)
+    }
+}
+
+/// Name of the in-flight gauge of an instance.
+pub fn inflight_gauge(instance: &str) -> String {
+    format!("ollama_lb.inflight.{instance}")
+}
+
+/// [`Load`] read from Envoy: gauges and cool-down keys.
+pub struct EnvoyLoad<'a> {
+    pub metrics: &'a Metrics,
+    pub now_ms: u64,
+}
+
+impl Load for EnvoyLoad<'_> {
+    fn inflight(&self, instance: &str) -> u64 {
+        self.metrics.gauge(&inflight_gauge(instance))
+    }
+
+    fn cooling(&self, instance: &str) -> bool {
+        get_text(&cooldown_key(instance))
+            .and_then(|t| t.parse::<u64>().ok())
+            .is_some_and(|until| until > self.now_ms)
+    }
+}
+
+/// A header value as text; the SDK's string getter panics on bytes that
+/// are not UTF-8, which a client controls.
+pub fn header(map: MapType, name: &str) -> Option<String> {
+    hostcalls::get_map_value_bytes(map, name)
+        .ok()
+        .flatten()
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+}
+
+/// Sets (or with `None` removes) a request header.
+pub fn set_request_header(name: &str, value: Option<&str>) {
+    if let Err(e) = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value) {
+        warn!("ollama-lb: cannot set request header {name}: {e:?}");
+    }
+}
