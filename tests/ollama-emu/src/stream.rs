@@ -38,7 +38,9 @@ impl ChunkSender {
         self.sent += 1;
         if self.cut_after.is_some_and(|n| self.sent >= n) {
             // An error from the body stream makes hyper drop the connection
-            // without finishing the chunked body.
+            // without finishing the chunked body; the pause lets the last
+            // chunk reach the socket first.
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             let _ = self
                 .tx
                 .send(Err(std::io::Error::other("cut_stream fault")))
