@@ -110,6 +110,39 @@ pub struct StatusArgs {
     pub timeout: Duration,
 }
 
+/// The resolved configuration as `check-config` prints it.
+pub fn describe(config: &Config) -> String {
+    let p = &config.poll;
+    let mut out = format!(
+        "configuration ok\nlisten {}\npoll every {:?} (timeout {:?}), down after {} failures, \
+         up after {} successes, backoff up to {:?}, version every {} polls, \
+         max response {} bytes\n\n",
+        config.listen,
+        p.interval,
+        p.timeout,
+        p.down_after,
+        p.up_after,
+        p.max_backoff,
+        p.version_every,
+        p.max_response_bytes
+    );
+    let width = |f: fn(&crate::config::Instance) -> &str| {
+        config
+            .instances
+            .iter()
+            .map(|i| f(i).len())
+            .max()
+            .unwrap_or(0)
+            .max(8)
+    };
+    let (wn, wu) = (width(|i| &i.name), width(|i| &i.url));
+    out.push_str(&format!("{:<wn$}  {:<wu$}  CLUSTER\n", "INSTANCE", "URL"));
+    for i in &config.instances {
+        out.push_str(&format!("{:<wn$}  {:<wu$}  {}\n", i.name, i.url, i.cluster));
+    }
+    out
+}
+
 /// Parses `1.5s`, `200ms`, `2m`, `1h`, or plain seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();

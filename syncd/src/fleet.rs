@@ -122,9 +122,13 @@ impl Fleet {
         self.lock().clone()
     }
 
-    /// Whether `/api/version` is still unknown for slot `idx`.
-    pub fn version_unknown(&self, idx: usize) -> bool {
-        self.lock().get(idx).is_some_and(|s| s.version.is_none())
+    /// Whether the next poll of slot `idx` should ask `/api/version`
+    /// anyway: while it is unknown, and after failures (the instance may
+    /// have been upgraded while unreachable).
+    pub fn wants_version(&self, idx: usize) -> bool {
+        self.lock()
+            .get(idx)
+            .is_some_and(|s| s.version.is_none() || s.health.consecutive_failures > 0)
     }
 
     fn lock(&self) -> MutexGuard<'_, Vec<Slot>> {

@@ -47,10 +47,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::CheckConfig(args) => match args.resolve() {
             Ok(config) => {
-                println!("configuration ok: listen {}", config.listen);
-                for i in &config.instances {
-                    println!("  {}  {}  cluster={}", i.name, i.url, i.cluster);
-                }
+                print!("{}", syncd::cli::describe(&config));
                 Ok(ExitCode::SUCCESS)
             }
             Err(e) => Ok(config_error(&e)),

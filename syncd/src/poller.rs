@@ -14,13 +14,12 @@ use crate::ollama::Probe;
 /// Polls start `interval` apart (or the backoff while down); a poll that
 /// overruns is followed by the next one at once, never by two at a time.
 /// `/api/version` is asked on polls 0, K, 2K… (`--version-every K`) and on
-/// every poll while it is still unknown.
+/// every poll while it is unknown or the last poll failed.
 pub async fn run_poller<P: Probe>(fleet: Arc<Fleet>, idx: usize, probe: P, version_every: u32) {
     let mut round: u64 = 0;
     loop {
         let started = Instant::now();
-        let with_version =
-            round % u64::from(version_every.max(1)) == 0 || fleet.version_unknown(idx);
+        let with_version = round % u64::from(version_every.max(1)) == 0 || fleet.wants_version(idx);
         let outcome = probe.poll(with_version).await;
         let delay = fleet.record(idx, outcome, started.elapsed());
         round += 1;
