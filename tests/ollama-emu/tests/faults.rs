@@ -12,11 +12,19 @@ use serde_json::{json, Value};
 async fn refuse_closes_the_port_then_listens_again() {
     let emu = start(config(&["llama3"])).await;
     let addr = emu.handle.addr();
-    emu.control("/_emu/fault", json!({"kind": "refuse", "ms": 400})).await;
-    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "refused while faulted");
+    emu.control("/_emu/fault", json!({"kind": "refuse", "ms": 400}))
+        .await;
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "refused while faulted"
+    );
     tokio::time::sleep(Duration::from_millis(600)).await;
     let fresh = reqwest::Client::new();
-    let r = fresh.get(format!("{}/api/version", emu.url)).send().await.unwrap();
+    let r = fresh
+        .get(format!("{}/api/version", emu.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
 }
 
@@ -39,25 +47,34 @@ async fn hang_holds_requests_until_cleared_and_spares_control() {
 #[tokio::test]
 async fn slow_delays_every_non_control_response() {
     let emu = start(config(&["llama3"])).await;
-    emu.control("/_emu/fault", json!({"kind": "slow", "ms": 300})).await;
+    emu.control("/_emu/fault", json!({"kind": "slow", "ms": 300}))
+        .await;
     let t = Instant::now();
     assert_eq!(emu.get("/api/version").await.status(), 200);
     assert!(t.elapsed() >= Duration::from_millis(300));
     let t = Instant::now();
     emu.get("/_emu/stats").await;
-    assert!(t.elapsed() < Duration::from_millis(300), "control is not slowed");
+    assert!(
+        t.elapsed() < Duration::from_millis(300),
+        "control is not slowed"
+    );
 }
 
 #[tokio::test]
 async fn tags_invalid_json_and_tags_huge() {
     let emu = start(config(&["llama3"])).await;
-    emu.control("/_emu/fault", json!({"kind": "tags_invalid_json"})).await;
+    emu.control("/_emu/fault", json!({"kind": "tags_invalid_json"}))
+        .await;
     let r = emu.get("/api/tags").await;
     assert_eq!(r.status(), 200);
     assert!(serde_json::from_str::<Value>(&r.text().await.unwrap()).is_err());
 
     emu.control("/_emu/fault", json!({"kind": "none"})).await;
-    emu.control("/_emu/fault", json!({"kind": "tags_huge", "bytes": 2_000_000})).await;
+    emu.control(
+        "/_emu/fault",
+        json!({"kind": "tags_huge", "bytes": 2_000_000}),
+    )
+    .await;
     let text = emu.get("/api/tags").await.text().await.unwrap();
     assert_eq!(text.len(), 2_000_000);
     assert!(serde_json::from_str::<Value>(&text).is_ok());
@@ -72,8 +89,14 @@ async fn cut_stream_breaks_the_connection_after_n_chunks() {
     let mut c = config(&["llama3"]);
     c.models[0].loaded = true;
     let emu = start(c).await;
-    emu.control("/_emu/fault", json!({"kind": "cut_stream", "after_chunks": 2})).await;
-    let r = emu.post("/api/generate", json!({"model": "llama3", "prompt": "hi"})).await;
+    emu.control(
+        "/_emu/fault",
+        json!({"kind": "cut_stream", "after_chunks": 2}),
+    )
+    .await;
+    let r = emu
+        .post("/api/generate", json!({"model": "llama3", "prompt": "hi"}))
+        .await;
     assert_eq!(r.status(), 200);
     let mut body = r.bytes_stream();
     let mut data = Vec::new();
@@ -95,23 +118,41 @@ async fn cut_stream_breaks_the_connection_after_n_chunks() {
 #[tokio::test]
 async fn fail_pull_fails_mid_stream_or_with_500() {
     let emu = start(config(&[])).await;
-    emu.control("/_emu/fault", json!({"kind": "fail_pull", "after_chunks": 2})).await;
-    let text = emu.post("/api/pull", json!({"model": "tiny"})).await.text().await.unwrap();
-    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    emu.control(
+        "/_emu/fault",
+        json!({"kind": "fail_pull", "after_chunks": 2}),
+    )
+    .await;
+    let text = emu
+        .post("/api/pull", json!({"model": "tiny"}))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 3, "{text}");
     assert_eq!(lines[0]["status"], "pulling manifest");
     assert!(lines[2]["error"].is_string());
 
-    let (status, body) = emu.call("/api/pull", json!({"model": "tiny", "stream": false})).await;
+    let (status, body) = emu
+        .call("/api/pull", json!({"model": "tiny", "stream": false}))
+        .await;
     assert_eq!(status, 500);
     assert!(body["error"].is_string());
-    assert!(emu.get_json("/api/tags").await["models"].as_array().unwrap().is_empty());
+    assert!(emu.get_json("/api/tags").await["models"]
+        .as_array()
+        .unwrap()
+        .is_empty());
 }
 
 #[tokio::test]
 async fn status_answers_every_route_with_the_code() {
     let emu = start(config(&["llama3"])).await;
-    emu.control("/_emu/fault", json!({"kind": "status", "code": 500})).await;
+    emu.control("/_emu/fault", json!({"kind": "status", "code": 500}))
+        .await;
     let (s, body) = emu.call("/api/generate", gen("llama3")).await;
     assert_eq!(s, 500);
     assert!(body["error"].is_string());
@@ -121,10 +162,14 @@ async fn status_answers_every_route_with_the_code() {
     assert_eq!(body["error"]["type"], "api_error");
     assert_eq!(emu.get("/_emu/stats").await.status(), 200);
 
-    emu.control("/_emu/fault", json!({"kind": "status", "code": 503})).await;
+    emu.control("/_emu/fault", json!({"kind": "status", "code": 503}))
+        .await;
     let (s, body) = emu.call("/api/chat", json!({"model": "llama3"})).await;
     assert_eq!(s, 503);
-    assert_eq!(body["error"], "server busy, please try again.  maximum pending requests exceeded");
+    assert_eq!(
+        body["error"],
+        "server busy, please try again.  maximum pending requests exceeded"
+    );
 
     emu.control("/_emu/fault", json!({"kind": "none"})).await;
     assert_eq!(emu.get("/api/tags").await.status(), 200);
@@ -133,8 +178,10 @@ async fn status_answers_every_route_with_the_code() {
 #[tokio::test]
 async fn faults_combine_and_bad_ones_are_rejected() {
     let emu = start(config(&["llama3"])).await;
-    emu.control("/_emu/fault", json!({"kind": "slow", "ms": 200})).await;
-    emu.control("/_emu/fault", json!({"kind": "tags_invalid_json"})).await;
+    emu.control("/_emu/fault", json!({"kind": "slow", "ms": 200}))
+        .await;
+    emu.control("/_emu/fault", json!({"kind": "tags_invalid_json"}))
+        .await;
     let t = Instant::now();
     let text = emu.get("/api/tags").await.text().await.unwrap();
     assert!(t.elapsed() >= Duration::from_millis(200));
@@ -142,6 +189,8 @@ async fn faults_combine_and_bad_ones_are_rejected() {
 
     let (s, _) = emu.call("/_emu/fault", json!({"kind": "explode"})).await;
     assert_eq!(s, 400);
-    let (s, _) = emu.call("/_emu/fault", json!({"kind": "status", "code": 42})).await;
+    let (s, _) = emu
+        .call("/_emu/fault", json!({"kind": "status", "code": 42}))
+        .await;
     assert_eq!(s, 400);
 }

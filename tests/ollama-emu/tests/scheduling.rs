@@ -25,8 +25,14 @@ async fn cold_start_pays_the_load_time_and_warm_does_not() {
     let cold_load = cold["load_duration"].as_u64().unwrap();
     let warm_load = warm["load_duration"].as_u64().unwrap();
     assert!(cold_load >= 250_000_000, "cold load_duration {cold_load}");
-    assert!(warm_load * 10 < cold_load, "warm {warm_load} vs cold {cold_load}");
-    assert!(cold_wall > warm_wall + Duration::from_millis(200), "{cold_wall:?} vs {warm_wall:?}");
+    assert!(
+        warm_load * 10 < cold_load,
+        "warm {warm_load} vs cold {cold_load}"
+    );
+    assert!(
+        cold_wall > warm_wall + Duration::from_millis(200),
+        "{cold_wall:?} vs {warm_wall:?}"
+    );
     assert_eq!(cold["done_reason"], "stop");
     assert_eq!(cold["eval_count"], 5);
     let stats = emu.stats().await;
@@ -37,7 +43,8 @@ async fn cold_start_pays_the_load_time_and_warm_does_not() {
 #[tokio::test]
 async fn concurrent_requests_share_one_load() {
     let emu = start(config(&["llama3"])).await;
-    let (a, b) = tokio::join!(emu.call("/api/generate", gen("llama3")), emu.call("/api/chat", json!({
+    let (a, b) =
+        tokio::join!(emu.call("/api/generate", gen("llama3")), emu.call("/api/chat", json!({
         "model": "llama3", "messages": [{"role": "user", "content": "hi"}], "stream": false
     })));
     assert_eq!((a.0, b.0), (200, 200));
@@ -62,8 +69,14 @@ async fn num_parallel_slots_overlap_and_the_rest_wait() {
     let (a, b, c3) = tokio::join!(timed(), timed(), timed());
     let mut times = [a, b, c3];
     times.sort();
-    assert!(times[1] < Duration::from_millis(700), "two overlap: {times:?}");
-    assert!(times[2] > times[1] + Duration::from_millis(250), "third waits: {times:?}");
+    assert!(
+        times[1] < Duration::from_millis(700),
+        "two overlap: {times:?}"
+    );
+    assert!(
+        times[2] > times[1] + Duration::from_millis(250),
+        "third waits: {times:?}"
+    );
     let stats = emu.stats().await;
     assert_eq!(stats["max_in_flight_seen"], 2);
     assert_eq!(stats["cold_loads"], 0);
@@ -132,7 +145,11 @@ async fn a_busy_model_is_not_evicted_the_newcomer_waits() {
     });
     assert_eq!((a.0, b.0), (200, 200));
     // b needed a's 250 ms reply to end, then its own load and reply.
-    assert!(t.elapsed() >= Duration::from_millis(550), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() >= Duration::from_millis(550),
+        "{:?}",
+        t.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -149,14 +166,20 @@ async fn idle_models_unload_when_keep_alive_expires() {
     let mut req = gen("llama3");
     req["keep_alive"] = json!(0);
     emu.call("/api/generate", req).await;
-    assert!(emu.loaded().await.is_empty(), "keep_alive 0 unloads at once");
+    assert!(
+        emu.loaded().await.is_empty(),
+        "keep_alive 0 unloads at once"
+    );
 
     let mut req = gen("b");
     req["keep_alive"] = json!(-1);
     emu.call("/api/generate", req).await;
     let ps = emu.get_json("/api/ps").await;
     let expires = ps["models"][0]["expires_at"].as_str().unwrap();
-    assert!(expires.starts_with("23"), "forever is about year 2318: {expires}");
+    assert!(
+        expires.starts_with("23"),
+        "forever is about year 2318: {expires}"
+    );
     assert_eq!(ps["models"][0]["context_length"], 4096);
     assert_eq!(ps["models"][0]["size_vram"], ps["models"][0]["size"]);
 }
@@ -171,7 +194,10 @@ async fn empty_prompts_load_and_unload() {
     assert_eq!(emu.loaded().await, ["llama3:latest"]);
 
     let (_, body) = emu
-        .call("/api/chat", json!({"model": "llama3", "messages": [], "keep_alive": 0}))
+        .call(
+            "/api/chat",
+            json!({"model": "llama3", "messages": [], "keep_alive": 0}),
+        )
         .await;
     assert_eq!(body["done_reason"], "unload");
     assert_eq!(body["message"], json!({"role": "assistant", "content": ""}));

@@ -72,7 +72,10 @@ impl Emu {
         let r = self.post(path, body).await;
         let status = r.status().as_u16();
         let text = r.text().await.expect("body");
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     pub async fn control(&self, path: &str, body: Value) {
