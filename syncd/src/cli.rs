@@ -58,9 +58,10 @@ pub struct ConfigArgs {
     /// Time between polls of a healthy instance (e.g. 2s, 500ms).
     #[arg(long, env = "SYNCD_INTERVAL", default_value = "2s", value_parser = parse_duration)]
     pub interval: Duration,
-    /// Limit for each request to an instance, body included; must be below --interval.
-    #[arg(long, env = "SYNCD_TIMEOUT", default_value = "1.5s", value_parser = parse_duration)]
-    pub timeout: Duration,
+    /// Limit for each request to an instance, body included; must be below
+    /// --interval [default: 1.5s, or 3/4 of --interval if that is shorter]
+    #[arg(long, env = "SYNCD_TIMEOUT", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
     /// Consecutive failed polls that mark a healthy instance down.
     #[arg(long, env = "SYNCD_DOWN_AFTER", default_value = "3")]
     pub down_after: NonZeroU32,
@@ -88,7 +89,9 @@ impl ConfigArgs {
         };
         let poll = PollSettings {
             interval: self.interval,
-            timeout: self.timeout,
+            timeout: self
+                .timeout
+                .unwrap_or_else(|| default_timeout(self.interval)),
             down_after: self.down_after,
             up_after: self.up_after,
             max_backoff: self.max_backoff,
@@ -108,6 +111,12 @@ pub struct StatusArgs {
     /// How long to wait for the daemon.
     #[arg(long, env = "SYNCD_STATUS_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub timeout: Duration,
+}
+
+/// 1.5 s, or 3/4 of `interval` when that is shorter, so that a short
+/// `--interval` alone is a valid configuration.
+pub fn default_timeout(interval: Duration) -> Duration {
+    Duration::from_millis(1500).min(interval * 3 / 4)
 }
 
 /// The resolved configuration as `check-config` prints it.
@@ -215,6 +224,14 @@ mod tests {
         assert_eq!(parse_bytes("4MiB"), Ok(4 << 20));
         assert_eq!(parse_bytes("1000"), Ok(1000));
         assert!(parse_bytes("4 parsecs").is_err());
+        assert_eq!(
+            default_timeout(Duration::from_secs(2)),
+            Duration::from_millis(1500)
+        );
+        assert_eq!(
+            default_timeout(Duration::from_millis(200)),
+            Duration::from_millis(150)
+        );
     }
 
     #[test]
