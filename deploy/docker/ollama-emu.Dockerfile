@@ -24,4 +24,6 @@ RUN apt-get update \
 COPY --from=build /out/ollama-emu /usr/local/bin/ollama-emu
 EXPOSE 11434
 USER 65534:65534
-ENTRYPOINT ["ollama-emu", "--listen", "0.0.0.0:11434"]
+# Inside a container the emulator must listen on all interfaces.
+ENV OLLAMA_EMU_LISTEN=0.0.0.0:11434
+ENTRYPOINT ["ollama-emu"]
