@@ -63,12 +63,13 @@ pub fn start_cooldown(instance: &str, ms: u64) {
 }
 
 /// Tries to take or renew the fetch lease for `owner` until `now + ttl`.
-/// The key is created first (unconditional, empty) so the claim itself is
+/// The key is created first (unconditional, expired) so the claim itself is
 /// always a compare-and-swap that only one worker can win.
 pub fn claim_lease(owner: &str, now: u64, ttl_ms: u64) -> bool {
     let (mut value, mut cas) = get(LEASE_KEY);
     if value.is_none() {
-        let _ = set(LEASE_KEY, b"", None);
+        // Not empty: the host reads an empty value back as absent.
+        let _ = set(LEASE_KEY, b"- 0", None);
         (value, cas) = get(LEASE_KEY);
     }
     let Some(value) = value else { return false };
