@@ -31,6 +31,8 @@ pub enum Command {
     Status(StatusArgs),
     /// Validate the configuration and print the resolved instances.
     CheckConfig(ConfigArgs),
+    // Planned: `sync` (pull models fleet-wide) and `envoy-config` (render
+    // Envoy's bootstrap, src/envoy_config.rs) take their places here.
 }
 
 /// Flags that make up the daemon's configuration.
