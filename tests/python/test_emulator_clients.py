@@ -152,6 +152,9 @@ def test_openai_chat_streamed(oai):
 def test_openai_embeddings_and_models(oai):
     e = oai.embeddings.create(model="llama3.2", input=["one", "two"])
     assert len(e.data) == 2 and len(e.data[0].embedding) == 8
+    # The client asks for base64 by default; explicit floats must agree.
+    floats = oai.embeddings.create(model="llama3.2", input=["one"], encoding_format="float")
+    assert floats.data[0].embedding == pytest.approx(e.data[0].embedding, abs=1e-6)
     ids = {m.id for m in oai.models.list()}
     assert "llama3.2:latest" in ids
     assert oai.models.retrieve("llama3.2").id == "llama3.2"

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use model_map::name::ModelName;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::duration::KeepAlive;
@@ -39,6 +40,8 @@ pub struct EmuState {
     pub faults: watch::Sender<Faults>,
     refuse: mpsc::UnboundedSender<RefuseRequest>,
     requests: Mutex<RequestStats>,
+    /// End of the current `refuse` window, if any.
+    refusing_until: Mutex<Option<Instant>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -60,6 +63,7 @@ impl EmuState {
             faults: watch::Sender::new(Faults::default()),
             refuse,
             requests: Mutex::new(RequestStats::default()),
+            refusing_until: Mutex::new(None),
         });
         let mut to_load = Vec::new();
         for spec in &specs {
@@ -122,6 +126,7 @@ impl EmuState {
     /// Asks the listener to refuse connections for `d`; resolves once the
     /// listening socket is closed.
     pub async fn refuse_for(&self, d: Duration) {
+        *lock(&self.refusing_until) = Some(Instant::now() + d);
         let (closed, wait) = oneshot::channel();
         // The listener may be gone during shutdown; nothing to refuse then.
         if self
@@ -134,6 +139,12 @@ impl EmuState {
         {
             let _ = wait.await;
         }
+    }
+
+    /// True during a `refuse` window: requests on connections opened
+    /// before it get the connection dropped, as a dead server would.
+    pub fn refusing(&self) -> bool {
+        lock(&self.refusing_until).is_some_and(|until| Instant::now() < until)
     }
 
     /// Counts a non-control request by path.

@@ -415,6 +415,14 @@ async fn embeddings_are_deterministic() {
         .call("/v1/embeddings", json!({"model": "llama3", "input": "x"}))
         .await;
     assert_eq!(v1["data"][0]["object"], "embedding");
+    let (_, b64) = emu
+        .call(
+            "/v1/embeddings",
+            json!({"model": "llama3", "input": "x", "encoding_format": "base64"}),
+        )
+        .await;
+    // 8 floats = 32 bytes = 44 base64 characters.
+    assert_eq!(b64["data"][0]["embedding"].as_str().unwrap().len(), 44);
 }
 
 #[tokio::test]

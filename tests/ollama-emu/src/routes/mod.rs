@@ -60,6 +60,9 @@ pub fn router(state: Arc<EmuState>) -> Router {
 /// non-control routes, and names the instance on every response.
 async fn emulate(State(state): State<Arc<EmuState>>, req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();
+    if state.refusing() {
+        return dropped_connection();
+    }
     let mut resp = if path.starts_with("/_emu/") {
         next.run(req).await
     } else {
@@ -96,4 +99,13 @@ async fn faulted(state: &Arc<EmuState>, path: &str, req: Request, next: Next) ->
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
     next.run(req).await
+}
+
+/// A response whose body fails at once: hyper drops the connection before
+/// anything reaches the client.
+fn dropped_connection() -> Response {
+    let failing = futures_util::stream::once(async {
+        Err::<bytes::Bytes, _>(std::io::Error::other("refuse fault"))
+    });
+    axum::body::Body::from_stream(failing).into_response()
 }

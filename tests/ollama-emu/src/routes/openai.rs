@@ -256,16 +256,48 @@ pub async fn embeddings(State(state): Shared, body: Bytes) -> Result<Response, O
         .filter(|d| *d > 0)
         .unwrap_or(8) as usize;
     let (vectors, gen) = compute_embeddings(&state, &model, None, &inputs, dims, start).await?;
+    let base64 = str_field(&req, "encoding_format") == "base64";
     let data: Vec<Value> = vectors
         .into_iter()
         .enumerate()
-        .map(|(i, v)| json!({"object": "embedding", "embedding": v, "index": i}))
+        .map(|(i, v)| {
+            let embedding = if base64 {
+                json!(f32s_base64(&v))
+            } else {
+                json!(v)
+            };
+            json!({"object": "embedding", "embedding": embedding, "index": i})
+        })
         .collect();
     let body = json!({
         "object": "list", "data": data, "model": raw_model,
         "usage": {"prompt_tokens": gen.prompt_tokens, "total_tokens": gen.prompt_tokens},
     });
     Ok(json_response(StatusCode::OK, &body))
+}
+
+/// Little-endian `f32`s in standard base64, as OpenAI's
+/// `encoding_format: "base64"` (the Python client's default) expects.
+fn f32s_base64(v: &[f32]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 fn model_object(m: &Model) -> Value {
