@@ -7,8 +7,8 @@
 //! Names, clusters and URLs must be unique across all of them.
 //!
 //! A URL without a port means Ollama's default port 11434 for `http` (as
-//! `OLLAMA_HOST` does) and 443 for `https`; the port is then written out in
-//! the resolved URL, so the daemon, the map and Envoy all reach the same
+//! `OLLAMA_HOST` does) and 443 for `https`; the resolved URL always spells
+//! the port out, so the daemon, the map and Envoy all reach the same
 //! server.
 
 use std::net::SocketAddr;
@@ -30,7 +30,7 @@ pub const MAX_NAME_LEN: usize = 60;
 pub struct Instance {
     /// Unique name, valid as an Envoy cluster name.
     pub name: String,
-    /// Base URL without trailing `/`, port always explicit for `http`.
+    /// Base URL without trailing `/`, port always explicit.
     pub url: String,
     /// The Envoy cluster that reaches it (defaults to `name`).
     pub cluster: String,
@@ -323,7 +323,7 @@ struct ParsedUrl {
 
 fn parse_url(raw: &str) -> Result<ParsedUrl, String> {
     let trimmed = raw.trim().trim_end_matches('/');
-    let mut url = Url::parse(trimmed)
+    let url = Url::parse(trimmed)
         .map_err(|e| format!("{e}; write it as http://HOST:PORT, e.g. http://10.0.0.5:11434"))?;
     let default_port = match url.scheme() {
         "http" => DEFAULT_OLLAMA_PORT,
@@ -340,13 +340,36 @@ fn parse_url(raw: &str) -> Result<ParsedUrl, String> {
     if url.query().is_some() || url.fragment().is_some() {
         return Err("a base URL takes no ?query or #fragment; remove it".into());
     }
-    let port = url.port().unwrap_or(default_port);
-    url.set_port(Some(port))
-        .map_err(|()| "it cannot carry a port".to_string())?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("credentials in the URL are not supported; remove USER:PASS@".into());
+    }
+    // `Url` hides a port equal to the scheme's default (`http://h:80`), so
+    // whether one was written is read from the text itself.
+    let port = if has_explicit_port(trimmed) {
+        url.port_or_known_default().unwrap_or(default_port)
+    } else {
+        default_port
+    };
+    let authority = format!("{host}:{port}");
+    let path = url.path().trim_end_matches('/');
     Ok(ParsedUrl {
-        url: url.as_str().trim_end_matches('/').to_string(),
-        authority: format!("{host}:{port}"),
+        url: format!("{}://{authority}{path}", url.scheme()),
+        authority,
     })
+}
+
+/// Whether the authority of `url` (`scheme://authority/...`) ends in `:PORT`.
+fn has_explicit_port(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host_port = authority.rsplit('@').next().unwrap_or(authority);
+    let after_host = match host_port.rfind(']') {
+        Some(end) => &host_port[end + 1..],
+        None => host_port,
+    };
+    after_host
+        .rsplit_once(':')
+        .is_some_and(|(_, port)| !port.is_empty())
 }
 
 /// `host_port` with every character outside `[A-Za-z0-9_.-]` replaced by

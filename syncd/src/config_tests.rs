@@ -49,7 +49,7 @@ fn base_urls_are_split_trimmed_and_named_like_open_webui() {
             ),
             (
                 "ollama.example.com_443",
-                "https://ollama.example.com",
+                "https://ollama.example.com:443",
                 "ollama.example.com_443",
                 "ollama.example.com:443"
             ),
@@ -63,6 +63,14 @@ fn http_without_port_means_ollamas_port_and_paths_are_kept() {
     assert_eq!(c.instances[0].url, "http://gpu-b:11434");
     assert_eq!(c.instances[0].name, "gpu-b_11434");
     assert_eq!(c.instances[1].url, "http://proxy:8080/ollama");
+    let c = base_urls("http://h:80;https://s:8443/;HTTP://UPPER:1").unwrap();
+    let urls: Vec<_> = c.instances.iter().map(|i| i.url.as_str()).collect();
+    assert_eq!(urls, ["http://h:80", "https://s:8443", "http://upper:1"]);
+    assert_eq!(
+        c.instances[0].name, "h_80",
+        "an explicit default port is kept"
+    );
+    assert!(base_urls("http://u:p@h:1").is_err(), "credentials");
 }
 
 #[test]

@@ -167,7 +167,7 @@ impl OllamaClient {
     async fn fetch(&self, path: &'static str) -> Result<Vec<u8>, PollError> {
         let request_error = |e: reqwest::Error| PollError::Request {
             path,
-            message: error_chain(&e),
+            message: request_error_text(&e),
         };
         let mut resp = self
             .http
@@ -228,6 +228,24 @@ impl Probe for OllamaClient {
             version,
         })
     }
+}
+
+/// What went wrong, without reqwest's "error sending request for url
+/// (…)" wrapper (the log already names the URL): the stage and the root
+/// cause, e.g. `connect: Connection refused (os error 111)`.
+fn request_error_text(e: &reqwest::Error) -> String {
+    let mut root: &dyn std::error::Error = e;
+    while let Some(source) = root.source() {
+        root = source;
+    }
+    let stage = if e.is_connect() {
+        "connect"
+    } else if e.is_body() || e.is_decode() {
+        "reading body"
+    } else {
+        "request"
+    };
+    format!("{stage}: {root}")
 }
 
 /// The error and its sources, so "connection refused" is not hidden behind
