@@ -19,6 +19,31 @@
 //! - [`faults`]: injectable faults.
 //! - [`state`]: what handlers share.
 //! - [`server`]: [`serve`], [`spawn`] and [`EmuHandle`].
+//!
+//! # Versions
+//! Where Ollama changed, the emulator answers as HEAD does: chat's missing
+//! model is `model 'x' not found` (v0.12+); bad names are `invalid model
+//! name` (v0.17.6+); requests for a loaded model skip the queue (v0.11.5+);
+//! `/api/ps` has `context_length` (v0.9.7+); OpenAI streams send a separate
+//! finish chunk. `/api/embed` and `/api/embeddings` report a missing model
+//! as `model "x" not found, try pulling it first`.
+//!
+//! # Control surface (`/_emu/*`, never faulted, not counted)
+//! `model` {name, digest?, size?, embedding?, family?, parameter_size?,
+//! quantization_level?, loaded?, modified_at?}; `remove` {name}; `wipe`;
+//! `digest` {name, digest}; `load` {name, keep_alive?} (instant, evicts
+//! idle models if full); `unload` {name}; `registry` {name, digest|null}
+//! (null: a pull of the name fails as unknown); `config` {load_time_ms?,
+//! tokens_per_second?, num_parallel?, max_queue?, max_loaded_models?,
+//! response_tokens?, pull_time_ms?, keep_alive?}; `fault` (see [`faults`];
+//! `refuse` also drops requests on connections opened before it); `GET
+//! stats`; `reset_stats`.
+//!
+//! # Stats
+//! `in_flight` counts requests holding a slot (generating), `queued` those
+//! waiting for a load or a slot, `max_in_flight_seen` the peak of
+//! `in_flight`; `requests_by_model` uses the display name of the model on
+//! disk (or of the parsed name when missing).
 #![forbid(unsafe_code)]
 
 pub mod config;

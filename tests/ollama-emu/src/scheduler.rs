@@ -495,3 +495,55 @@ fn unwait(waiting: &mut HashMap<String, usize>, key: &str) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ModelSpec;
+
+    fn model(name: &str) -> Model {
+        let spec = ModelSpec {
+            name: name.into(),
+            ..ModelSpec::default()
+        };
+        Model::from_spec(&spec, Utc::now()).expect("valid name")
+    }
+
+    fn settings() -> Settings {
+        Settings {
+            load_time: Duration::from_secs(2),
+            num_parallel: 1,
+            max_queue: 512,
+            max_loaded_models: 1,
+            default_keep_alive: KeepAlive::For(Duration::from_secs(300)),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cold_slot_waits_the_load_time_and_a_warm_one_does_not() {
+        let sched = Arc::new(Scheduler::default());
+        let m = model("llama3");
+        let cold = sched.acquire(&m, None, settings()).await.expect("slot");
+        assert_eq!(cold.load_duration, Duration::from_secs(2));
+        drop(cold);
+        let warm = sched.acquire(&m, None, settings()).await.expect("slot");
+        assert_eq!(warm.load_duration, Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn keep_alive_expiry_and_eviction() {
+        let sched = Arc::new(Scheduler::default());
+        let (a, b) = (model("a"), model("b"));
+        let ka = Some(KeepAlive::For(Duration::from_secs(10)));
+        drop(sched.acquire(&a, ka, settings()).await.expect("slot"));
+        tokio::time::sleep(Duration::from_secs(9)).await;
+        assert!(sched.is_loaded(&a.key));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert!(!sched.is_loaded(&a.key), "expired after 10 s idle");
+
+        drop(sched.acquire(&a, None, settings()).await.expect("slot"));
+        drop(sched.acquire(&b, None, settings()).await.expect("slot"));
+        assert!(!sched.is_loaded(&a.key) && sched.is_loaded(&b.key));
+        assert_eq!(sched.stats()["evictions"], 1);
+    }
+}
