@@ -175,7 +175,10 @@ impl HttpContext for Request {
             .and_then(|h| shared::header(MapType::HttpRequestHeaders, h))
             .filter(|v| !v.is_empty());
         let map = self.map();
-        if let Endpoint::Local(read) = &endpoint {
+        // `x-ollama-instance` sends any request, fleet reads included, to
+        // that one instance (an operator asking it directly).
+        let pinned = shared::header(MapType::HttpRequestHeaders, INSTANCE_HEADER);
+        if let (Endpoint::Local(read), None) = (&endpoint, &pinned) {
             self.worker
                 .borrow()
                 .metrics
@@ -186,7 +189,7 @@ impl HttpContext for Request {
         let Some(map) = map else {
             return self.fail(&LbError::NoMap);
         };
-        if let Some(name) = shared::header(MapType::HttpRequestHeaders, INSTANCE_HEADER) {
+        if let Some(name) = pinned {
             shared::set_request_header(INSTANCE_HEADER, None);
             return match route::pinned(&map, name.trim()).cloned() {
                 Ok(instance) => self.route_to(&instance),
