@@ -151,9 +151,9 @@ impl Fleet {
         };
         slot.latency = Some(latency);
         slot.latency_histogram.observe(latency);
-        let transition = match outcome {
+        let (transition, content_changed) = match outcome {
             Ok(obs) => self.record_success(slot, obs),
-            Err(e) => self.record_failure(slot, e),
+            Err(e) => (self.record_failure(slot, e), false),
         };
         let inst = &slot.instance;
         match transition {
@@ -170,22 +170,29 @@ impl Fleet {
             None => {}
         }
         let delay = slot.health.next_delay(&self.settings);
-        self.republish(&slots);
+        // Rebuilding is skipped when nothing the map shows has changed, so
+        // a large quiet fleet costs no hashing per poll.
+        if transition.is_some() || content_changed || self.published.borrow().is_none() {
+            self.republish(&slots);
+        }
         delay
     }
 
-    fn record_success(&self, slot: &mut Slot, obs: Observation) -> Option<Transition> {
+    /// Returns the transition and whether the models or version changed.
+    fn record_success(&self, slot: &mut Slot, obs: Observation) -> (Option<Transition>, bool) {
         let (held, invalid) = holdings(&obs.tags, &obs.ps);
-        if held != slot.held && !invalid.is_empty() {
+        let mut changed = held != slot.held;
+        if changed && !invalid.is_empty() {
             tracing::warn!(instance = %slot.instance.name, names = ?invalid, "skipping invalid model names");
         }
         slot.held = held;
-        if obs.version.is_some() {
+        if obs.version.is_some() && obs.version != slot.version {
             slot.version = obs.version;
+            changed = true;
         }
         slot.last_seen = Some(Utc::now());
         slot.last_error = None;
-        slot.health.record_success(&self.settings)
+        (slot.health.record_success(&self.settings), changed)
     }
 
     fn record_failure(&self, slot: &mut Slot, error: PollError) -> Option<Transition> {
