@@ -249,6 +249,15 @@ impl HttpContext for Request {
         Action::Pause
     }
 
+    fn on_http_request_trailers(&mut self, _trailers: usize) -> Action {
+        // Trailers end the body without an end-of-stream body callback.
+        let Some(mut read) = self.body.take() else {
+            return Action::Continue;
+        };
+        read.scanner.finish();
+        self.decide(&read)
+    }
+
     fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
         let Some(instance) = &self.routed else {
             return Action::Continue;
