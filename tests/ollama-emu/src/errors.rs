@@ -48,7 +48,13 @@ impl From<SchedError> for ApiError {
 
 /// A JSON response with Ollama's content type.
 pub fn json_response(status: StatusCode, body: &Value) -> Response {
-    let mut resp = (status, body.to_string()).into_response();
+    json_text(status, body.to_string())
+}
+
+/// Already-serialised (or deliberately broken) JSON with Ollama's
+/// content type.
+pub fn json_text(status: StatusCode, body: String) -> Response {
+    let mut resp = (status, body).into_response();
     resp.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_CT));
     resp

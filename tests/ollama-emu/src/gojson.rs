@@ -71,7 +71,7 @@ pub fn decode(
     let mut de = serde_json::Deserializer::from_slice(body);
     let value: Value = serde::Deserialize::deserialize(&mut de)
         .map_err(|e| ApiError::bad_request(syntax_message(body, &e)))?;
-    let map = match value {
+    let mut map = match value {
         Value::Object(map) => map,
         Value::Null => Map::new(),
         other => {
@@ -82,7 +82,13 @@ pub fn decode(
         }
     };
     for (name, kind) in fields {
-        // Go matches field names case-insensitively; exact match is enough here.
+        // Go also accepts a key that matches a field case-insensitively.
+        if !map.contains_key(*name) {
+            let folded = map.keys().find(|k| k.eq_ignore_ascii_case(name)).cloned();
+            if let Some(v) = folded.and_then(|k| map.remove(&k)) {
+                map.insert((*name).to_string(), v);
+            }
+        }
         if let Some(v) = map.get(*name) {
             if !kind.accepts(v) {
                 return Err(ApiError::bad_request(format!(
@@ -186,5 +192,7 @@ mod tests {
             "json: cannot unmarshal array into Go value of type api.GenerateRequest"
         );
         assert!(decode(b"{\"model\":\"a\"} trailing", "X", &[]).is_ok());
+        let folded = decode(b"{\"Model\":\"a\"}", "X", &[("model", Kind::Str)]).unwrap();
+        assert_eq!(str_field(&folded, "model"), "a");
     }
 }

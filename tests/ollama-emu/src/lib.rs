@@ -6,6 +6,7 @@
 //! (v0.12+), as described in `/work/shared/ollama-api.md`.
 //!
 //! # Layout
+//! - [`cli`]: the binary's flags and how they overlay the file.
 //! - [`config`]: the configuration (TOML file or flags) and its checks.
 //! - [`duration`]: Go duration parsing and `keep_alive` rules.
 //! - [`models`]: models on disk, the emulated registry, blobs.
@@ -46,6 +47,7 @@
 //! disk (or of the parsed name when missing).
 #![forbid(unsafe_code)]
 
+pub mod cli;
 pub mod config;
 pub mod control;
 pub mod duration;

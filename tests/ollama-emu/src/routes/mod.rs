@@ -5,6 +5,7 @@
 pub mod manage;
 pub mod native;
 pub mod openai;
+pub mod transfer;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,9 +33,9 @@ pub fn router(state: Arc<EmuState>) -> Router {
         .route("/api/embed", post(native::embed))
         .route("/api/embeddings", post(native::embeddings))
         .route("/api/show", post(manage::show))
-        .route("/api/pull", post(manage::pull))
-        .route("/api/push", post(manage::push))
-        .route("/api/create", post(manage::create))
+        .route("/api/pull", post(transfer::pull))
+        .route("/api/push", post(transfer::push))
+        .route("/api/create", post(transfer::create))
         .route("/api/copy", post(manage::copy))
         .route("/api/delete", delete(manage::delete))
         .route(

@@ -30,6 +30,7 @@ const GENERATE_FIELDS: &[(&str, Kind)] = &[
     ("images", Kind::Array("[]api.ImageData")),
     ("context", Kind::Array("[]int")),
     ("options", Kind::Object("map[string]interface {}")),
+    ("keep_alive", Kind::Any),
 ];
 
 const CHAT_FIELDS: &[(&str, Kind)] = &[
@@ -38,6 +39,7 @@ const CHAT_FIELDS: &[(&str, Kind)] = &[
     ("stream", Kind::Bool),
     ("tools", Kind::Array("api.Tools")),
     ("options", Kind::Object("map[string]interface {}")),
+    ("keep_alive", Kind::Any),
 ];
 
 /// `stream` defaults to true on native routes (`*bool`, nil = true).
@@ -250,6 +252,8 @@ pub async fn embed(State(state): Shared, body: Bytes) -> Result<Response, ApiErr
             ("model", Kind::Str),
             ("dimensions", Kind::Int),
             ("truncate", Kind::Bool),
+            ("input", Kind::Any),
+            ("keep_alive", Kind::Any),
         ],
     )?;
     let keep_alive = keep_alive_field(&req)?;
@@ -285,7 +289,11 @@ pub async fn embeddings(State(state): Shared, body: Bytes) -> Result<Response, A
     let req = decode(
         &body,
         "EmbeddingRequest",
-        &[("model", Kind::Str), ("prompt", Kind::Str)],
+        &[
+            ("model", Kind::Str),
+            ("prompt", Kind::Str),
+            ("keep_alive", Kind::Any),
+        ],
     )?;
     let keep_alive = keep_alive_field(&req)?;
     let raw_model = str_field(&req, "model");

@@ -49,7 +49,6 @@ fn include_usage(req: &Map<String, Value>) -> bool {
 }
 
 struct Common {
-    model: Model,
     raw_model: String,
     stream: bool,
     gen: Generation,
@@ -74,7 +73,6 @@ async fn begin(
     }
     let gen = Generation::start(state, &model, None, max_tokens(req), prompt_tokens, start).await?;
     Ok(Common {
-        model,
         raw_model,
         stream: req.get("stream").and_then(Value::as_bool).unwrap_or(false),
         gen,
@@ -108,7 +106,6 @@ pub async fn chat_completions(State(state): Shared, body: Bytes) -> Result<Respo
         .map(|m| count_tokens(m.get("content").and_then(Value::as_str).unwrap_or("")))
         .sum();
     let mut c = begin(&state, &req, prompt_tokens, "chat", "chatcmpl", start).await?;
-    let _ = &c.model;
     let created = unix_now();
     if !c.stream {
         let text = c.gen.run_to_end().await;
