@@ -4,7 +4,8 @@
 //! - `GET /v1/map[?since=<id>&wait=<s>]`: 200 with the map and
 //!   `etag: "<id>"`; 304 when `since` (or `If-None-Match`) is the current
 //!   id, after waiting up to `wait` seconds (at most 60) for a change; 503
-//!   before the first full poll round.
+//!   before the first full poll round (a request with `wait` is held until
+//!   the first map, or 503 at the end of the wait).
 //! - `GET /v1/instances`, `GET /healthz`, `GET /readyz`, `GET /metrics`.
 
 use std::sync::Arc;
@@ -61,33 +62,46 @@ async fn get_map(
     headers: HeaderMap,
 ) -> Response {
     let mut rx = state.fleet.subscribe();
-    let Some(current) = rx.borrow_and_update().clone() else {
-        return not_ready();
+    let current = rx.borrow_and_update().clone();
+    // `since` is the id the client holds, when it is the current one;
+    // `None` here means there is no map yet.
+    let since = match &current {
+        None => None,
+        Some(current) => {
+            let since = q.since.or_else(|| if_none_match(&headers, &current.map.id));
+            match since.filter(|s| *s == current.map.id) {
+                Some(since) => Some(since),
+                None => return map_response(current),
+            }
+        }
     };
-    let since = q.since.or_else(|| if_none_match(&headers, &current.map.id));
-    let Some(since) = since.filter(|s| *s == current.map.id) else {
-        return map_response(&current);
+    let unchanged = || match &since {
+        Some(since) => not_modified(since),
+        None => not_ready(),
     };
     let wait = q
         .wait
         .filter(|w| w.is_finite() && *w > 0.0)
         .map_or(Duration::ZERO, |w| Duration::from_secs_f64(w).min(MAX_WAIT));
     if wait.is_zero() {
-        return not_modified(&since);
+        return unchanged();
     }
     let mut stopping = state.stopping.clone();
     let changed = async {
-        rx.wait_for(|p| p.as_ref().is_some_and(|p| p.map.id != since))
-            .await
-            .ok()
-            .and_then(|p| p.clone())
+        rx.wait_for(|p| {
+            p.as_ref()
+                .is_some_and(|p| since.as_deref() != Some(p.map.id.as_str()))
+        })
+        .await
+        .ok()
+        .and_then(|p| p.clone())
     };
     tokio::select! {
         next = tokio::time::timeout(wait, changed) => match next {
             Ok(Some(next)) => map_response(&next),
-            _ => not_modified(&since),
+            _ => unchanged(),
         },
-        _ = stopping.wait_for(|s| *s) => not_modified(&since),
+        _ = stopping.wait_for(|s| *s) => unchanged(),
     }
 }
 

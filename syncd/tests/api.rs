@@ -106,7 +106,16 @@ async fn not_ready_until_every_instance_answered_or_failed_once() {
     let instances: Value = d.get("/v1/instances").await.json().await.unwrap();
     assert_eq!(instances["ready"], false);
 
+    // A long poll is held until the first map instead of failing at once.
+    let (resp, took) = timed(d.get("/v1/map?wait=5")).await;
+    assert_eq!(resp.status(), 200);
+    assert!(
+        took >= Duration::from_millis(300),
+        "answered after {took:?}"
+    );
     let map = d.ready().await;
+    let body: model_map::ModelMap = resp.json().await.unwrap();
+    assert_eq!(body.id, map.id);
     assert!(healthy(&map, "e0") && !healthy(&map, "e1"));
     assert_eq!(d.get("/readyz").await.status(), 200);
     fault(&hung, json!({"kind": "none"})).await;
