@@ -10,6 +10,7 @@
 //! - [`route`]: from a request and the map to an instance or an error.
 //! - [`fleet_reads`]: `/api/tags`, `/api/ps`, `/api/version`, `/v1/models`
 //!   answered from the map.
+//! - [`map_store`]: decoding the map from syncd and the fetch-lease format.
 //! - [`errors`]: every answer the filter gives itself, in Ollama's words.
 //! - `wasm`: the only code that talks to Envoy (root context: map
 //!   fetching and sharing; HTTP context: per-request glue).
@@ -23,6 +24,7 @@ pub mod endpoint;
 pub mod errors;
 pub mod fleet_reads;
 pub mod go_string;
+pub mod map_store;
 pub mod policy;
 pub mod route;
 

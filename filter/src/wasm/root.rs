@@ -6,7 +6,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use log::{error, info, warn};
-use model_map::{ModelMap, MAP_FORMAT};
+use model_map::ModelMap;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, MapType};
@@ -14,6 +14,7 @@ use proxy_wasm::types::{ContextType, MapType};
 use super::http::Request;
 use super::shared::{self, Metrics};
 use crate::config::Config;
+use crate::map_store::decode_map;
 use crate::policy::Picker;
 
 const TICK: Duration = Duration::from_millis(50);
@@ -150,11 +151,7 @@ impl Root {
     fn publish(&mut self, now: u64, body: &[u8]) {
         match decode_map(body) {
             Ok(map) => {
-                let id = if map.id.is_empty() {
-                    map.content_id()
-                } else {
-                    map.id.clone()
-                };
+                let id = map.id.clone();
                 let stored = shared::set(shared::MAP_KEY, body, None)
                     .and_then(|()| shared::set(shared::MAP_ID_KEY, id.as_bytes(), None));
                 if let Err(e) = stored {
@@ -182,18 +179,6 @@ impl Root {
             .metrics
             .set_gauge("ollama_lb.map_age_ms", now.saturating_sub(t));
     }
-}
-
-/// Decodes and checks a map from syncd.
-fn decode_map(bytes: &[u8]) -> Result<ModelMap, String> {
-    let map: ModelMap = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
-    if map.format != MAP_FORMAT {
-        return Err(format!(
-            "map format {} (this filter reads {MAP_FORMAT})",
-            map.format
-        ));
-    }
-    Ok(map)
 }
 
 impl Context for Root {

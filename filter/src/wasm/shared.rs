@@ -73,13 +73,10 @@ pub fn claim_lease(owner: &str, now: u64, ttl_ms: u64) -> bool {
         (value, cas) = get(LEASE_KEY);
     }
     let Some(value) = value else { return false };
-    let text = String::from_utf8_lossy(&value);
-    let (holder, expires) = text.split_once(' ').unwrap_or(("", "0"));
-    let expires: u64 = expires.parse().unwrap_or(0);
-    if holder != owner && expires > now {
+    if !crate::map_store::may_claim(&String::from_utf8_lossy(&value), owner, now) {
         return false;
     }
-    let claim = format!("{owner} {}", now.saturating_add(ttl_ms));
+    let claim = crate::map_store::lease_value(owner, now.saturating_add(ttl_ms));
     set(LEASE_KEY, claim.as_bytes(), cas).is_ok()
 }
 

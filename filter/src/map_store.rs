@@ -1,0 +1,73 @@
+//! The formats the filter keeps in Envoy shared data: the map as syncd sent
+//! it (decoded and checked here) and the fetch lease that lets one worker
+//! at a time poll syncd.
+
+use model_map::{ModelMap, MAP_FORMAT};
+use thiserror::Error;
+
+/// Why a map from syncd (or from shared data) is not used.
+#[derive(Debug, Error)]
+pub enum MapError {
+    #[error("map is not valid JSON for this filter: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("map format {found}, but this filter reads format {MAP_FORMAT}; upgrade the filter or syncd so they match")]
+    Format { found: u32 },
+}
+
+/// Decodes a map and checks its format; fills in a missing id.
+pub fn decode_map(bytes: &[u8]) -> Result<ModelMap, MapError> {
+    let mut map: ModelMap = serde_json::from_slice(bytes)?;
+    if map.format != MAP_FORMAT {
+        return Err(MapError::Format { found: map.format });
+    }
+    if map.id.is_empty() {
+        map.id = map.content_id();
+    }
+    Ok(map)
+}
+
+/// The lease as stored: `<owner> <expires_ms>`.
+pub fn lease_value(owner: &str, expires_ms: u64) -> String {
+    format!("{owner} {expires_ms}")
+}
+
+/// Whether `owner` may write a new lease over `current` at `now`: the
+/// lease is free, expired, or already its own.
+pub fn may_claim(current: &str, owner: &str, now_ms: u64) -> bool {
+    let (holder, expires) = current.split_once(' ').unwrap_or(("", "0"));
+    let expires: u64 = expires.parse().unwrap_or(0);
+    holder == owner || expires <= now_ms
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_fixtures::fleet;
+
+    #[test]
+    fn maps_round_trip_and_wrong_formats_are_refused() {
+        let map = fleet();
+        let bytes = serde_json::to_vec(&map).unwrap();
+        assert_eq!(decode_map(&bytes).unwrap(), map);
+        let mut unsealed = map.clone();
+        unsealed.id.clear();
+        let decoded = decode_map(&serde_json::to_vec(&unsealed).unwrap()).unwrap();
+        assert_eq!(decoded.id, map.id, "a missing id is the content id");
+        let mut future = map;
+        future.format = MAP_FORMAT + 1;
+        let err = decode_map(&serde_json::to_vec(&future).unwrap()).unwrap_err();
+        assert!(err.to_string().contains("format 2"), "{err}");
+        assert!(decode_map(b"{").is_err());
+        assert!(decode_map(b"").is_err());
+    }
+
+    #[test]
+    fn lease_rules() {
+        let held = lease_value("w1", 1_000);
+        assert!(may_claim(&held, "w1", 500), "renewal by the holder");
+        assert!(!may_claim(&held, "w2", 500), "held by another");
+        assert!(may_claim(&held, "w2", 1_000), "expired");
+        assert!(may_claim("- 0", "w2", 1), "placeholder");
+        assert!(may_claim("garbage", "w2", 1), "unreadable counts as free");
+    }
+}
