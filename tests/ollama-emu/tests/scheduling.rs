@@ -223,3 +223,23 @@ async fn tokens_arrive_at_the_configured_rate() {
     assert_eq!(body["eval_count"], 3);
     assert_eq!(body["done_reason"], "length");
 }
+
+#[tokio::test]
+async fn a_client_that_goes_away_frees_its_slot() {
+    let mut c = config(&["llama3"]);
+    c.models[0].loaded = true;
+    c.tokens_per_second = 10.0;
+    c.response_tokens = 50; // 5 s if nobody hangs up
+    let emu = start(c).await;
+
+    let r = emu.post("/api/generate", json!({"model": "llama3", "prompt": "long"})).await;
+    emu.wait_stats(|s| s["in_flight"] == 1).await;
+    drop(r);
+    emu.wait_stats(|s| s["in_flight"] == 0).await;
+
+    emu.control("/_emu/config", json!({"tokens_per_second": 1000})).await;
+    let t = Instant::now();
+    let (status, _) = emu.call("/api/generate", gen("llama3")).await;
+    assert_eq!(status, 200);
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+}
