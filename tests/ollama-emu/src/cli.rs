@@ -23,7 +23,12 @@ pub struct Cli {
     #[arg(long, env = "OLLAMA_EMU_NAME")]
     pub name: Option<String>,
     /// A model on disk at start: NAME or NAME@DIGEST (repeatable).
-    #[arg(long = "model", env = "OLLAMA_EMU_MODELS", value_delimiter = ',')]
+    #[arg(
+        long = "model",
+        value_name = "NAME[@DIGEST]",
+        env = "OLLAMA_EMU_MODELS",
+        value_delimiter = ','
+    )]
     pub models: Vec<String>,
     /// An embedding-only model on disk at start (repeatable): chat and
     /// generate answer 400 for it.
@@ -34,7 +39,12 @@ pub struct Cli {
     )]
     pub embedding: Vec<String>,
     /// A model loaded at start (repeatable; added to disk if missing).
-    #[arg(long = "loaded", env = "OLLAMA_EMU_LOADED", value_delimiter = ',')]
+    #[arg(
+        long = "loaded",
+        value_name = "NAME",
+        env = "OLLAMA_EMU_LOADED",
+        value_delimiter = ','
+    )]
     pub loaded: Vec<String>,
     /// Version reported by /api/version.
     #[arg(long, env = "OLLAMA_EMU_OLLAMA_VERSION")]

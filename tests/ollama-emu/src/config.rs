@@ -16,7 +16,7 @@ use crate::duration::{de_duration, de_keep_alive, KeepAlive};
 /// Why a configuration cannot be used.
 #[derive(Debug, Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}")]
     Read {
         path: String,
         source: std::io::Error,
@@ -27,6 +27,8 @@ pub enum ConfigError {
     ModelName(String),
     #[error("invalid digest {0:?}: want 64 hex characters, optionally after \"sha256:\"")]
     Digest(String),
+    #[error("tokens_per_second must be a positive number, got {0}")]
+    TokenRate(f64),
     #[error("{field} must be at least 1, got {value}")]
     Zero { field: &'static str, value: u64 },
 }
@@ -140,6 +142,9 @@ impl Config {
                     value: value.into(),
                 });
             }
+        }
+        if !(self.tokens_per_second.is_finite() && self.tokens_per_second > 0.0) {
+            return Err(ConfigError::TokenRate(self.tokens_per_second));
         }
         for m in &self.models {
             model_map::name::ModelName::parse(&m.name)

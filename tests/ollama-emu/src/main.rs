@@ -13,6 +13,7 @@ use ollama_emu::cli::{build_config, Cli, EX_USAGE};
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("OLLAMA_EMU_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),

@@ -232,12 +232,18 @@ async fn a_client_that_goes_away_frees_its_slot() {
     c.response_tokens = 50; // 5 s if nobody hangs up
     let emu = start(c).await;
 
-    let r = emu.post("/api/generate", json!({"model": "llama3", "prompt": "long"})).await;
+    let r = emu
+        .post(
+            "/api/generate",
+            json!({"model": "llama3", "prompt": "long"}),
+        )
+        .await;
     emu.wait_stats(|s| s["in_flight"] == 1).await;
     drop(r);
     emu.wait_stats(|s| s["in_flight"] == 0).await;
 
-    emu.control("/_emu/config", json!({"tokens_per_second": 1000})).await;
+    emu.control("/_emu/config", json!({"tokens_per_second": 1000}))
+        .await;
     let t = Instant::now();
     let (status, _) = emu.call("/api/generate", gen("llama3")).await;
     assert_eq!(status, 200);
