@@ -163,3 +163,50 @@ pub fn normalize_digest(d: &str) -> Option<String> {
     (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
         .then(|| hex.to_ascii_lowercase())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_with_humane_durations_and_models() {
+        let c: Config = toml::from_str(
+            r#"
+            name = "gpu-a"
+            load_time = "1.5s"
+            pull_time = 250
+            keep_alive = "-1m"
+            num_parallel = 2
+            [[models]]
+            name = "llama3.2"
+            loaded = true
+            modified_at = "2025-01-01T00:00:00Z"
+            [[models]]
+            name = "nomic-embed-text"
+            embedding = true
+            digest = "sha256:0000000000000000000000000000000000000000000000000000000000000000"
+            "#,
+        )
+        .expect("valid config");
+        c.validate().expect("valid");
+        assert_eq!(c.load_time, Duration::from_millis(1500));
+        assert_eq!(c.pull_time, Duration::from_millis(250));
+        assert_eq!(c.keep_alive, KeepAlive::Forever);
+        assert_eq!(c.tokens_per_second, 50.0);
+        assert_eq!(c.models.len(), 2);
+        assert!(c.models[1].embedding && c.models[0].loaded);
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let err = toml::from_str::<Config>("load_time = \"2 parsecs\"").unwrap_err();
+        assert!(err.to_string().contains("2 parsecs"), "{err}");
+        let err = toml::from_str::<Config>("colour = 1").unwrap_err();
+        assert!(err.to_string().contains("colour"), "{err}");
+        let c = Config {
+            models: vec![ModelSpec::from_flag("bad name")],
+            ..Config::default()
+        };
+        assert!(c.validate().unwrap_err().to_string().contains("bad name"));
+    }
+}
