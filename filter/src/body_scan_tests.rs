@@ -391,3 +391,144 @@ fn no_input_panics() {
         assert_eq!(scan_chunks(&[&body[..mid], &body[mid..]]), whole);
     }
 }
+
+/// Random JSON-ish text: valid documents with a few random byte edits.
+struct Gen(u64);
+
+impl Gen {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn pick<'a>(&mut self, options: &[&'a str]) -> &'a str {
+        options[(self.next() % options.len() as u64) as usize]
+    }
+
+    fn value(&mut self, out: &mut String, depth: u32) {
+        match self.next() % if depth > 3 { 4 } else { 6 } {
+            0 => out.push_str(self.pick(&["0", "-1", "12.5", "3e7", "-0.25E-2", "7"])),
+            1 => out.push_str(self.pick(&["true", "false", "null"])),
+            2 | 3 => {
+                let s = self.pick(&[
+                    r#""m""#,
+                    r#""llama3""#,
+                    r#""""#,
+                    r#""a\"b""#,
+                    r#""\u0041\n""#,
+                    r#"" x ""#,
+                    r#""\ud83d\ude00é""#,
+                    r#""\/\b\f\r\t""#,
+                ]);
+                out.push_str(s);
+            }
+            4 => {
+                out.push('[');
+                for i in 0..self.next() % 3 {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    self.value(out, depth + 1);
+                }
+                out.push(']');
+            }
+            _ => self.object(out, depth + 1),
+        }
+    }
+
+    fn object(&mut self, out: &mut String, depth: u32) {
+        out.push('{');
+        for i in 0..self.next() % 4 {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(self.pick(&["\"model\"", "\"name\"", "\"prompt\"", "\"x\""]));
+            out.push_str(self.pick(&[":", " : "]));
+            self.value(out, depth);
+        }
+        out.push('}');
+    }
+
+    fn mutate(&mut self, doc: &mut Vec<u8>) {
+        const BYTES: &[u8] = b"{}[]:,\"\\ 0e.-tnu";
+        for _ in 0..self.next() % 3 {
+            let at = (self.next() % (doc.len() as u64 + 1)) as usize;
+            let b = BYTES[(self.next() % BYTES.len() as u64) as usize];
+            match self.next() % 3 {
+                0 if at < doc.len() => doc[at] = b,
+                1 if at < doc.len() => {
+                    doc.remove(at);
+                }
+                _ => doc.insert(at, b),
+            }
+        }
+    }
+}
+
+/// Differential test against serde_json, which follows the same RFC 8259
+/// grammar for documents starting with `{` or `[`: valid documents give a
+/// result, invalid ones a syntax error, and the model matches serde's
+/// `model` (only lowercase keys are generated, so no folding is involved).
+#[test]
+fn agrees_with_serde_json_on_validity_and_value() {
+    let mut g = Gen(0x1234_5678_9abc_def1);
+    for _ in 0..30_000 {
+        let mut doc = String::new();
+        g.object(&mut doc, 0);
+        let mut doc = doc.into_bytes();
+        let mutated = g.next() % 2 == 0;
+        if mutated {
+            g.mutate(&mut doc);
+        }
+        // serde_json rejects invalid UTF-8 and lone surrogates; Go does not.
+        let Ok(text) = std::str::from_utf8(&doc) else {
+            continue;
+        };
+        if mutated && text.contains("\\ud") {
+            continue;
+        }
+        let first = doc.iter().find(|b| !b.is_ascii_whitespace());
+        if !matches!(first, Some(b'{') | Some(b'[')) {
+            continue;
+        }
+        let theirs = serde_json::Deserializer::from_slice(&doc)
+            .into_iter::<serde_json::Value>()
+            .next();
+        let ours = scan(&doc);
+        match theirs {
+            Some(Ok(v)) => {
+                let ok = match (&ours, v.is_object()) {
+                    (Ok(_), true) => true,
+                    (Err(ScanError::TopLevel("array")), false) => true,
+                    (Err(ScanError::FieldType { field, .. }), true) => {
+                        // Go keeps the first type error even when a later
+                        // duplicate is a string; serde only sees the last.
+                        let dup = text.matches(&format!("\"{field}\"")).count() > 1;
+                        dup || (!v[field].is_string() && !v[field].is_null())
+                    }
+                    _ => false,
+                };
+                assert!(ok, "{text}: serde {v}, ours {ours:?}");
+                if let (Ok(f), Some(m)) = (&ours, v.get("model").and_then(|m| m.as_str())) {
+                    assert_eq!(
+                        f[0].as_ref().map(|x| x.verbatim.as_str()),
+                        Some(m),
+                        "{text}"
+                    );
+                }
+            }
+            Some(Err(e)) => {
+                assert!(
+                    matches!(
+                        ours,
+                        Err(ScanError::Syntax(_)) | Err(ScanError::UnexpectedEof)
+                    ),
+                    "{text}: serde says {e}, ours {ours:?}"
+                );
+            }
+            None => assert!(matches!(ours, Err(ScanError::Empty)), "{text}"),
+        }
+    }
+}
