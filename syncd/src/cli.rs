@@ -1,6 +1,6 @@
-//! The command line: `syncd run`, `syncd status`, `syncd check-config`.
-//! Every flag has a `--help` text, an environment variable and a typed
-//! value. (Room is left for `sync` and `envoy-config` subcommands.)
+//! The command line: `syncd run`, `syncd status`, `syncd check-config`,
+//! `syncd envoy-config`. Every flag has a `--help` text, an environment
+//! variable and a typed value. (Room is left for a `sync` subcommand.)
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{Config, ConfigError, PollSettings, Sources};
+use crate::envoy_config::{EnvoyConfig, Upstream};
 
 /// Exit code for a configuration or usage error (`EX_USAGE`).
 pub const EXIT_CONFIG: u8 = 64;
@@ -31,8 +32,95 @@ pub enum Command {
     Status(StatusArgs),
     /// Validate the configuration and print the resolved instances.
     CheckConfig(ConfigArgs),
-    // Planned: `sync` (pull models fleet-wide) and `envoy-config` (render
-    // Envoy's bootstrap, src/envoy_config.rs) take their places here.
+    /// Print the Envoy bootstrap (YAML) for the configured instances: a
+    /// listener with the ollama-lb filter, a cluster per instance, syncd.
+    EnvoyConfig(EnvoyConfigArgs),
+    // Planned: `sync` (pull models fleet-wide).
+}
+
+/// Flags of `syncd envoy-config`; the instances come from the same flags,
+/// variables and file as `syncd run`.
+#[derive(Debug, Clone, Args)]
+pub struct EnvoyConfigArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Address Envoy listens on for Ollama clients.
+    #[arg(long, env = "ENVOY_LISTEN", default_value = "127.0.0.1:11434")]
+    pub envoy_listen: SocketAddr,
+    /// Envoy's admin interface (keep it on loopback).
+    #[arg(long, env = "ENVOY_ADMIN", default_value = "127.0.0.1:9901")]
+    pub admin: SocketAddr,
+    /// HOST:PORT where Envoy reaches syncd [default: the --listen address].
+    #[arg(long, env = "ENVOY_SYNCD", value_name = "HOST:PORT")]
+    pub syncd: Option<String>,
+    /// Path of filter.wasm as Envoy will see it.
+    #[arg(
+        long,
+        env = "ENVOY_FILTER_WASM",
+        default_value = "target/wasm32-wasip1/wasm/filter.wasm"
+    )]
+    pub wasm: String,
+    /// The filter's plugin configuration as a JSON object (see the README).
+    #[arg(long, env = "ENVOY_PLUGIN_CONFIG", default_value = "{}", value_parser = parse_json_object)]
+    pub plugin_config: serde_json::Value,
+    /// Largest request body accepted (e.g. 32MiB); the filter answers 413 above it.
+    #[arg(long, env = "ENVOY_MAX_BODY_BYTES", default_value = "32MiB", value_parser = parse_bytes)]
+    pub max_body_bytes: u64,
+}
+
+impl EnvoyConfigArgs {
+    /// The bootstrap for the resolved configuration.
+    pub fn render(&self) -> Result<String, ConfigError> {
+        let config = self.config.resolve()?;
+        let instances = config
+            .instances
+            .iter()
+            .map(|i| upstream(&i.cluster, &i.authority))
+            .collect::<Result<Vec<_>, _>>()?;
+        let syncd = self
+            .syncd
+            .clone()
+            .unwrap_or_else(|| config.listen.to_string());
+        let envoy = EnvoyConfig {
+            listen: self.envoy_listen,
+            admin: self.admin,
+            instances,
+            syncd: upstream("syncd", &syncd)?,
+            wasm_path: Some(self.wasm.clone()),
+            plugin_config: self.plugin_config.clone(),
+            max_body_bytes: self.max_body_bytes,
+        };
+        Ok(envoy.to_yaml())
+    }
+}
+
+/// An Envoy upstream from `host:port` (`[v6]:port` too).
+fn upstream(cluster: &str, authority: &str) -> Result<Upstream, ConfigError> {
+    let bad = || ConfigError::Value {
+        what: "--syncd".into(),
+        value: authority.into(),
+        fix: "give HOST:PORT, e.g. 127.0.0.1:11435 or syncd:11435".into(),
+    };
+    let (host, port) = authority.rsplit_once(':').ok_or_else(bad)?;
+    let port = port.parse().map_err(|_| bad())?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(bad());
+    }
+    Ok(Upstream {
+        cluster: cluster.to_string(),
+        host: host.to_string(),
+        port,
+    })
+}
+
+/// Parses a JSON object for `--plugin-config`.
+pub fn parse_json_object(s: &str) -> Result<serde_json::Value, String> {
+    match serde_json::from_str::<serde_json::Value>(s) {
+        Ok(v) if v.is_object() => Ok(v),
+        Ok(_) => Err("expected a JSON object, e.g. {\"policy\":\"random\"}".into()),
+        Err(e) => Err(format!("not JSON: {e}")),
+    }
 }
 
 /// Flags that make up the daemon's configuration.

@@ -147,6 +147,12 @@ pub enum ConfigError {
     },
     #[error("--{flag} must be greater than zero")]
     Zero { flag: &'static str },
+    #[error("invalid {what} {value:?}: {fix}")]
+    Value {
+        what: String,
+        value: String,
+        fix: String,
+    },
 }
 
 impl Config {

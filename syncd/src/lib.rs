@@ -14,7 +14,9 @@
 //! - [`poller`]: one task per instance.
 //! - [`server`]: the HTTP API (`/v1/map` with long poll, `/v1/instances`,
 //!   `/healthz`, `/readyz`, `/metrics`); [`metrics`] renders the last.
-//! - [`cli`]: the command line (`run`, `status`, `check-config`);
+//! - [`envoy_config`]: renders the Envoy bootstrap (`envoy-config`).
+//! - [`cli`]: the command line (`run`, `status`, `check-config`,
+//!   `envoy-config`);
 //!   [`status`] is the `status` client.
 //!
 //! [`run`] is the daemon: it takes its listener and a shutdown future, so
@@ -24,6 +26,7 @@
 pub mod build;
 pub mod cli;
 pub mod config;
+pub mod envoy_config;
 pub mod fleet;
 pub mod health;
 pub mod metrics;

@@ -52,6 +52,13 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Err(e) => Ok(config_error(&e)),
         },
+        Command::EnvoyConfig(args) => match args.render() {
+            Ok(yaml) => {
+                print!("{yaml}");
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => Ok(config_error(&e)),
+        },
         Command::Status(args) => {
             let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
             let (instances, map) =

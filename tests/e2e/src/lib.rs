@@ -16,8 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod envoy;
-#[path = "../../../syncd/src/envoy_config.rs"]
-pub mod envoy_config;
+pub use syncd::envoy_config;
 pub mod map_server;
 pub mod paths;
 pub mod process;
