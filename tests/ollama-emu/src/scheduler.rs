@@ -6,7 +6,7 @@
 //! that needs a load (or waits for room to load) counts, and beyond
 //! `max_queue` such requests get the 503.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -51,7 +51,9 @@ struct Runner {
 struct Inner {
     runners: HashMap<String, Runner>,
     /// Requests waiting per model key.
-    waiting_by_key: HashMap<String, usize>,
+    /// Tickets of requests waiting per model key, served in order.
+    waiting_by_key: HashMap<String, BTreeSet<u64>>,
+    next_ticket: u64,
     next_generation: u64,
     queued_counted: usize,
     queued: usize,
@@ -83,7 +85,8 @@ pub struct Slot {
 struct Waiting<'a> {
     sched: &'a Arc<Scheduler>,
     key: &'a str,
-    registered: bool,
+    /// Place in the model's line once waiting.
+    ticket: Option<u64>,
     counted: bool,
 }
 
@@ -121,7 +124,7 @@ impl Scheduler {
         let mut waiting = Waiting {
             sched: self,
             key,
-            registered: false,
+            ticket: None,
             counted: false,
         };
         let mut first = true;
@@ -153,10 +156,16 @@ impl Scheduler {
                 }
                 first = false;
                 if warm {
+                    let my_turn = match waiting.ticket {
+                        Some(t) => {
+                            inner.waiting_by_key.get(key).and_then(|s| s.first()) == Some(&t)
+                        }
+                        None => !inner.waiting_by_key.contains_key(key),
+                    };
                     let runner = inner
                         .runners
                         .get_mut(key)
-                        .filter(|r| r.in_use < settings.num_parallel as usize);
+                        .filter(|r| my_turn && r.in_use < settings.num_parallel as usize);
                     if let Some(r) = runner {
                         r.in_use += 1;
                         r.idle_expires = None;
@@ -164,14 +173,15 @@ impl Scheduler {
                         if let Some(ka) = keep_alive {
                             r.keep_alive = ka;
                         }
-                        if waiting.registered {
+                        if let Some(t) = waiting.ticket.take() {
                             inner.queued -= 1;
-                            unwait(&mut inner.waiting_by_key, key);
+                            unwait(&mut inner.waiting_by_key, key, t);
+                            // The next in line may fit in another free slot.
+                            self.changed.notify_waiters();
                         }
                         if waiting.counted {
                             inner.queued_counted -= 1;
                         }
-                        waiting.registered = false;
                         waiting.counted = false;
                         let generation = r.generation;
                         inner.in_flight += 1;
@@ -191,10 +201,15 @@ impl Scheduler {
                         settings.load_time,
                     );
                 }
-                if !waiting.registered {
-                    waiting.registered = true;
+                if waiting.ticket.is_none() {
+                    inner.next_ticket += 1;
+                    waiting.ticket = Some(inner.next_ticket);
                     inner.queued += 1;
-                    *inner.waiting_by_key.entry(key.to_string()).or_default() += 1;
+                    inner
+                        .waiting_by_key
+                        .entry(key.to_string())
+                        .or_default()
+                        .insert(inner.next_ticket);
                 }
                 let mut notified = Box::pin(self.changed.notified());
                 notified.as_mut().enable();
@@ -468,7 +483,7 @@ impl Drop for Slot {
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        if !self.registered && !self.counted {
+        if self.ticket.is_none() && !self.counted {
             return;
         }
         {
@@ -477,9 +492,9 @@ impl Drop for Waiting<'_> {
             if self.counted {
                 inner.queued_counted = inner.queued_counted.saturating_sub(1);
             }
-            if self.registered {
+            if let Some(t) = self.ticket {
                 inner.queued = inner.queued.saturating_sub(1);
-                unwait(&mut inner.waiting_by_key, self.key);
+                unwait(&mut inner.waiting_by_key, self.key, t);
                 self.sched.idle(inner, self.key);
             }
         }
@@ -487,10 +502,10 @@ impl Drop for Waiting<'_> {
     }
 }
 
-fn unwait(waiting: &mut HashMap<String, usize>, key: &str) {
-    if let Some(n) = waiting.get_mut(key) {
-        *n = n.saturating_sub(1);
-        if *n == 0 {
+fn unwait(waiting: &mut HashMap<String, BTreeSet<u64>>, key: &str, ticket: u64) {
+    if let Some(line) = waiting.get_mut(key) {
+        line.remove(&ticket);
+        if line.is_empty() {
             waiting.remove(key);
         }
     }
@@ -545,5 +560,29 @@ mod tests {
         drop(sched.acquire(&b, None, settings()).await.expect("slot"));
         assert!(!sched.is_loaded(&a.key) && sched.is_loaded(&b.key));
         assert_eq!(sched.stats()["evictions"], 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiting_requests_get_slots_in_arrival_order() {
+        let sched = Arc::new(Scheduler::default());
+        let m = model("llama3");
+        let first = sched.acquire(&m, None, settings()).await.expect("slot");
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        for i in 0..4 {
+            let (sched, m, tx) = (Arc::clone(&sched), m.clone(), tx.clone());
+            tokio::spawn(async move {
+                let slot = sched.acquire(&m, None, settings()).await.expect("slot");
+                tx.send(i).expect("receiver alive");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                drop(slot);
+            });
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        drop(first);
+        let mut order = Vec::new();
+        for _ in 0..4 {
+            order.push(rx.recv().await.expect("sender alive"));
+        }
+        assert_eq!(order, [0, 1, 2, 3]);
     }
 }
