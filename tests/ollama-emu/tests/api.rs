@@ -64,6 +64,8 @@ async fn error_texts_match_ollama() {
         ("/api/show", "{\"name\":\"foo\"}", 404, "model 'foo:latest' not found"),
         ("/api/chat", "{\"model\":\"bert\",\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}", 400, "\"bert\" does not support chat"),
         ("/api/generate", "{\"model\":\"bert\",\"prompt\":\"x\"}", 400, "\"bert\" does not support generate"),
+        ("/api/chat", "{\"model\":\"llama3\",\"messages\":[],\"think\":true}", 400, "\"llama3\" does not support thinking"),
+        ("/api/generate", "{\"model\":\"llama3\",\"prompt\":\"x\",\"top_logprobs\":21}", 400, "top_logprobs must be between 0 and 20"),
         ("/api/generate", "{\"model\":\"llama3\",\"keep_alive\":\"-1\"}", 400, "time: missing unit in duration \"-1\""),
         ("/api/generate", "{\"model\":\"llama3\",\"keep_alive\":\"soon\"}", 400, "time: invalid duration \"soon\""),
         ("/api/pull", "{\"model\":\"a b\"}", 400, "invalid model name"),

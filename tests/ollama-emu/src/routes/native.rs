@@ -82,6 +82,39 @@ async fn load_or_unload(
     Ok(json_response(StatusCode::OK, &body))
 }
 
+/// The capability and option checks of generate and chat: embedding-only
+/// models, `think` (no emulated model thinks) and `top_logprobs`.
+fn check_capabilities(
+    req: &Map<String, Value>,
+    model: &Model,
+    raw_model: &str,
+    what: &str,
+) -> Result<(), ApiError> {
+    if model.embedding {
+        return Err(ApiError::bad_request(format!(
+            "{raw_model:?} does not support {what}"
+        )));
+    }
+    let thinks = match req.get("think") {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(level)) => !level.is_empty(),
+        _ => false,
+    };
+    if thinks {
+        return Err(ApiError::bad_request(format!(
+            "{raw_model:?} does not support thinking"
+        )));
+    }
+    if let Some(n) = req.get("top_logprobs").and_then(Value::as_i64) {
+        if !(0..=20).contains(&n) {
+            return Err(ApiError::bad_request(
+                "top_logprobs must be between 0 and 20",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// `POST /api/generate`.
 pub async fn generate(State(state): Shared, body: Bytes) -> Result<Response, ApiError> {
     let start = Instant::now();
@@ -89,11 +122,7 @@ pub async fn generate(State(state): Shared, body: Bytes) -> Result<Response, Api
     let keep_alive = keep_alive_field(&req)?;
     let raw_model = str_field(&req, "model").to_string();
     let model = resolve(&state, &raw_model, EmptyName::NotFound, Missing::Quoted)?;
-    if model.embedding {
-        return Err(ApiError::bad_request(format!(
-            "{raw_model:?} does not support generate"
-        )));
-    }
+    check_capabilities(&req, &model, &raw_model, "generate")?;
     let prompt = str_field(&req, "prompt");
     let has_images = req
         .get("images")
@@ -152,11 +181,7 @@ pub async fn chat(State(state): Shared, body: Bytes) -> Result<Response, ApiErro
     let keep_alive = keep_alive_field(&req)?;
     let raw_model = str_field(&req, "model").to_string();
     let model = resolve(&state, &raw_model, EmptyName::Required, Missing::Quoted)?;
-    if model.embedding {
-        return Err(ApiError::bad_request(format!(
-            "{raw_model:?} does not support chat"
-        )));
-    }
+    check_capabilities(&req, &model, &raw_model, "chat")?;
     let messages = req
         .get("messages")
         .and_then(Value::as_array)
