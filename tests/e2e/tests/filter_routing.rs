@@ -577,3 +577,80 @@ async fn filter_routes_with_the_real_syncd() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn filter_spreads_streams_by_in_flight_count_across_workers() -> anyhow::Result<()> {
+    let mut rig = Rig::new("filter_least_request");
+    let slow = [
+        "--model",
+        "llama3",
+        "--tokens-per-second",
+        "20",
+        "--response-tokens",
+        "40",
+        "--num-parallel",
+        "8",
+    ];
+    let a = rig.emulator("a", &slow).await?;
+    let b = rig.emulator("b", &slow).await?;
+    let maps = MapServer::start().await?;
+    let holds = [
+        Holds {
+            emu: "a",
+            model: "llama3",
+            loaded: false,
+        },
+        Holds {
+            emu: "b",
+            model: "llama3",
+            loaded: false,
+        },
+    ];
+    maps.set(map_of(&[(&a, true), (&b, true)], &[], &holds));
+    let mut config = rig.envoy_config(&[&a, &b], maps.addr);
+    config.plugin_config = json!({"policy": "least_request"});
+    let envoy = rig.envoy(&config, 2).await?;
+    wait_for_map(&envoy).await?;
+    let mut streams = Vec::new();
+    for _ in 0..6 {
+        let url = format!("{}/api/generate", envoy.url);
+        streams.push(tokio::spawn(async move {
+            let resp = e2e::http()
+                .post(url)
+                .body(r#"{"model":"llama3","prompt":"hi"}"#)
+                .send()
+                .await?;
+            let who = resp
+                .headers()
+                .get("x-emu-instance")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            resp.bytes().await?;
+            anyhow::Ok(who)
+        }));
+        // Each request is routed (and counted) before the next one starts,
+        // on whichever worker the connection lands.
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    assert_eq!(envoy.stat("wasmcustom.ollama_lb.inflight.a").await, Some(3));
+    assert_eq!(envoy.stat("wasmcustom.ollama_lb.inflight.b").await, Some(3));
+    let mut on_a = 0;
+    for s in streams {
+        if s.await??.as_deref() == Some("a") {
+            on_a += 1;
+        }
+    }
+    assert_eq!(on_a, 3, "least_request alternates while all six stream");
+    assert_eq!(
+        envoy.stat("wasmcustom.ollama_lb.inflight.a").await,
+        Some(0),
+        "every stream end is counted once"
+    );
+    assert_eq!(envoy.stat("wasmcustom.ollama_lb.inflight.b").await, Some(0));
+    assert!(
+        envoy.errors(&mut rig).is_empty(),
+        "{:?}",
+        envoy.errors(&mut rig)
+    );
+    Ok(())
+}
