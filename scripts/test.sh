@@ -21,8 +21,12 @@ cargo clippy -p filter -p model-map --target wasm32-wasip1 --quiet -- -D warning
 step "build binaries and the wasm filter"
 scripts/build.sh
 
-step "validate every Envoy configuration in the repo"
+step "Envoy configurations: rendered from one source, and valid for Envoy 1.40"
+scripts/render-envoy.sh --check
 scripts/validate-envoy.sh
+
+step "deployment files (compose, Dockerfiles, Kubernetes, Istio), validated offline"
+scripts/validate-deploy.sh
 
 step "cargo test (unit, integration, end-to-end)"
 cargo test --workspace --quiet -- --test-threads 2
