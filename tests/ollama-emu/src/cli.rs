@@ -70,6 +70,10 @@ pub struct Cli {
     /// Default keep-alive, e.g. 5m, 0, or -1m for forever.
     #[arg(long, env = "OLLAMA_EMU_KEEP_ALIVE", value_parser = keep_alive_arg, allow_hyphen_values = true)]
     pub keep_alive: Option<KeepAlive>,
+    /// Serve any `Host` header (Ollama answers 403 to non-local names
+    /// while listening on loopback).
+    #[arg(long, env = "OLLAMA_EMU_NO_HOST_CHECK")]
+    pub no_host_check: bool,
     /// Duration of a pull's download phase, e.g. 500ms.
     #[arg(long, env = "OLLAMA_EMU_PULL_TIME", value_parser = duration_arg)]
     pub pull_time: Option<Duration>,

@@ -60,6 +60,9 @@ pub struct Config {
     /// Duration of the layer download phase of `/api/pull`.
     #[serde(deserialize_with = "de_duration")]
     pub pull_time: Duration,
+    /// Answer 403 to a non-local `Host` while listening on loopback, as
+    /// Ollama does (see [`crate::hosts`]).
+    pub host_check: bool,
     /// Models on disk at start.
     pub models: Vec<ModelSpec>,
 }
@@ -77,6 +80,7 @@ impl Default for Config {
             max_loaded_models: 3,
             keep_alive: KeepAlive::For(Duration::from_secs(300)),
             pull_time: Duration::from_millis(500),
+            host_check: true,
             models: Vec::new(),
         }
     }

@@ -14,6 +14,7 @@
 //! - [`generation`]: one reply in progress, its pace and metrics.
 //! - [`stream`]: NDJSON/SSE bodies, reply tokens, embeddings.
 //! - [`gojson`]: request decoding with Go's `encoding/json` error texts.
+//! - [`hosts`]: Ollama's Host-header check (403 for non-local names).
 //! - [`errors`]: native and OpenAI error bodies.
 //! - [`routes`]: the HTTP routes and the fault/instance middleware.
 //! - [`control`]: the `/_emu/*` control surface.
@@ -55,6 +56,7 @@ pub mod errors;
 pub mod faults;
 pub mod generation;
 pub mod gojson;
+pub mod hosts;
 pub mod models;
 pub mod routes;
 pub mod scheduler;

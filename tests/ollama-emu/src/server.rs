@@ -95,6 +95,10 @@ async fn serve_state(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let addr = listener.local_addr()?;
+    state.loopback.store(
+        addr.ip().is_loopback(),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let listener = RefusingListener {
         inner: Some(listener),
         addr,

@@ -40,6 +40,8 @@ pub struct EmuState {
     pub faults: watch::Sender<Faults>,
     refuse: mpsc::UnboundedSender<RefuseRequest>,
     requests: Mutex<RequestStats>,
+    /// Listening on loopback (the Host check applies).
+    pub(crate) loopback: std::sync::atomic::AtomicBool,
     /// End of the current `refuse` window, if any.
     refusing_until: Mutex<Option<Instant>>,
 }
@@ -64,6 +66,7 @@ impl EmuState {
             refuse,
             requests: Mutex::new(RequestStats::default()),
             refusing_until: Mutex::new(None),
+            loopback: std::sync::atomic::AtomicBool::new(true),
         });
         let mut to_load = Vec::new();
         for spec in &specs {

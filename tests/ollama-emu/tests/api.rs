@@ -468,3 +468,31 @@ async fn control_surface_shapes_the_instance() {
     assert_eq!(s, 400);
     emu.handle.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_non_local_host_header_gets_an_empty_403() {
+    let emu = start(config(&[])).await;
+    let get = |host: &'static str| {
+        emu.http
+            .get(format!("{}/api/version", emu.url))
+            .header("host", host)
+            .send()
+    };
+    let r = get("ollama.example.com").await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(r.text().await.unwrap(), "");
+    assert_eq!(get("localhost:11434").await.unwrap().status(), 200);
+    assert_eq!(get("gpu-a.internal").await.unwrap().status(), 200);
+
+    let mut c = config(&[]);
+    c.host_check = false;
+    let open = start(c).await;
+    let r = open
+        .http
+        .get(format!("{}/api/version", open.url))
+        .header("host", "ollama.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}

@@ -64,6 +64,9 @@ async fn emulate(State(state): State<Arc<EmuState>>, req: Request, next: Next) -
     if state.refusing() {
         return dropped_connection();
     }
+    if !path.starts_with("/_emu/") && !host_ok(&state, &req) {
+        return StatusCode::FORBIDDEN.into_response();
+    }
     let mut resp = if path.starts_with("/_emu/") {
         next.run(req).await
     } else {
@@ -74,6 +77,19 @@ async fn emulate(State(state): State<Arc<EmuState>>, req: Request, next: Next) -
         resp.headers_mut().insert("x-emu-instance", v);
     }
     resp
+}
+
+fn host_ok(state: &EmuState, req: &Request) -> bool {
+    if !state.config().host_check || !state.loopback.load(std::sync::atomic::Ordering::Relaxed) {
+        return true;
+    }
+    let host = req
+        .headers()
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+        .unwrap_or("");
+    crate::hosts::host_allowed(host)
 }
 
 async fn faulted(state: &Arc<EmuState>, path: &str, req: Request, next: Next) -> Response {
