@@ -28,6 +28,8 @@ pub struct Request {
     affinity: Option<String>,
     body: Option<BodyRead>,
     routed: Option<String>,
+    /// A cool-down was already started for this request's instance.
+    cooled: bool,
 }
 
 /// A body being scanned for the model.
@@ -45,6 +47,7 @@ impl Request {
             affinity: None,
             body: None,
             routed: None,
+            cooled: false,
         }
     }
 
@@ -262,15 +265,29 @@ impl HttpContext for Request {
         let Some(instance) = &self.routed else {
             return Action::Continue;
         };
+        // Ollama's queue-full answer, and Envoy's own answer when the
+        // instance cannot be reached, both arrive here as 503.
         if shared::header(MapType::HttpResponseHeaders, ":status").as_deref() == Some("503") {
             let ms = self.worker.borrow().config.cooldown_ms;
             shared::start_cooldown(instance, ms);
+            self.cooled = true;
         }
         Action::Continue
     }
 
     fn on_log(&mut self) {
         if let Some(instance) = self.routed.take() {
+            // An instance that dropped the connection mid-stream (crashed,
+            // killed) is avoided too; a client hanging up is not its fault.
+            let details = hostcalls::get_property(vec!["response", "code_details"])
+                .ok()
+                .flatten()
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default();
+            if !self.cooled && details.starts_with("upstream_reset") {
+                let ms = self.worker.borrow().config.cooldown_ms;
+                shared::start_cooldown(&instance, ms);
+            }
             self.worker
                 .borrow()
                 .metrics

@@ -654,3 +654,70 @@ async fn filter_spreads_streams_by_in_flight_count_across_workers() -> anyhow::R
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn filter_cools_down_an_instance_that_dies_mid_stream() -> anyhow::Result<()> {
+    let mut rig = Rig::new("filter_mid_stream_reset");
+    let slow = [
+        "--model",
+        "llama3",
+        "--tokens-per-second",
+        "5",
+        "--response-tokens",
+        "50",
+    ];
+    let a = rig.emulator("a", &slow).await?;
+    let b = rig.emulator("b", &slow).await?;
+    let maps = MapServer::start().await?;
+    let holds = [
+        Holds {
+            emu: "a",
+            model: "llama3",
+            loaded: false,
+        },
+        Holds {
+            emu: "b",
+            model: "llama3",
+            loaded: false,
+        },
+    ];
+    maps.set(map_of(&[(&a, true), (&b, true)], &[], &holds));
+    let mut config = rig.envoy_config(&[&a, &b], maps.addr);
+    config.plugin_config = json!({"affinity_header": "x-chat", "cooldown_ms": 60000});
+    let envoy = rig.envoy(&config, 1).await?;
+    wait_for_map(&envoy).await?;
+    let show = r#"{"model":"llama3"}"#;
+    let mut on_b = None;
+    for chat in 0..32 {
+        let id = format!("c{chat}");
+        let (_, who, _) = send(&envoy, "POST", "/api/show", &[("x-chat", &id)], Some(show)).await?;
+        if who.as_deref() == Some("b") {
+            on_b = Some(id);
+            break;
+        }
+    }
+    let chat = on_b.expect("some conversation hashes to b");
+    let mut resp = e2e::http()
+        .post(format!("{}/api/generate", envoy.url))
+        .header("x-chat", &chat)
+        .body(r#"{"model":"llama3","prompt":"hi"}"#)
+        .send()
+        .await?;
+    assert_eq!(resp.headers()["x-emu-instance"], "b");
+    assert!(resp.chunk().await?.is_some(), "the stream started");
+    rig.kill(b.proc);
+    while let Ok(Some(_)) = resp.chunk().await {}
+    // b comes back on its port, but stays in cool-down.
+    rig.emulator_on("b", &b.addr.to_string(), &slow).await?;
+    let (status, who, _) = send(
+        &envoy,
+        "POST",
+        "/api/show",
+        &[("x-chat", &chat)],
+        Some(show),
+    )
+    .await?;
+    assert_eq!((status, who.as_deref()), (200, Some("a")));
+    assert_eq!(envoy.stat("wasmcustom.ollama_lb.inflight.b").await, Some(0));
+    Ok(())
+}
