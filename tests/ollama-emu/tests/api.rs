@@ -480,6 +480,7 @@ async fn a_non_local_host_header_gets_an_empty_403() {
     };
     let r = get("ollama.example.com").await.unwrap();
     assert_eq!(r.status(), 403);
+    assert_eq!(r.headers()["x-emu-instance"], "test-emu");
     assert_eq!(r.text().await.unwrap(), "");
     assert_eq!(get("localhost:11434").await.unwrap().status(), 200);
     assert_eq!(get("gpu-a.internal").await.unwrap().status(), 200);

@@ -57,18 +57,18 @@ pub fn router(state: Arc<EmuState>) -> Router {
         .with_state(state)
 }
 
-/// Counts requests, applies the `status`, `hang` and `slow` faults to
-/// non-control routes, and names the instance on every response.
+/// Drops connections during `refuse`, applies the Host check, counts
+/// requests, applies the `status`, `hang` and `slow` faults to non-control
+/// routes, and names the instance on every response.
 async fn emulate(State(state): State<Arc<EmuState>>, req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();
     if state.refusing() {
         return dropped_connection();
     }
-    if !path.starts_with("/_emu/") && !host_ok(&state, &req) {
-        return StatusCode::FORBIDDEN.into_response();
-    }
     let mut resp = if path.starts_with("/_emu/") {
         next.run(req).await
+    } else if !host_ok(&state, &req) {
+        StatusCode::FORBIDDEN.into_response()
     } else {
         state.count_request(&path);
         faulted(&state, &path, req, next).await
