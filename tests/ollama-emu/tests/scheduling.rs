@@ -57,7 +57,7 @@ async fn num_parallel_slots_overlap_and_the_rest_wait() {
     c.models[0].loaded = true;
     c.num_parallel = 2;
     c.tokens_per_second = 20.0;
-    c.response_tokens = 8; // 400 ms per reply
+    c.response_tokens = 10; // 500 ms per reply; two in series take 1 s
     let emu = start(c).await;
 
     let timed = || async {
