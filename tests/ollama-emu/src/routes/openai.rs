@@ -81,10 +81,23 @@ async fn begin(
     })
 }
 
+/// The OpenAI middleware binds without the native handlers' EOF check,
+/// so an empty body reports Go's bare `EOF`.
+fn decode_v1(
+    body: &[u8],
+    type_name: &str,
+    fields: &[(&str, Kind)],
+) -> Result<Map<String, Value>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request("EOF"));
+    }
+    decode(body, type_name, fields)
+}
+
 /// `POST /v1/chat/completions`.
 pub async fn chat_completions(State(state): Shared, body: Bytes) -> Result<Response, OpenAiError> {
     let start = Instant::now();
-    let req = decode(
+    let req = decode_v1(
         &body,
         "ChatCompletionRequest",
         &[
@@ -160,7 +173,7 @@ pub async fn chat_completions(State(state): Shared, body: Bytes) -> Result<Respo
 /// `POST /v1/completions`.
 pub async fn completions(State(state): Shared, body: Bytes) -> Result<Response, OpenAiError> {
     let start = Instant::now();
-    let req = decode(
+    let req = decode_v1(
         &body,
         "CompletionRequest",
         &[
@@ -233,7 +246,7 @@ pub async fn completions(State(state): Shared, body: Bytes) -> Result<Response, 
 /// `POST /v1/embeddings`.
 pub async fn embeddings(State(state): Shared, body: Bytes) -> Result<Response, OpenAiError> {
     let start = Instant::now();
-    let req = decode(
+    let req = decode_v1(
         &body,
         "EmbedRequest",
         &[("model", Kind::Str), ("dimensions", Kind::Int)],
