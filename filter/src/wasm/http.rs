@@ -52,7 +52,9 @@ impl Request {
     }
 
     fn map(&self) -> Option<Rc<ModelMap>> {
-        self.worker.borrow().map.clone()
+        let mut worker = self.worker.borrow_mut();
+        worker.sync_map();
+        worker.map.clone()
     }
 
     fn respond(&self, answer: &LocalAnswer) {

@@ -30,45 +30,16 @@ pub struct Worker {
     pub map: Option<Rc<ModelMap>>,
     pub picker: Picker,
     pub metrics: Metrics,
-}
-
-pub struct Root {
-    worker: Rc<RefCell<Worker>>,
-    owner: String,
+    /// Id of the shared map this worker last looked at.
     map_id: String,
-    poll: Option<u32>,
-    next_poll_ms: u64,
-    backoff_ms: u64,
-    leader: bool,
-    lease_checked_ms: u64,
 }
 
-impl Root {
-    pub fn new(context_id: u32) -> Self {
-        let seed = shared::now_nanos() ^ (u64::from(context_id) << 32);
-        Root {
-            worker: Rc::new(RefCell::new(Worker {
-                config: Rc::new(Config::default()),
-                map: None,
-                picker: Picker::new(seed),
-                metrics: Metrics::default(),
-            })),
-            owner: format!("{seed:016x}"),
-            map_id: String::new(),
-            poll: None,
-            next_poll_ms: 0,
-            backoff_ms: 100,
-            leader: false,
-            lease_checked_ms: 0,
-        }
-    }
-
-    fn config(&self) -> Rc<Config> {
-        self.worker.borrow().config.clone()
-    }
-
-    /// Installs the shared map if its id changed since this worker looked.
-    fn sync_map(&mut self) {
+impl Worker {
+    /// Installs the shared map if its id changed since this worker looked
+    /// (a small key is read; the map itself only when it changed). Called
+    /// on every tick and every request, so a worker never routes with a
+    /// map older than the one published.
+    pub fn sync_map(&mut self) {
         let Some(id) = shared::get_text(shared::MAP_ID_KEY) else {
             return;
         };
@@ -92,15 +63,51 @@ impl Root {
             map.models.len(),
             map.instances.len()
         );
-        let worker = &mut *self.worker.borrow_mut();
-        worker
-            .metrics
+        self.metrics
             .set_gauge("ollama_lb.map_models", map.models.len() as u64);
-        worker
-            .metrics
+        self.metrics
             .set_gauge("ollama_lb.map_instances", map.instances.len() as u64);
-        worker.map = Some(Rc::new(map));
+        self.map = Some(Rc::new(map));
         self.map_id = id;
+    }
+}
+
+pub struct Root {
+    worker: Rc<RefCell<Worker>>,
+    owner: String,
+    poll: Option<u32>,
+    next_poll_ms: u64,
+    backoff_ms: u64,
+    leader: bool,
+    lease_checked_ms: u64,
+}
+
+impl Root {
+    pub fn new(context_id: u32) -> Self {
+        let seed = shared::now_nanos() ^ (u64::from(context_id) << 32);
+        Root {
+            worker: Rc::new(RefCell::new(Worker {
+                config: Rc::new(Config::default()),
+                map: None,
+                picker: Picker::new(seed),
+                metrics: Metrics::default(),
+                map_id: String::new(),
+            })),
+            owner: format!("{seed:016x}"),
+            poll: None,
+            next_poll_ms: 0,
+            backoff_ms: 100,
+            leader: false,
+            lease_checked_ms: 0,
+        }
+    }
+
+    fn config(&self) -> Rc<Config> {
+        self.worker.borrow().config.clone()
+    }
+
+    fn sync_map(&mut self) {
+        self.worker.borrow_mut().sync_map();
     }
 
     /// The lease holder keeps one long poll to syncd outstanding; the
