@@ -95,7 +95,7 @@ impl Generation {
     ) -> Result<Self, ApiError> {
         let slot = state
             .sched
-            .acquire(model, keep_alive, state.settings())
+            .acquire(model, keep_alive, || state.settings())
             .await?;
         let config = state.config();
         let response_tokens = config.response_tokens as usize;

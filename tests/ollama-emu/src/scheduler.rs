@@ -113,11 +113,13 @@ impl Scheduler {
 
     /// Waits for a slot on `model`, loading it (and evicting an idle model)
     /// if needed. `keep_alive` of `None` keeps a loaded runner's setting.
+    /// `settings` is read again on every wake-up, so live changes apply to
+    /// waiting requests.
     pub async fn acquire(
         self: &Arc<Self>,
         model: &Model,
         keep_alive: Option<KeepAlive>,
-        settings: Settings,
+        settings: impl Fn() -> Settings,
     ) -> Result<Slot, SchedError> {
         let start = Instant::now();
         let key = model.key.as_str();
@@ -129,9 +131,12 @@ impl Scheduler {
         };
         let mut first = true;
         loop {
+            let settings = settings();
             let notified = {
                 let mut g = self.lock();
                 let inner = &mut *g;
+                // A new digest (a pull, `/_emu/digest`) makes Ollama reload
+                // the runner once it is idle.
                 let needs_reload = inner
                     .runners
                     .get(key)
@@ -538,10 +543,10 @@ mod tests {
     async fn a_cold_slot_waits_the_load_time_and_a_warm_one_does_not() {
         let sched = Arc::new(Scheduler::default());
         let m = model("llama3");
-        let cold = sched.acquire(&m, None, settings()).await.expect("slot");
+        let cold = sched.acquire(&m, None, settings).await.expect("slot");
         assert_eq!(cold.load_duration, Duration::from_secs(2));
         drop(cold);
-        let warm = sched.acquire(&m, None, settings()).await.expect("slot");
+        let warm = sched.acquire(&m, None, settings).await.expect("slot");
         assert_eq!(warm.load_duration, Duration::ZERO);
     }
 
@@ -550,14 +555,14 @@ mod tests {
         let sched = Arc::new(Scheduler::default());
         let (a, b) = (model("a"), model("b"));
         let ka = Some(KeepAlive::For(Duration::from_secs(10)));
-        drop(sched.acquire(&a, ka, settings()).await.expect("slot"));
+        drop(sched.acquire(&a, ka, settings).await.expect("slot"));
         tokio::time::sleep(Duration::from_secs(9)).await;
         assert!(sched.is_loaded(&a.key));
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert!(!sched.is_loaded(&a.key), "expired after 10 s idle");
 
-        drop(sched.acquire(&a, None, settings()).await.expect("slot"));
-        drop(sched.acquire(&b, None, settings()).await.expect("slot"));
+        drop(sched.acquire(&a, None, settings).await.expect("slot"));
+        drop(sched.acquire(&b, None, settings).await.expect("slot"));
         assert!(!sched.is_loaded(&a.key) && sched.is_loaded(&b.key));
         assert_eq!(sched.stats()["evictions"], 1);
     }
@@ -566,12 +571,12 @@ mod tests {
     async fn waiting_requests_get_slots_in_arrival_order() {
         let sched = Arc::new(Scheduler::default());
         let m = model("llama3");
-        let first = sched.acquire(&m, None, settings()).await.expect("slot");
+        let first = sched.acquire(&m, None, settings).await.expect("slot");
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         for i in 0..4 {
             let (sched, m, tx) = (Arc::clone(&sched), m.clone(), tx.clone());
             tokio::spawn(async move {
-                let slot = sched.acquire(&m, None, settings()).await.expect("slot");
+                let slot = sched.acquire(&m, None, settings).await.expect("slot");
                 tx.send(i).expect("receiver alive");
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 drop(slot);

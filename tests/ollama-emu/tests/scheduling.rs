@@ -249,3 +249,30 @@ async fn a_client_that_goes_away_frees_its_slot() {
     assert_eq!(status, 200);
     assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
 }
+
+#[tokio::test]
+async fn raising_num_parallel_live_lets_a_waiting_request_in() {
+    let mut c = config(&["llama3"]);
+    c.models[0].loaded = true;
+    c.tokens_per_second = 10.0;
+    c.response_tokens = 8; // 800 ms per reply
+    let emu = start(c).await;
+
+    let first = emu.call("/api/generate", gen("llama3"));
+    let second = async {
+        emu.wait_stats(|s| s["in_flight"] == 1).await;
+        let t = Instant::now();
+        let call = emu.call("/api/generate", gen("llama3"));
+        let raise = async {
+            emu.wait_stats(|s| s["queued"] == 1).await;
+            emu.control("/_emu/config", json!({"num_parallel": 2}))
+                .await;
+        };
+        let ((status, _), ()) = tokio::join!(call, raise);
+        (status, t.elapsed())
+    };
+    let (_, (status, waited)) = tokio::join!(first, second);
+    assert_eq!(status, 200);
+    assert!(waited < Duration::from_millis(1400), "{waited:?}");
+    assert_eq!(emu.stats().await["max_in_flight_seen"], 2);
+}
