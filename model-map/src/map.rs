@@ -154,11 +154,7 @@ pub fn canonical_digest<'a>(replicas: impl IntoIterator<Item = (&'a str, i64)>) 
     }
     tally
         .into_iter()
-        .max_by(|a, b| {
-            a.1.cmp(&b.1)
-                .then(a.2.cmp(&b.2))
-                .then(b.0.cmp(a.0))
-        })
+        .max_by(|a, b| a.1.cmp(&b.1).then(a.2.cmp(&b.2)).then(b.0.cmp(a.0)))
         .map(|(d, _, _)| d.to_string())
 }
 

@@ -84,7 +84,10 @@ impl ModelName {
     /// `DisplayShortest`: `model:tag`, `ns/model:tag` or `host/ns/model:tag`.
     pub fn display_shortest(&self) -> String {
         if !self.host.eq_ignore_ascii_case(DEFAULT_HOST) {
-            format!("{}/{}/{}:{}", self.host, self.namespace, self.model, self.tag)
+            format!(
+                "{}/{}/{}:{}",
+                self.host, self.namespace, self.model, self.tag
+            )
         } else if !self.namespace.eq_ignore_ascii_case(DEFAULT_NAMESPACE) {
             format!("{}/{}:{}", self.namespace, self.model, self.tag)
         } else {

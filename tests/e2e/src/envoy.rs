@@ -74,7 +74,11 @@ impl Envoy {
     /// One stat from the admin interface (`/stats?filter=^NAME$`), if set.
     pub async fn stat(&self, name: &str) -> Option<i64> {
         let text = crate::http()
-            .get(format!("{}/stats?filter=^{}$", self.admin, name.replace('.', "\\.")))
+            .get(format!(
+                "{}/stats?filter=^{}$",
+                self.admin,
+                name.replace('.', "\\.")
+            ))
             .send()
             .await
             .ok()?

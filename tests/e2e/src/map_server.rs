@@ -66,7 +66,8 @@ async fn serve_map(
             .and_then(|v| v.to_str().ok())
             .map(|s| s.trim_matches('"').to_string())
     });
-    let current = |rx: &watch::Receiver<Option<ModelMap>>| rx.borrow().as_ref().map(|m| m.id.clone());
+    let current =
+        |rx: &watch::Receiver<Option<ModelMap>>| rx.borrow().as_ref().map(|m| m.id.clone());
     if let (Some(since), Some(wait)) = (&since, q.wait) {
         let deadline = tokio::time::sleep(Duration::from_secs(wait.min(60)));
         tokio::pin!(deadline);

@@ -58,7 +58,11 @@ impl Proc {
                 anyhow::bail!("{} exited with {status}:\n{}", self.label, self.output());
             }
             if start.elapsed() > timeout {
-                anyhow::bail!("{} not ready after {timeout:?}:\n{}", self.label, self.output());
+                anyhow::bail!(
+                    "{} not ready after {timeout:?}:\n{}",
+                    self.label,
+                    self.output()
+                );
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

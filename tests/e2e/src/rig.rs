@@ -89,8 +89,10 @@ impl Rig {
         let index = self.add(&label, cmd)?;
         let url = self.procs[index]
             .wait_for_log(Duration::from_secs(20), |log| {
-                log.lines()
-                    .find_map(|l| l.split_once(" listening on ").map(|(_, u)| u.trim().to_string()))
+                log.lines().find_map(|l| {
+                    l.split_once(" listening on ")
+                        .map(|(_, u)| u.trim().to_string())
+                })
             })
             .await?;
         let addr = url
@@ -155,7 +157,10 @@ impl Rig {
         EnvoyConfig {
             listen: "127.0.0.1:0".parse().expect("literal address"),
             admin: "127.0.0.1:0".parse().expect("literal address"),
-            instances: instances.iter().map(|e| upstream(&e.name, e.addr)).collect(),
+            instances: instances
+                .iter()
+                .map(|e| upstream(&e.name, e.addr))
+                .collect(),
             syncd: upstream("syncd", syncd),
             wasm_path: Some(paths::filter_wasm().display().to_string()),
             plugin_config: serde_json::json!({}),

@@ -8,10 +8,30 @@ use std::time::Instant;
 async fn envoy_streams_a_chat_from_either_emulator() -> anyhow::Result<()> {
     let mut rig = Rig::new("envoy_plain_route");
     let a = rig
-        .emulator("a", &["--model", "llama3.2", "--loaded", "llama3.2", "--tokens-per-second", "40"])
+        .emulator(
+            "a",
+            &[
+                "--model",
+                "llama3.2",
+                "--loaded",
+                "llama3.2",
+                "--tokens-per-second",
+                "40",
+            ],
+        )
         .await?;
     let b = rig
-        .emulator("b", &["--model", "llama3.2", "--loaded", "llama3.2", "--tokens-per-second", "40"])
+        .emulator(
+            "b",
+            &[
+                "--model",
+                "llama3.2",
+                "--loaded",
+                "llama3.2",
+                "--tokens-per-second",
+                "40",
+            ],
+        )
         .await?;
     let mut config = rig.envoy_config(&[&a, &b], e2e::rig::free_port()?);
     config.wasm_path = None;
@@ -56,6 +76,10 @@ async fn envoy_streams_a_chat_from_either_emulator() -> anyhow::Result<()> {
             "Envoy passes chunks through as they come (first {first:?}, all {total:?})"
         );
     }
-    assert!(envoy.errors(&mut rig).is_empty(), "{:?}", envoy.errors(&mut rig));
+    assert!(
+        envoy.errors(&mut rig).is_empty(),
+        "{:?}",
+        envoy.errors(&mut rig)
+    );
     Ok(())
 }
