@@ -1,9 +1,9 @@
 //! The command line: `syncd run`, `syncd status`, `syncd check-config`,
-//! `syncd envoy-config`. Every flag has a `--help` text, an environment
-//! variable and a typed value. (Room is left for a `sync` subcommand.)
+//! `syncd envoy-config`, `syncd sync`. Every flag has a `--help` text, an
+//! environment variable and a typed value.
 
 use std::net::SocketAddr;
-use std::num::NonZeroU32;
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -27,7 +27,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon: poll every instance and serve the map.
-    Run(ConfigArgs),
+    Run(RunArgs),
     /// Print the fleet as a running daemon sees it.
     Status(StatusArgs),
     /// Validate the configuration and print the resolved instances.
@@ -35,7 +35,110 @@ pub enum Command {
     /// Print the Envoy bootstrap (YAML) for the configured instances: a
     /// listener with the ollama-lb filter, a cluster per instance, syncd.
     EnvoyConfig(EnvoyConfigArgs),
-    // Planned: `sync` (pull models fleet-wide).
+    /// Pull models so every healthy instance holds what it should (every
+    /// model of the fleet, or what --placement says), with live progress.
+    Sync(SyncArgs),
+}
+
+/// Flags of `syncd run`: the configuration plus sync settings.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Bearer token that POST /v1/sync requires; without one, only
+    /// loopback clients may sync.
+    #[arg(long, env = "SYNCD_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+    /// Placement file (TOML): the default of POST /v1/sync and what
+    /// --reconcile holds.
+    #[arg(long, env = "SYNCD_PLACEMENT", value_name = "FILE")]
+    pub placement: Option<PathBuf>,
+    /// Keep the fleet synced: re-plan after every map change (and every
+    /// --reconcile-every) and pull what is missing.
+    #[arg(long, env = "SYNCD_RECONCILE")]
+    pub reconcile: bool,
+    /// Longest time between two reconcile plans; also the wait before a
+    /// failed pull is retried.
+    #[arg(long, env = "SYNCD_RECONCILE_EVERY", default_value = "30s", value_parser = parse_duration)]
+    pub reconcile_every: Duration,
+    /// Pulls and loads at a time on one instance.
+    #[arg(long, env = "SYNCD_SYNC_CONCURRENCY", default_value = "1")]
+    pub concurrency: NonZeroUsize,
+}
+
+impl RunArgs {
+    /// The configuration and the daemon's sync settings, validated.
+    pub fn resolve(&self) -> Result<(Config, crate::SyncSettings), ResolveError> {
+        let config = self.config.resolve()?;
+        let names: Vec<String> = config.instances.iter().map(|i| i.name.clone()).collect();
+        let placement = match &self.placement {
+            Some(path) => Some(crate::sync::Placement::from_file(path, Some(&names))?),
+            None => None,
+        };
+        if self.reconcile_every.is_zero() {
+            return Err(ConfigError::Zero {
+                flag: "reconcile-every",
+            }
+            .into());
+        }
+        let sync = crate::SyncSettings {
+            api_token: self.api_token.clone().filter(|t| !t.is_empty()),
+            placement,
+            per_instance: self.concurrency,
+            reconcile: self.reconcile.then_some(self.reconcile_every),
+        };
+        Ok((config, sync))
+    }
+}
+
+/// A bad configuration or placement file (both exit 64).
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Placement(#[from] crate::sync::PlacementError),
+}
+
+/// Flags of `syncd sync`.
+#[derive(Debug, Clone, Args)]
+pub struct SyncArgs {
+    /// The instances, as for `syncd run` (not needed with --url).
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Ask the daemon at this URL to sync (POST /v1/sync) instead of
+    /// polling the instances from here.
+    #[arg(long, env = "SYNCD_SYNC_URL", value_name = "URL")]
+    pub url: Option<String>,
+    /// Bearer token for --url.
+    #[arg(long, env = "SYNCD_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+    /// Placement file (TOML); without one every model goes everywhere.
+    #[arg(long, env = "SYNCD_PLACEMENT", value_name = "FILE")]
+    pub placement: Option<PathBuf>,
+    /// Print the plan as a table and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Pulls and loads at a time on one instance.
+    #[arg(long, env = "SYNCD_SYNC_CONCURRENCY", default_value = "1")]
+    pub concurrency: NonZeroUsize,
+    /// Progress display: bars on a terminal, plain lines otherwise.
+    #[arg(long, env = "SYNCD_PROGRESS", value_enum, default_value = "auto")]
+    pub progress: crate::sync::command::ProgressMode,
+}
+
+impl SyncArgs {
+    /// The options of the sync itself.
+    pub fn options(&self) -> crate::sync::command::SyncOptions {
+        crate::sync::command::SyncOptions {
+            url: self.url.clone(),
+            api_token: self.api_token.clone().filter(|t| !t.is_empty()),
+            placement: self.placement.clone(),
+            dry_run: self.dry_run,
+            concurrency: self.concurrency,
+            progress: self.progress,
+        }
+    }
 }
 
 /// Flags of `syncd envoy-config`; the instances come from the same flags,

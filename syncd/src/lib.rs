@@ -15,8 +15,10 @@
 //! - [`server`]: the HTTP API (`/v1/map` with long poll, `/v1/instances`,
 //!   `/healthz`, `/readyz`, `/metrics`); [`metrics`] renders the last.
 //! - [`envoy_config`]: renders the Envoy bootstrap (`envoy-config`).
+//! - [`sync`]: fleet model sync: placement, planner, executor, progress,
+//!   `POST /v1/sync` and the reconcile loop.
 //! - [`cli`]: the command line (`run`, `status`, `check-config`,
-//!   `envoy-config`);
+//!   `envoy-config`, `sync`);
 //!   [`status`] is the `status` client.
 //!
 //! [`run`] is the daemon: it takes its listener and a shutdown future, so
@@ -34,9 +36,13 @@ pub mod ollama;
 pub mod poller;
 pub mod server;
 pub mod status;
+pub mod sync;
 
 use std::future::Future;
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
+use std::time::Duration;
 
 use thiserror::Error;
 use tokio::net::TcpListener;
@@ -45,6 +51,32 @@ use tokio::task::JoinSet;
 
 pub use config::Config;
 pub use fleet::Fleet;
+
+/// The daemon's sync settings: `POST /v1/sync` and `--reconcile`.
+#[derive(Debug, Clone)]
+pub struct SyncSettings {
+    /// Bearer token `POST /v1/sync` requires; without one only loopback
+    /// clients may sync.
+    pub api_token: Option<String>,
+    /// `--placement`: the API's default and what reconcile holds.
+    pub placement: Option<sync::Placement>,
+    /// Pulls and loads at a time on one instance.
+    pub per_instance: NonZeroUsize,
+    /// `Some(every)`: keep the placement held, re-planning on every map
+    /// change and at least this often.
+    pub reconcile: Option<Duration>,
+}
+
+impl Default for SyncSettings {
+    fn default() -> Self {
+        SyncSettings {
+            api_token: None,
+            placement: None,
+            per_instance: NonZeroUsize::MIN,
+            reconcile: None,
+        }
+    }
+}
 
 /// Why the daemon stopped with an error.
 #[derive(Debug, Error)]
@@ -72,6 +104,18 @@ pub async fn run_with_fleet(
     fleet: Arc<Fleet>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
+    run_with_sync(listener, config, fleet, SyncSettings::default(), shutdown).await
+}
+
+/// [`run_with_fleet`] with sync settings (API token, placement,
+/// reconcile).
+pub async fn run_with_sync(
+    listener: TcpListener,
+    config: &Config,
+    fleet: Arc<Fleet>,
+    sync: SyncSettings,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
     let http = ollama::OllamaClient::http_client(&config.poll);
     let mut pollers = JoinSet::new();
     for (idx, instance) in config.instances.iter().enumerate() {
@@ -79,11 +123,28 @@ pub async fn run_with_fleet(
         let every = config.poll.version_every.get();
         pollers.spawn(poller::run_poller(fleet.clone(), idx, client, every));
     }
+    let exec = sync::Executor::new(&config.poll, sync.per_instance);
+    if let Some(every) = sync.reconcile {
+        tracing::info!(every = ?every, placement = sync.placement.is_some(), "reconcile on");
+        pollers.spawn(sync::reconcile::run_reconcile(
+            fleet.clone(),
+            sync.placement.clone(),
+            exec.clone(),
+            every,
+        ));
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
-    let app = server::router(fleet, stop_rx);
+    let app = server::router(fleet.clone(), stop_rx).merge(sync::api::router(
+        fleet,
+        exec,
+        sync.api_token,
+        sync.placement,
+    ));
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(listen = %addr, instances = config.instances.len(), "syncd serving");
     }
+    // The peer address decides who may sync without a token.
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;

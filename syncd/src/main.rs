@@ -31,7 +31,7 @@ fn main() -> ExitCode {
 fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run(args) => {
-            let config = match args.resolve() {
+            let (config, sync) = match args.resolve() {
                 Ok(c) => c,
                 Err(e) => return Ok(config_error(&e)),
             };
@@ -41,9 +41,20 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 let listener = tokio::net::TcpListener::bind(config.listen)
                     .await
                     .with_context(|| format!("binding --listen {}", config.listen))?;
-                syncd::run(listener, config, shutdown_signal()).await?;
+                let fleet = syncd::Fleet::new(&config);
+                syncd::run_with_sync(listener, &config, fleet, sync, shutdown_signal()).await?;
                 Ok(ExitCode::SUCCESS)
             })
+        }
+        Command::Sync(args) => {
+            let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+            match runtime.block_on(syncd::sync::command::run(&args.config, &args.options())) {
+                Ok(code) => Ok(ExitCode::from(code)),
+                Err(e) => {
+                    eprintln!("syncd sync: {e}");
+                    Ok(ExitCode::from(e.exit_code()))
+                }
+            }
         }
         Command::CheckConfig(args) => match args.resolve() {
             Ok(config) => {
@@ -69,7 +80,7 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn config_error(e: &syncd::config::ConfigError) -> ExitCode {
+fn config_error(e: &dyn std::fmt::Display) -> ExitCode {
     eprintln!("syncd: bad configuration: {e}");
     ExitCode::from(EXIT_CONFIG)
 }

@@ -1,7 +1,8 @@
 //! Talking to one Ollama instance: `GET /api/tags`, `/api/ps` and
 //! `/api/version`, each bounded by the request timeout and by the response
 //! size cap, which is enforced while the body streams in (a huge body is
-//! never buffered whole).
+//! never buffered whole); and, for `sync`, `POST /api/pull` with its
+//! progress stream and loading a model to keep it warm.
 
 use std::future::Future;
 use std::time::Duration;
@@ -200,6 +201,153 @@ impl OllamaClient {
         }
         Ok(body)
     }
+}
+
+/// Why a pull or a load failed.
+#[derive(Debug, Error)]
+pub enum ActionError {
+    #[error("{0}")]
+    Request(String),
+    #[error("HTTP {status}: {body}")]
+    Status { status: u16, body: String },
+    /// An `{"error": …}` line or body from Ollama.
+    #[error("{0}")]
+    Ollama(String),
+    #[error("no progress for {0:?}")]
+    Stalled(Duration),
+    #[error("the stream ended before \"success\"")]
+    Truncated,
+}
+
+/// One line of `/api/pull` progress.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct PullProgress {
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub digest: Option<String>,
+    #[serde(default)]
+    pub total: Option<u64>,
+    #[serde(default)]
+    pub completed: Option<u64>,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// Longest progress line accepted (Ollama's client allows 8 MB).
+const MAX_LINE: usize = 8 << 20;
+
+impl OllamaClient {
+    /// The instance's base URL.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// `POST /api/pull` with streamed progress: `on_progress` sees every
+    /// line; an `{"error"}` line, a stream that ends before `success`, or
+    /// no line for `stall` fails the pull.
+    pub async fn pull(
+        &self,
+        model: &str,
+        stall: Duration,
+        mut on_progress: impl FnMut(&PullProgress),
+    ) -> Result<(), ActionError> {
+        let body = serde_json::json!({ "model": model, "stream": true });
+        let send = self
+            .http
+            .post(format!("{}/api/pull", self.base))
+            .json(&body)
+            .send();
+        let mut resp = tokio::time::timeout(stall, send)
+            .await
+            .map_err(|_| ActionError::Stalled(stall))?
+            .map_err(|e| ActionError::Request(request_error_text(&e)))?;
+        if !resp.status().is_success() {
+            return Err(status_error(resp).await);
+        }
+        let mut buf: Vec<u8> = Vec::new();
+        loop {
+            let chunk = tokio::time::timeout(stall, resp.chunk())
+                .await
+                .map_err(|_| ActionError::Stalled(stall))?
+                .map_err(|e| ActionError::Request(request_error_text(&e)))?;
+            let Some(chunk) = chunk else {
+                return Err(ActionError::Truncated);
+            };
+            buf.extend_from_slice(&chunk);
+            while let Some(end) = buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=end).collect();
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                let p: PullProgress = serde_json::from_slice(&line)
+                    .map_err(|e| ActionError::Request(format!("invalid progress line: {e}")))?;
+                if let Some(error) = p.error {
+                    return Err(ActionError::Ollama(error));
+                }
+                on_progress(&p);
+                if p.status == "success" {
+                    return Ok(());
+                }
+            }
+            if buf.len() > MAX_LINE {
+                return Err(ActionError::Request("progress line over 8 MB".into()));
+            }
+        }
+    }
+
+    /// Loads `model` and keeps it loaded: `/api/generate` with an empty
+    /// prompt and `keep_alive: -1`; an embedding-only model (which refuses
+    /// generate) is loaded through `/api/embed` with an empty input.
+    pub async fn warm(&self, model: &str, limit: Duration) -> Result<(), ActionError> {
+        let generate =
+            serde_json::json!({ "model": model, "prompt": "", "keep_alive": -1, "stream": false });
+        match self.post_json("/api/generate", &generate, limit).await {
+            Err(ActionError::Status { status: 400, body }) if body.contains("does not support") => {
+                let embed = serde_json::json!({ "model": model, "input": [], "keep_alive": -1 });
+                self.post_json("/api/embed", &embed, limit).await
+            }
+            other => other,
+        }
+    }
+
+    async fn post_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+        limit: Duration,
+    ) -> Result<(), ActionError> {
+        let send = async {
+            let resp = self
+                .http
+                .post(format!("{}{path}", self.base))
+                .json(body)
+                .send()
+                .await
+                .map_err(|e| ActionError::Request(request_error_text(&e)))?;
+            if !resp.status().is_success() {
+                return Err(status_error(resp).await);
+            }
+            resp.bytes()
+                .await
+                .map_err(|e| ActionError::Request(request_error_text(&e)))?;
+            Ok(())
+        };
+        tokio::time::timeout(limit, send)
+            .await
+            .map_err(|_| ActionError::Stalled(limit))?
+    }
+}
+
+/// A non-2xx answer: Ollama's `{"error"}` text when there is one.
+async fn status_error(resp: reqwest::Response) -> ActionError {
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap_or_default();
+    let body = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+        .unwrap_or_else(|| text.chars().take(200).collect());
+    ActionError::Status { status, body }
 }
 
 impl Probe for OllamaClient {

@@ -1,0 +1,198 @@
+//! The `syncd sync` command. Without `--url` it polls every configured
+//! instance once, plans and pulls from here; with `--url` it asks that
+//! daemon to sync (`POST /v1/sync`) and shows the streamed progress the
+//! same way. Exit code: 0 when every action succeeded (or there was
+//! nothing to do), 1 when one failed, 64 for a bad configuration or
+//! placement.
+
+use std::io::IsTerminal;
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::ValueEnum;
+use thiserror::Error;
+use tokio::sync::mpsc;
+
+use super::placement::{Placement, PlacementError};
+use super::plan::{plan, render_table};
+use super::progress::{render, Renderer};
+use super::run::{Event, Executor, Summary};
+use crate::cli::ConfigArgs;
+use crate::config::ConfigError;
+
+/// How progress is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProgressMode {
+    /// Bars when stdout is a terminal, else plain lines.
+    Auto,
+    /// Bars (drawn only on a terminal).
+    Bars,
+    /// Plain lines.
+    Plain,
+}
+
+/// What `syncd sync` was asked to do.
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    pub url: Option<String>,
+    pub api_token: Option<String>,
+    pub placement: Option<PathBuf>,
+    pub dry_run: bool,
+    pub concurrency: NonZeroUsize,
+    pub progress: ProgressMode,
+}
+
+/// Why `syncd sync` could not run at all.
+#[derive(Debug, Error)]
+pub enum CommandError {
+    #[error("bad configuration: {0}")]
+    Config(#[from] ConfigError),
+    #[error("bad placement: {0}")]
+    Placement(#[from] PlacementError),
+    /// The daemon refused the request as invalid (HTTP 400).
+    #[error("the daemon refused the sync: {0}")]
+    Refused(String),
+    #[error("{0}")]
+    Daemon(String),
+}
+
+impl CommandError {
+    /// 64 for what the user must fix in the configuration, else 1.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CommandError::Config(_) | CommandError::Placement(_) | CommandError::Refused(_) => {
+                crate::cli::EXIT_CONFIG
+            }
+            CommandError::Daemon(_) => 1,
+        }
+    }
+}
+
+/// Runs the command; returns the exit code.
+pub async fn run(config: &ConfigArgs, opts: &SyncOptions) -> Result<u8, CommandError> {
+    match &opts.url {
+        Some(url) => remote(url, opts).await,
+        None => local(config, opts).await,
+    }
+}
+
+fn renderer(mode: ProgressMode) -> Renderer {
+    let bars = match mode {
+        ProgressMode::Auto => std::io::stdout().is_terminal(),
+        ProgressMode::Bars => true,
+        ProgressMode::Plain => false,
+    };
+    if bars {
+        Renderer::bars()
+    } else {
+        Renderer::plain(Box::new(std::io::stdout()))
+    }
+}
+
+fn exit_code(summary: Option<&Summary>) -> u8 {
+    u8::from(!summary.is_some_and(Summary::ok))
+}
+
+async fn local(config: &ConfigArgs, opts: &SyncOptions) -> Result<u8, CommandError> {
+    let config = config.resolve()?;
+    let names: Vec<String> = config.instances.iter().map(|i| i.name.clone()).collect();
+    let placement = match &opts.placement {
+        Some(path) => Some(Placement::from_file(path, Some(&names))?),
+        None => None,
+    };
+    let (map, unreachable) = super::poll_once(&config).await;
+    for (name, error) in &unreachable {
+        eprintln!("syncd sync: instance {name} is unreachable ({error}); it is skipped");
+    }
+    let the_plan = plan(&map, placement.as_ref());
+    if opts.dry_run || the_plan.actions.is_empty() {
+        print!("{}", render_table(&the_plan));
+        return Ok(0);
+    }
+    let exec = Executor::new(&config.poll, opts.concurrency);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let shown = tokio::spawn(render(rx, renderer(opts.progress)));
+    exec.execute(&map, &the_plan, &tx).await;
+    drop(tx);
+    let summary = shown.await.ok().flatten();
+    Ok(exit_code(summary.as_ref()))
+}
+
+async fn remote(url: &str, opts: &SyncOptions) -> Result<u8, CommandError> {
+    let placement = match &opts.placement {
+        Some(path) => Some(Placement::from_file(path, None)?),
+        None => None,
+    };
+    let body = serde_json::json!({
+        "dry_run": opts.dry_run,
+        "placement": placement,
+        "concurrency": opts.concurrency,
+    });
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .connect_timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| CommandError::Daemon(e.to_string()))?;
+    let endpoint = format!("{}/v1/sync", url.trim_end_matches('/'));
+    let mut request = http.post(&endpoint).json(&body);
+    if let Some(token) = &opts.api_token {
+        request = request.bearer_auth(token);
+    }
+    let daemon_error = |e: reqwest::Error| {
+        CommandError::Daemon(format!(
+            "POST {endpoint}: {}",
+            crate::ollama::error_chain(&e)
+        ))
+    };
+    let mut resp = request.send().await.map_err(daemon_error)?;
+    let status = resp.status();
+    if !status.is_success() {
+        let text = resp.text().await.unwrap_or_default();
+        let message = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+            .unwrap_or(text);
+        return Err(if status == reqwest::StatusCode::BAD_REQUEST {
+            CommandError::Refused(message)
+        } else {
+            CommandError::Daemon(format!("POST {endpoint}: HTTP {status}: {message}"))
+        });
+    }
+    let (tx, rx) = mpsc::unbounded_channel();
+    let dry_run = opts.dry_run;
+    let shower = renderer(opts.progress);
+    let shown = tokio::spawn(async move {
+        if dry_run {
+            let mut rx = rx;
+            while let Some(event) = rx.recv().await {
+                if let Event::Plan(p) = event {
+                    print!("{}", render_table(&p));
+                    return Some(Summary::default());
+                }
+            }
+            None
+        } else {
+            render(rx, shower).await
+        }
+    });
+    let mut buf = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(daemon_error)? {
+        buf.extend_from_slice(&chunk);
+        while let Some(end) = buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=end).collect();
+            match serde_json::from_slice::<Event>(&line) {
+                Ok(event) => {
+                    let _ = tx.send(event);
+                }
+                Err(e) => eprintln!("syncd sync: skipping an unreadable event: {e}"),
+            }
+        }
+    }
+    drop(tx);
+    let summary = shown.await.ok().flatten();
+    if summary.is_none() {
+        eprintln!("syncd sync: the daemon's stream ended before the summary");
+    }
+    Ok(exit_code(summary.as_ref()))
+}

@@ -1,0 +1,284 @@
+//! Carrying out a [`Plan`]: pulls and loads in parallel across instances,
+//! at most `per_instance` at a time on each, progress sent as [`Event`]s
+//! on a channel. After a pull, a fresh `/api/tags` of the instance checks
+//! that it now holds the model at the canonical digest.
+//!
+//! One instance failing never stops the others; the [`Summary`] says what
+//! succeeded. Two actions on the same (instance, model) never run at once,
+//! even from two syncs (the API and the reconcile loop share [`KeyLocks`]).
+
+use std::collections::{BTreeMap, HashMap};
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use model_map::name::ModelName;
+use model_map::ModelMap;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinSet;
+
+use super::plan::{Action, ActionKind, Plan};
+use crate::config::{Instance, PollSettings};
+use crate::ollama::{OllamaClient, Tags};
+
+/// What a sync reports, in order: the plan, progress, one result per
+/// action, the summary. Serialised as NDJSON by `POST /v1/sync`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    Plan(Plan),
+    Progress {
+        instance: String,
+        model: String,
+        status: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        completed: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        total: Option<u64>,
+    },
+    Result {
+        instance: String,
+        model: String,
+        kind: ActionKind,
+        ok: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    Summary(Summary),
+}
+
+/// How a sync ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub actions: usize,
+    pub succeeded: usize,
+    pub failed: usize,
+    /// `instance model: error` for each failure.
+    pub failures: Vec<String>,
+}
+
+impl Summary {
+    /// True when every action succeeded.
+    pub fn ok(&self) -> bool {
+        self.failed == 0
+    }
+
+    /// One line, plus one per failure.
+    pub fn render(&self) -> String {
+        let mut out = format!(
+            "sync: {} actions, {} succeeded, {} failed\n",
+            self.actions, self.succeeded, self.failed
+        );
+        for f in &self.failures {
+            out.push_str(&format!("  FAILED {f}\n"));
+        }
+        out
+    }
+}
+
+/// Per-(instance, model key) locks shared by every sync of one process.
+#[derive(Debug, Default)]
+pub struct KeyLocks(Mutex<HashMap<(String, String), JobLock>>);
+
+type JobLock = Arc<tokio::sync::Mutex<()>>;
+
+impl KeyLocks {
+    fn get(&self, instance: &str, key: &str) -> JobLock {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry((instance.to_string(), key.to_string()))
+            .or_default()
+            .clone()
+    }
+}
+
+/// How actions are carried out.
+#[derive(Debug, Clone)]
+pub struct Executor {
+    pub http: reqwest::Client,
+    pub poll: PollSettings,
+    /// Actions at a time on one instance.
+    pub per_instance: NonZeroUsize,
+    /// A pull with no progress line for this long fails; also the limit
+    /// of one load.
+    pub stall: Duration,
+    pub locks: Arc<KeyLocks>,
+}
+
+impl Executor {
+    /// An executor with the daemon's HTTP client settings.
+    pub fn new(poll: &PollSettings, per_instance: NonZeroUsize) -> Executor {
+        Executor {
+            http: OllamaClient::http_client(poll),
+            poll: poll.clone(),
+            per_instance,
+            stall: Duration::from_secs(300),
+            locks: Arc::default(),
+        }
+    }
+
+    /// Runs `plan` against the instances of `map`; sends the plan, progress
+    /// and results on `events` and returns the summary (also sent).
+    pub async fn execute(
+        &self,
+        map: &ModelMap,
+        plan: &Plan,
+        events: &mpsc::UnboundedSender<Event>,
+    ) -> Summary {
+        let _ = events.send(Event::Plan(plan.clone()));
+        // One job per (instance, model): its pull, then its load.
+        let mut jobs: BTreeMap<(String, String), Vec<Action>> = BTreeMap::new();
+        for a in &plan.actions {
+            jobs.entry((a.instance.clone(), a.model.clone()))
+                .or_default()
+                .push(a.clone());
+        }
+        let mut limits: HashMap<String, Arc<Semaphore>> = HashMap::new();
+        let mut tasks = JoinSet::new();
+        for ((instance, _), actions) in jobs {
+            let Some(state) = map.instance(&instance) else {
+                continue;
+            };
+            let target = Instance {
+                name: state.name.clone(),
+                url: state.url.clone(),
+                cluster: state.cluster.clone(),
+                authority: state.authority.clone(),
+            };
+            let client = OllamaClient::new(self.http.clone(), &target, &self.poll);
+            let limit = limits
+                .entry(instance)
+                .or_insert_with(|| Arc::new(Semaphore::new(self.per_instance.get())))
+                .clone();
+            let (exec, events) = (self.clone(), events.clone());
+            tasks.spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                exec.run_job(&client, actions, &events).await
+            });
+        }
+        let mut summary = Summary {
+            actions: plan.actions.len(),
+            ..Summary::default()
+        };
+        // Actions on instances missing from the map count as failed.
+        let mut done = 0;
+        while let Some(joined) = tasks.join_next().await {
+            for (action, outcome) in joined.unwrap_or_default() {
+                done += 1;
+                match outcome {
+                    Ok(()) => summary.succeeded += 1,
+                    Err(e) => {
+                        summary.failed += 1;
+                        summary.failures.push(format!(
+                            "{} {} ({}): {e}",
+                            action.instance,
+                            action.model,
+                            action.kind.as_str()
+                        ));
+                    }
+                }
+            }
+        }
+        summary.failed += summary.actions - done;
+        summary.failures.sort();
+        let _ = events.send(Event::Summary(summary.clone()));
+        summary
+    }
+
+    /// The actions of one (instance, model), in order; a failed pull
+    /// skips the load after it.
+    async fn run_job(
+        &self,
+        client: &OllamaClient,
+        actions: Vec<Action>,
+        events: &mpsc::UnboundedSender<Event>,
+    ) -> Vec<(Action, Result<(), String>)> {
+        let Some(first) = actions.first() else {
+            return Vec::new();
+        };
+        let key = ModelName::parse(&first.model).map_or_else(|_| first.model.clone(), |n| n.key());
+        let lock = self.locks.get(&first.instance, &key);
+        let _held = lock.lock().await;
+        let mut out = Vec::new();
+        let mut failed = false;
+        for action in actions {
+            let outcome = if failed {
+                Err("skipped: the pull before it failed".to_string())
+            } else {
+                match action.kind {
+                    ActionKind::Pull => self.pull(client, &action, &key, events).await,
+                    ActionKind::Warm => {
+                        progress(events, &action, "loading", None, None);
+                        client
+                            .warm(&action.model, self.stall)
+                            .await
+                            .map_err(|e| e.to_string())
+                    }
+                }
+            };
+            failed |= outcome.is_err();
+            let _ = events.send(Event::Result {
+                instance: action.instance.clone(),
+                model: action.model.clone(),
+                kind: action.kind,
+                ok: outcome.is_ok(),
+                error: outcome.as_ref().err().cloned(),
+            });
+            out.push((action, outcome));
+        }
+        out
+    }
+
+    async fn pull(
+        &self,
+        client: &OllamaClient,
+        action: &Action,
+        key: &str,
+        events: &mpsc::UnboundedSender<Event>,
+    ) -> Result<(), String> {
+        client
+            .pull(&action.model, self.stall, |p| {
+                progress(events, action, &p.status, p.completed, p.total)
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        progress(events, action, "verifying", None, None);
+        let tags: Tags = client.get("/api/tags").await.map_err(|e| e.to_string())?;
+        let digest = tags.models.iter().find_map(|m| {
+            let name = if m.name.is_empty() { &m.model } else { &m.name };
+            ModelName::parse(name)
+                .is_ok_and(|n| n.key() == key)
+                .then(|| m.digest.trim_start_matches("sha256:").to_string())
+        });
+        match (digest, &action.want) {
+            (None, _) => Err("pulled, but /api/tags does not list it".into()),
+            (Some(got), Some(want)) if &got != want => Err(format!(
+                "pulled, but it is at digest {} and the fleet's canonical digest is {}: \
+                 the registry serves another version of this tag",
+                short(&got),
+                short(want)
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn short(digest: &str) -> &str {
+    digest.get(..12).unwrap_or(digest)
+}
+
+fn progress(
+    events: &mpsc::UnboundedSender<Event>,
+    action: &Action,
+    status: &str,
+    completed: Option<u64>,
+    total: Option<u64>,
+) {
+    let _ = events.send(Event::Progress {
+        instance: action.instance.clone(),
+        model: action.model.clone(),
+        status: status.to_string(),
+        completed,
+        total,
+    });
+}
