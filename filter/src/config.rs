@@ -42,6 +42,22 @@ pub struct Config {
     pub cooldown_ms: u64,
     /// Header carrying the chosen cluster to the `cluster_header` route.
     pub route_header: String,
+    /// How the chosen instance is handed to Envoy's router.
+    pub route_by: RouteBy,
+}
+
+/// How a request is sent to the instance the filter chose.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteBy {
+    /// Set `route_header` to the instance's Envoy cluster; one route with
+    /// `cluster_header` reads it (a bootstrap with a cluster per instance).
+    #[default]
+    Cluster,
+    /// Rewrite `:authority` to the instance's `host:port`, so the route the
+    /// proxy already has for that host takes it (Istio and other meshes,
+    /// which have no cluster per instance named by syncd).
+    Host,
 }
 
 impl Default for Config {
@@ -56,6 +72,7 @@ impl Default for Config {
             max_body_bytes: 32 * 1024 * 1024,
             cooldown_ms: 5000,
             route_header: "x-ollama-lb-cluster".into(),
+            route_by: RouteBy::Cluster,
         }
     }
 }
@@ -146,6 +163,7 @@ mod tests {
     fn empty_config_is_all_defaults() {
         assert_eq!(Config::try_from_json(b""), Ok(Config::default()));
         assert_eq!(Config::try_from_json(b"{}"), Ok(Config::default()));
+        assert_eq!(Config::default().route_by, RouteBy::Cluster);
     }
 
     #[test]
@@ -153,9 +171,10 @@ mod tests {
         let c = Config::try_from_json(
             br#"{"syncd_cluster":"s","syncd_authority":"a","map_path":"/m","long_poll_seconds":3,
                 "policy":"round_robin","affinity_header":"x-openwebui-chat-id","max_body_bytes":10,
-                "cooldown_ms":1,"route_header":"x-r"}"#,
+                "cooldown_ms":1,"route_header":"x-r","route_by":"host"}"#,
         )
         .unwrap();
+        assert_eq!(c.route_by, RouteBy::Host);
         assert_eq!(c.policy, Policy::RoundRobin);
         assert_eq!(c.affinity_header.as_deref(), Some("x-openwebui-chat-id"));
         assert_eq!(
@@ -175,6 +194,7 @@ mod tests {
             (r#"{"long_poll_seconds":0}"#, "long_poll_seconds"),
             (r#"{"map_path":"v1/map"}"#, "map_path"),
             (r#"{"route_header":"X-Up"}"#, "route_header"),
+            (r#"{"route_by":"authority"}"#, "`route_by`"),
             (r#"{"affinity_header":""}"#, "affinity_header"),
             (r#"{"max_body_bytes":0}"#, "max_body_bytes"),
             (r#"{"syncd_cluster":""}"#, "syncd_cluster"),

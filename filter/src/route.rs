@@ -3,6 +3,7 @@
 
 use model_map::{InstanceState, ModelMap};
 
+use crate::config::RouteBy;
 use crate::endpoint::{BodyRoute, RequestedModel};
 use crate::errors::LbError;
 use crate::policy::{Candidate, Picker, Policy};
@@ -14,6 +15,28 @@ pub trait Load {
     fn inflight(&self, instance: &str) -> u64;
     /// Whether `instance` is in cool-down after a 503 or a failure.
     fn cooling(&self, instance: &str) -> bool;
+}
+
+/// Request header naming the chosen instance in host mode, for the
+/// upstream's logs and traces (the rewritten `:authority` is the route).
+pub const CHOSEN_INSTANCE_HEADER: &str = "x-ollama-lb-instance";
+
+/// The request headers to set so Envoy's router sends the request to
+/// `instance`: its cluster in `route_header` (cluster mode), or its
+/// `host:port` as `:authority` plus [`CHOSEN_INSTANCE_HEADER`] (host mode).
+pub fn routing_headers<'a>(
+    by: RouteBy,
+    route_header: &'a str,
+    instance: &'a InstanceState,
+) -> impl Iterator<Item = (&'a str, &'a str)> {
+    let pairs = match by {
+        RouteBy::Cluster => [Some((route_header, instance.cluster.as_str())), None],
+        RouteBy::Host => [
+            Some((":authority", instance.authority.as_str())),
+            Some((CHOSEN_INSTANCE_HEADER, instance.name.as_str())),
+        ],
+    };
+    pairs.into_iter().flatten()
 }
 
 /// How to choose among candidates.

@@ -127,3 +127,23 @@ fn any_and_pinned() {
         LbError::NoHealthyInstance
     );
 }
+
+#[test]
+fn cluster_mode_sets_only_the_cluster_header() {
+    let i = crate::test_fixtures::instance("gpu-a", true, None);
+    let headers: Vec<_> = routing_headers(RouteBy::Cluster, "x-ollama-lb-cluster", &i).collect();
+    assert_eq!(headers, [("x-ollama-lb-cluster", "ollama_gpu-a")]);
+}
+
+#[test]
+fn host_mode_rewrites_the_authority_and_names_the_instance() {
+    let i = crate::test_fixtures::instance("gpu-a", true, None);
+    let headers: Vec<_> = routing_headers(RouteBy::Host, "x-ollama-lb-cluster", &i).collect();
+    assert_eq!(
+        headers,
+        [
+            (":authority", "gpu-a:11434"),
+            ("x-ollama-lb-instance", "gpu-a")
+        ]
+    );
+}

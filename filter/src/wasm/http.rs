@@ -1,6 +1,6 @@
 //! One request: classify it, read the model from the body as it arrives,
-//! pick an instance, set the routing header, and keep the in-flight gauge
-//! and cool-downs up to date.
+//! pick an instance, set the routing header (or `:authority` in host mode),
+//! and keep the in-flight gauge and cool-downs up to date.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -84,12 +84,16 @@ impl Request {
         Action::Pause
     }
 
-    /// Sends the request to `instance`'s cluster.
+    /// Sends the request to `instance` (its cluster, or its host in host
+    /// mode).
     fn route_to(&mut self, instance: &InstanceState) -> Action {
-        let header = self.worker.borrow().config.route_header.clone();
-        shared::set_request_header(&header, Some(&instance.cluster));
+        let config = self.worker.borrow().config.clone();
+        for (name, value) in route::routing_headers(config.route_by, &config.route_header, instance)
+        {
+            shared::set_request_header(name, Some(value));
+        }
         // The route was chosen before this filter ran; without this the new
-        // header would not be looked at.
+        // header (or authority) would not be looked at.
         if let Err(e) = hostcalls::call_foreign_function("clear_route_cache", None) {
             warn!("ollama-lb: clear_route_cache failed ({e:?}); the route may ignore the model");
         }
