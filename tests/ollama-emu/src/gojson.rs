@@ -71,9 +71,17 @@ pub fn decode(
     let mut de = serde_json::Deserializer::from_slice(body);
     let value: Value = serde::Deserialize::deserialize(&mut de)
         .map_err(|e| ApiError::bad_request(syntax_message(body, &e)))?;
-    let mut map = match value {
-        Value::Object(map) => map,
-        Value::Null => Map::new(),
+    let entries = match value {
+        Value::Object(_) => {
+            // Parse again keeping every key in order: Go applies duplicate
+            // keys one after another, so the last one wins, and `null` on a
+            // scalar field leaves the earlier value in place.
+            let Entries(entries) = serde_json::from_slice(body)
+                .or_else(|_| Entries::first_value(body))
+                .map_err(|e| ApiError::bad_request(syntax_message(body, &e)))?;
+            entries
+        }
+        Value::Null => Vec::new(),
         other => {
             return Err(ApiError::bad_request(format!(
                 "json: cannot unmarshal {} into Go value of type api.{type_name}",
@@ -81,25 +89,71 @@ pub fn decode(
             )))
         }
     };
-    for (name, kind) in fields {
-        // Go also accepts a key that matches a field case-insensitively.
-        if !map.contains_key(*name) {
-            let folded = map.keys().find(|k| k.eq_ignore_ascii_case(name)).cloned();
-            if let Some(v) = folded.and_then(|k| map.remove(&k)) {
-                map.insert((*name).to_string(), v);
-            }
+    let mut map = Map::new();
+    for (key, v) in entries {
+        // Go matches a key to a field exactly or else case-insensitively.
+        let field = fields.iter().find(|(name, _)| *name == key).or_else(|| {
+            fields
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case(&key))
+        });
+        let Some((name, kind)) = field else {
+            map.insert(key, v);
+            continue;
+        };
+        if !kind.accepts(&v) {
+            return Err(ApiError::bad_request(format!(
+                "json: cannot unmarshal {} into Go struct field {type_name}.{name} of type {}",
+                json_kind(&v),
+                kind.go_type()
+            )));
         }
-        if let Some(v) = map.get(*name) {
-            if !kind.accepts(v) {
-                return Err(ApiError::bad_request(format!(
-                    "json: cannot unmarshal {} into Go struct field {type_name}.{name} of type {}",
-                    json_kind(v),
-                    kind.go_type()
-                )));
+        match (kind, v) {
+            (Kind::Str | Kind::Bool | Kind::Int | Kind::Float, Value::Null) => {}
+            (_, Value::Null) => {
+                map.remove(*name);
+            }
+            (_, v) => {
+                map.insert((*name).to_string(), v);
             }
         }
     }
     Ok(map)
+}
+
+/// A JSON object's members in document order, duplicates kept.
+struct Entries(Vec<(String, Value)>);
+
+impl Entries {
+    /// Like `serde_json::from_slice`, but ignores what follows the first
+    /// value (as Go's `json.Decoder` does).
+    fn first_value(body: &[u8]) -> Result<Entries, serde_json::Error> {
+        let mut de = serde_json::Deserializer::from_slice(body);
+        serde::Deserialize::deserialize(&mut de)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Entries {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Entries;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Entries, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(entry) = a.next_entry::<String, Value>()? {
+                    entries.push(entry);
+                }
+                Ok(Entries(entries))
+            }
+        }
+        d.deserialize_map(Visitor)
+    }
 }
 
 /// Maps a serde_json error to the `encoding/json` text.
@@ -194,5 +248,14 @@ mod tests {
         assert!(decode(b"{\"model\":\"a\"} trailing", "X", &[]).is_ok());
         let folded = decode(b"{\"Model\":\"a\"}", "X", &[("model", Kind::Str)]).unwrap();
         assert_eq!(str_field(&folded, "model"), "a");
+        let fields = &[("model", Kind::Str)];
+        let last = decode(br#"{"model":"a","MODEL":"b"}"#, "X", fields).unwrap();
+        assert_eq!(str_field(&last, "model"), "b", "the last duplicate wins");
+        let kept = decode(br#"{"model":"a","model":null} tail"#, "X", fields).unwrap();
+        assert_eq!(
+            str_field(&kept, "model"),
+            "a",
+            "null leaves a string field alone"
+        );
     }
 }
