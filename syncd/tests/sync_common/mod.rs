@@ -147,3 +147,69 @@ pub fn placement(toml: &str) -> Placement {
 pub fn digest(c: char) -> String {
     std::iter::repeat_n(c, 64).collect()
 }
+
+/// A syncd daemon with sync settings, on an ephemeral port.
+pub struct SyncDaemon {
+    pub url: String,
+    pub fleet: std::sync::Arc<syncd::Fleet>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), syncd::RunError>>,
+}
+
+impl SyncDaemon {
+    /// Starts it and waits for the first map.
+    pub async fn start(emus: &[&EmuHandle], sync: syncd::SyncSettings) -> SyncDaemon {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut config = config(emus);
+        config.listen = listener.local_addr().unwrap();
+        let url = format!("http://{}", config.listen);
+        let fleet = syncd::Fleet::new(&config);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let f = fleet.clone();
+        let task = tokio::spawn(async move {
+            syncd::run_with_sync(listener, &config, f, sync, async {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        let d = SyncDaemon {
+            url,
+            fleet,
+            stop: Some(stop),
+            task,
+        };
+        d.wait_for("first map", |_| true).await;
+        d
+    }
+
+    /// Waits (5 s at most) for a map that satisfies `pred`.
+    pub async fn wait_for(&self, what: &str, pred: impl Fn(&model_map::ModelMap) -> bool) {
+        let mut rx = self.fleet.subscribe();
+        let found = tokio::time::timeout(
+            Duration::from_secs(5),
+            rx.wait_for(|p| p.as_ref().is_some_and(|p| pred(&p.map))),
+        )
+        .await;
+        assert!(
+            matches!(found, Ok(Ok(_))),
+            "{what}: not seen; last map: {:#?}",
+            self.fleet.current().map(|p| p.map.clone())
+        );
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.task).await;
+    }
+}
+
+/// The models `instance` holds in `map`, by name.
+pub fn held_by(map: &model_map::ModelMap, instance: &str) -> Vec<String> {
+    map.models
+        .iter()
+        .filter(|m| m.replicas.iter().any(|r| r.instance == instance))
+        .map(|m| m.name.clone())
+        .collect()
+}
