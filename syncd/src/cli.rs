@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{Config, ConfigError, PollSettings, Sources};
-use crate::envoy_config::{EnvoyConfig, Upstream};
+use crate::envoy_config::{EnvoyConfig, RouteBy, Upstream};
 
 /// Exit code for a configuration or usage error (`EX_USAGE`).
 pub const EXIT_CONFIG: u8 = 64;
@@ -119,9 +119,10 @@ pub struct SyncArgs {
     /// Print the plan as a table and change nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Pulls and loads at a time on one instance.
-    #[arg(long, env = "SYNCD_SYNC_CONCURRENCY", default_value = "1")]
-    pub concurrency: NonZeroUsize,
+    /// Pulls and loads at a time on one instance [default: 1]; ignored
+    /// with --url, where the daemon's own setting applies.
+    #[arg(long, env = "SYNCD_SYNC_CONCURRENCY")]
+    pub concurrency: Option<NonZeroUsize>,
     /// Progress display: bars on a terminal, plain lines otherwise.
     #[arg(long, env = "SYNCD_PROGRESS", value_enum, default_value = "auto")]
     pub progress: crate::sync::command::ProgressMode,
@@ -153,9 +154,20 @@ pub struct EnvoyConfigArgs {
     /// Envoy's admin interface (keep it on loopback).
     #[arg(long, env = "ENVOY_ADMIN", default_value = "127.0.0.1:9901")]
     pub admin: SocketAddr,
-    /// HOST:PORT where Envoy reaches syncd [default: the --listen address].
-    #[arg(long, env = "ENVOY_SYNCD", value_name = "HOST:PORT")]
-    pub syncd: Option<String>,
+    /// HOST:PORT where Envoy reaches syncd; repeat (or comma-separate) for
+    /// several replicas [default: the --listen address].
+    #[arg(
+        long,
+        env = "ENVOY_SYNCD",
+        value_name = "HOST:PORT",
+        value_delimiter = ','
+    )]
+    pub syncd: Vec<String>,
+    /// How the filter routes: `cluster` (a cluster per instance, one
+    /// header-routed route) or `host` (rewrites :authority; a virtual host
+    /// per instance, as a service mesh has).
+    #[arg(long, env = "ENVOY_ROUTE_BY", value_enum, default_value = "cluster")]
+    pub route_by: RouteBy,
     /// Path of filter.wasm as Envoy will see it.
     #[arg(
         long,
@@ -180,15 +192,21 @@ impl EnvoyConfigArgs {
             .iter()
             .map(|i| upstream(&i.cluster, &i.authority))
             .collect::<Result<Vec<_>, _>>()?;
-        let syncd = self
-            .syncd
-            .clone()
-            .unwrap_or_else(|| config.listen.to_string());
+        let mut syncd = match self.syncd.as_slice() {
+            [] => vec![upstream("syncd", &config.listen.to_string())?],
+            given => given
+                .iter()
+                .map(|s| upstream("syncd", s))
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+        let replicas = syncd.split_off(1).into_iter().map(|u| (u.host, u.port));
         let envoy = EnvoyConfig {
             listen: self.envoy_listen,
             admin: self.admin,
             instances,
-            syncd: upstream("syncd", &syncd)?,
+            syncd: syncd.remove(0),
+            syncd_replicas: replicas.collect(),
+            route_by: self.route_by,
             wasm_path: Some(self.wasm.clone()),
             plugin_config: self.plugin_config.clone(),
             max_body_bytes: self.max_body_bytes,

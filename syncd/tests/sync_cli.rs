@@ -148,3 +148,31 @@ async fn bars_on_a_terminal() {
     );
     assert_eq!(holdings(&b).await, holdings(&a).await);
 }
+
+#[test]
+fn run_with_a_bad_placement_exits_64_before_binding() {
+    let dir = std::env::temp_dir().join(format!("syncd-run-placement-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("placement.toml");
+    std::fs::write(&file, "[[model]]\nname = \"m\"\nreplicas = 0\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_syncd"))
+        .args([
+            "run",
+            "--instance",
+            "a=http://127.0.0.1:9",
+            "--reconcile",
+            "--placement",
+        ])
+        .arg(&file)
+        .args(["--listen", "127.0.0.1:0"])
+        .env_remove("OLLAMA_BASE_URLS")
+        .env_remove("SYNCD_INSTANCES")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(
+        stderr.contains("line 1") && stderr.contains("replicas must be at least 1"),
+        "{stderr}"
+    );
+}

@@ -3,16 +3,16 @@
 //! `result`, `summary`; a dry run sends only `plan`).
 //!
 //! Body (all optional): `{"dry_run": bool, "placement": {"default":
-//! "keep"|"all", "model": [{name, replicas?, instances?, warm?}]},
-//! "concurrency": N}`; without `placement` the daemon's `--placement` is
-//! used, without that a union sync. With `--api-token` the request needs
+//! "keep"|"all", "model": [{name, replicas?, instances?, warm?}]}}`;
+//! without `placement` the daemon's `--placement` is used, without that a
+//! union sync. The per-instance limit is the daemon's `--concurrency`,
+//! shared with every other sync it runs. With `--api-token` the request needs
 //! `Authorization: Bearer <token>` (else 401); without one, only loopback
 //! clients may sync (else 403). The sync runs to its end even if the
 //! client goes away.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -49,8 +49,6 @@ struct SyncRequest {
     dry_run: bool,
     #[serde(default)]
     placement: Option<Placement>,
-    #[serde(default)]
-    concurrency: Option<NonZeroUsize>,
 }
 
 /// The `/v1/sync` route.
@@ -166,10 +164,7 @@ async fn sync(State(state): State<SyncState>, req: Request) -> Response {
     if request.dry_run {
         let _ = tx.send(Event::Plan(the_plan));
     } else {
-        let mut exec = state.exec.clone();
-        if let Some(n) = request.concurrency {
-            exec.per_instance = n;
-        }
+        let exec = state.exec.clone();
         tracing::info!(
             actions = the_plan.actions.len(),
             "sync requested over the API"

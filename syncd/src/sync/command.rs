@@ -39,7 +39,8 @@ pub struct SyncOptions {
     pub api_token: Option<String>,
     pub placement: Option<PathBuf>,
     pub dry_run: bool,
-    pub concurrency: NonZeroUsize,
+    /// `None`: 1 (with `--url`, the daemon's own setting applies).
+    pub concurrency: Option<NonZeroUsize>,
     pub progress: ProgressMode,
 }
 
@@ -110,7 +111,7 @@ async fn local(config: &ConfigArgs, opts: &SyncOptions) -> Result<u8, CommandErr
         print!("{}", render_table(&the_plan));
         return Ok(0);
     }
-    let exec = Executor::new(&config.poll, opts.concurrency);
+    let exec = Executor::new(&config.poll, opts.concurrency.unwrap_or(NonZeroUsize::MIN));
     let (tx, rx) = mpsc::unbounded_channel();
     let shown = tokio::spawn(render(rx, renderer(opts.progress)));
     exec.execute(&map, &the_plan, &tx).await;
@@ -124,10 +125,15 @@ async fn remote(url: &str, opts: &SyncOptions) -> Result<u8, CommandError> {
         Some(path) => Some(Placement::from_file(path, None)?),
         None => None,
     };
+    if opts.concurrency.is_some() {
+        eprintln!(
+            "syncd sync: --concurrency (SYNCD_SYNC_CONCURRENCY) is ignored with --url: \
+             the daemon's own --concurrency applies"
+        );
+    }
     let body = serde_json::json!({
         "dry_run": opts.dry_run,
         "placement": placement,
-        "concurrency": opts.concurrency,
     });
     let http = reqwest::Client::builder()
         .no_proxy()

@@ -157,7 +157,6 @@ pub struct Bars {
 
 impl Bars {
     fn show(&mut self, event: &Event) {
-        let (wi, wm) = self.widths;
         match event {
             Event::Plan(plan) => {
                 self.widths = widths(plan);
@@ -224,7 +223,6 @@ impl Bars {
                 }
             }
             Event::Summary(s) => {
-                let _ = (wi, wm);
                 for bar in self.bars.values() {
                     if !bar.is_finished() {
                         bar.abandon();

@@ -4,8 +4,9 @@
 //! that it now holds the model at the canonical digest.
 //!
 //! One instance failing never stops the others; the [`Summary`] says what
-//! succeeded. Two actions on the same (instance, model) never run at once,
-//! even from two syncs (the API and the reconcile loop share [`KeyLocks`]).
+//! succeeded. Clones of one [`Executor`] share their locks: two actions on
+//! the same (instance, model) never run at once, and the per-instance
+//! limit holds across syncs (the API and the reconcile loop).
 
 use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroUsize;
@@ -77,17 +78,28 @@ impl Summary {
     }
 }
 
-/// Per-(instance, model key) locks shared by every sync of one process.
+/// Per-(instance, model key) locks and per-instance limits, shared by
+/// every sync of one process.
 #[derive(Debug, Default)]
-pub struct KeyLocks(Mutex<HashMap<(String, String), JobLock>>);
+pub struct KeyLocks {
+    jobs: Mutex<HashMap<(String, String), JobLock>>,
+    instances: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
 
 type JobLock = Arc<tokio::sync::Mutex<()>>;
 
 impl KeyLocks {
-    fn get(&self, instance: &str, key: &str) -> JobLock {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+    fn job(&self, instance: &str, key: &str) -> JobLock {
+        let mut map = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
         map.entry((instance.to_string(), key.to_string()))
             .or_default()
+            .clone()
+    }
+
+    fn instance(&self, instance: &str, limit: NonZeroUsize) -> Arc<Semaphore> {
+        let mut map = self.instances.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry(instance.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(limit.get())))
             .clone()
     }
 }
@@ -133,10 +145,17 @@ impl Executor {
                 .or_default()
                 .push(a.clone());
         }
-        let mut limits: HashMap<String, Arc<Semaphore>> = HashMap::new();
         let mut tasks = JoinSet::new();
-        for ((instance, _), actions) in jobs {
+        let mut summary = Summary {
+            actions: plan.actions.len(),
+            ..Summary::default()
+        };
+        for ((instance, model), actions) in jobs {
             let Some(state) = map.instance(&instance) else {
+                summary.failed += actions.len();
+                summary
+                    .failures
+                    .push(format!("{instance} {model}: no such instance in the map"));
                 continue;
             };
             let target = Instance {
@@ -146,22 +165,15 @@ impl Executor {
                 authority: state.authority.clone(),
             };
             let client = OllamaClient::new(self.http.clone(), &target, &self.poll);
-            let limit = limits
-                .entry(instance)
-                .or_insert_with(|| Arc::new(Semaphore::new(self.per_instance.get())))
-                .clone();
+            let limit = self.locks.instance(&instance, self.per_instance);
             let (exec, events) = (self.clone(), events.clone());
             tasks.spawn(async move {
                 let _permit = limit.acquire_owned().await;
                 exec.run_job(&client, actions, &events).await
             });
         }
-        let mut summary = Summary {
-            actions: plan.actions.len(),
-            ..Summary::default()
-        };
-        // Actions on instances missing from the map count as failed.
-        let mut done = 0;
+        // A job whose task died (a panic) counts its actions as failed.
+        let mut done = summary.failed;
         while let Some(joined) = tasks.join_next().await {
             for (action, outcome) in joined.unwrap_or_default() {
                 done += 1;
@@ -197,7 +209,7 @@ impl Executor {
             return Vec::new();
         };
         let key = ModelName::parse(&first.model).map_or_else(|_| first.model.clone(), |n| n.key());
-        let lock = self.locks.get(&first.instance, &key);
+        let lock = self.locks.job(&first.instance, &key);
         let _held = lock.lock().await;
         let mut out = Vec::new();
         let mut failed = false;
