@@ -154,10 +154,15 @@ async fn reconcile_restores_a_wiped_instance() {
     let d = SyncDaemon::start(&[&a, &b], settings).await;
     let both = |m: &model_map::ModelMap| held_by(m, "e1") == ["m:latest", "n:latest"];
     d.wait_for("e1 synced by reconcile", both).await;
+    let changes = d.fleet.map_changes();
     control(&b, "wipe", json!({})).await;
-    d.wait_for("e1 seen wiped", |m| held_by(m, "e1").is_empty())
-        .await;
-    d.wait_for("e1 restored", both).await;
+    assert!(holdings(&b).await.is_empty());
+    // Restored means a map without them, then one with them again.
+    let fleet = d.fleet.clone();
+    d.wait_for("e1 restored", |m| {
+        both(m) && fleet.map_changes() >= changes + 2
+    })
+    .await;
     assert_eq!(holdings(&b).await, holdings(&a).await);
     d.stop().await;
 }
