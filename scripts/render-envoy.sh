@@ -7,6 +7,8 @@
 #                       the same for whatever fleet it runs)
 #   envoy/compose.yaml  docker-compose.yaml: ollama-a/ollama-b, syncd:11435;
 #                       also the template for an Envoy sidecar beside a fleet
+#   envoy/demo-host.yaml  the demo fleet with `--route-by host`: a virtual
+#                       host per instance, the layout a mesh (Istio) has
 set -euo pipefail
 cd "$(dirname "$0")/.."
 syncd="${CARGO_TARGET_DIR:-target}/debug/syncd"
@@ -36,3 +38,9 @@ render envoy/compose.yaml \
   --base-urls "http://ollama-a:11434;http://ollama-b:11434" \
   --envoy-listen 0.0.0.0:11434 --admin 127.0.0.1:9901 --syncd syncd:11435 \
   --wasm /etc/envoy/filter.wasm
+
+render envoy/demo-host.yaml \
+  --instance gpu-a=http://127.0.0.1:11501 --instance gpu-b=http://127.0.0.1:11502 \
+  --instance gpu-c=http://127.0.0.1:11503 \
+  --envoy-listen 127.0.0.1:11434 --admin 127.0.0.1:9901 --syncd 127.0.0.1:11435 \
+  --wasm target/wasm32-wasip1/wasm/filter.wasm --route-by host

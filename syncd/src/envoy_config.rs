@@ -1,6 +1,11 @@
 //! Renders the Envoy bootstrap that fronts a fleet: one listener with the
 //! ollama-lb wasm filter, one cluster per Ollama instance, a cluster for
-//! syncd, and admin on loopback.
+//! syncd (one endpoint per replica), and admin on loopback.
+//!
+//! Two route layouts match the filter's `route_by`: `cluster` (one route
+//! whose `cluster_header` the filter sets) and `host` (a virtual host per
+//! instance whose `domains` are its `host:port`, as a mesh such as Istio
+//! generates per service, so the filter's `:authority` rewrite picks it).
 //!
 //! The demo, the end-to-end tests and `syncd envoy-config` all render from
 //! here, so there is one Envoy configuration and not several drifting
@@ -26,6 +31,26 @@ pub struct Upstream {
     pub port: u16,
 }
 
+/// How the filter hands its choice to Envoy's router (the filter's
+/// `route_by`), and so which routes the bootstrap has.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum RouteBy {
+    /// One route reading the cluster from the filter's header.
+    #[default]
+    Cluster,
+    /// A virtual host per instance authority, as in a service mesh.
+    Host,
+}
+
+impl RouteBy {
+    fn as_str(self) -> &'static str {
+        match self {
+            RouteBy::Cluster => "cluster",
+            RouteBy::Host => "host",
+        }
+    }
+}
+
 /// Everything that varies between deployments.
 #[derive(Debug, Clone)]
 pub struct EnvoyConfig {
@@ -37,6 +62,11 @@ pub struct EnvoyConfig {
     pub instances: Vec<Upstream>,
     /// syncd, which the filter long-polls for the model map.
     pub syncd: Upstream,
+    /// Further syncd replicas as (host, port): more endpoints of the syncd
+    /// cluster, taken in turn. Replicas of one fleet publish the same map.
+    pub syncd_replicas: Vec<(String, u16)>,
+    /// Route layout, and the filter's `route_by`.
+    pub route_by: RouteBy,
     /// The filter's wasm file, or `None` for a plain header-routed proxy
     /// (used only by tests of the rig itself).
     pub wasm_path: Option<String>,
@@ -59,6 +89,10 @@ impl EnvoyConfig {
                     .or_insert(json!(self.max_body_bytes));
                 obj.entry("syncd_cluster")
                     .or_insert(json!(self.syncd.cluster));
+                if self.route_by != RouteBy::Cluster {
+                    obj.entry("route_by")
+                        .or_insert(json!(self.route_by.as_str()));
+                }
             }
             http_filters.push(json!({
                 "name": "envoy.filters.http.wasm",
@@ -90,9 +124,11 @@ impl EnvoyConfig {
         let mut clusters: Vec<Value> = self
             .instances
             .iter()
-            .map(|u| cluster(u, buffer_limit))
+            .map(|u| cluster(&u.cluster, &[(u.host.clone(), u.port)], buffer_limit))
             .collect();
-        clusters.push(cluster(&self.syncd, 1 << 20));
+        let mut syncd = vec![(self.syncd.host.clone(), self.syncd.port)];
+        syncd.extend(self.syncd_replicas.iter().cloned());
+        clusters.push(cluster(&self.syncd.cluster, &syncd, 1 << 20));
         json!({
             "admin": {"address": socket(self.admin)},
             "static_resources": {
@@ -112,18 +148,7 @@ impl EnvoyConfig {
                             "stream_idle_timeout": "900s",
                             "route_config": {
                                 "name": "ollama",
-                                "virtual_hosts": [{
-                                    "name": "ollama",
-                                    "domains": ["*"],
-                                    "routes": [{
-                                        "match": {"prefix": "/"},
-                                        "route": {
-                                            "cluster_header": ROUTE_HEADER,
-                                            "timeout": "0s",
-                                            "idle_timeout": "900s",
-                                        },
-                                    }],
-                                }],
+                                "virtual_hosts": self.virtual_hosts(),
                             },
                             "http_filters": http_filters,
                         },
@@ -132,6 +157,52 @@ impl EnvoyConfig {
                 "clusters": clusters,
             },
         })
+    }
+
+    fn virtual_hosts(&self) -> Value {
+        // Model loads can take minutes before the first byte, and streams
+        // run long: no route timeout, a generous idle timeout.
+        let to = |target: (&str, &str)| {
+            json!([{
+                "match": {"prefix": "/"},
+                "route": {(target.0): target.1, "timeout": "0s", "idle_timeout": "900s"},
+            }])
+        };
+        match self.route_by {
+            RouteBy::Cluster => json!([{
+                "name": "ollama",
+                "domains": ["*"],
+                "routes": to(("cluster_header", ROUTE_HEADER)),
+            }]),
+            RouteBy::Host => {
+                let mut hosts: Vec<Value> = self
+                    .instances
+                    .iter()
+                    .map(|u| {
+                        json!({
+                            "name": u.cluster,
+                            "domains": [u.authority()],
+                            "routes": to(("cluster", &u.cluster)),
+                        })
+                    })
+                    .collect();
+                // Requests arrive with the balancer's own host name and are
+                // re-routed once the filter rewrites `:authority`; one it did
+                // not route (the filter failed open) gets a clear answer.
+                hosts.push(json!({
+                    "name": "ollama",
+                    "domains": ["*"],
+                    "routes": [{
+                        "match": {"prefix": "/"},
+                        "direct_response": {
+                            "status": 503,
+                            "body": {"inline_string": "{\"error\":\"ollama-lb: no instance was chosen for this request\"}"},
+                        },
+                    }],
+                }));
+                Value::Array(hosts)
+            }
+        }
     }
 
     /// The bootstrap as YAML, with a header saying where it came from.
@@ -149,18 +220,35 @@ fn socket(addr: SocketAddr) -> Value {
     json!({"socket_address": {"address": addr.ip().to_string(), "port_value": addr.port()}})
 }
 
-fn cluster(u: &Upstream, buffer_limit: u64) -> Value {
+impl Upstream {
+    /// `host:port` as the map's `InstanceState.authority` spells it.
+    pub fn authority(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+fn cluster(name: &str, endpoints: &[(String, u16)], buffer_limit: u64) -> Value {
+    let lb_endpoints: Vec<Value> = endpoints
+        .iter()
+        .map(|(host, port)| {
+            json!({"endpoint": {"address": {
+                "socket_address": {"address": host, "port_value": port}
+            }}})
+        })
+        .collect();
     json!({
-        "name": u.cluster,
+        "name": name,
         "type": "STRICT_DNS",
         "dns_lookup_family": "V4_PREFERRED",
         "connect_timeout": "2s",
         "per_connection_buffer_limit_bytes": buffer_limit,
         "load_assignment": {
-            "cluster_name": u.cluster,
-            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {
-                "socket_address": {"address": u.host, "port_value": u.port}
-            }}}]}],
+            "cluster_name": name,
+            "endpoints": [{"lb_endpoints": lb_endpoints}],
         },
     })
 }
@@ -245,6 +333,8 @@ mod tests {
                 host: "127.0.0.1".into(),
                 port: 11435,
             },
+            syncd_replicas: vec![],
+            route_by: RouteBy::Cluster,
             wasm_path: Some("/x/filter.wasm".into()),
             plugin_config: json!({"policy": "random"}),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
@@ -268,5 +358,26 @@ mod tests {
         let text = v.to_string();
         assert!(text.contains(r#"\"max_body_bytes\":33554432"#), "{text}");
         assert!(text.contains(r#"\"syncd_cluster\":\"syncd\""#), "{text}");
+    }
+
+    #[test]
+    fn host_layout_has_a_virtual_host_per_instance_authority() {
+        let mut config = sample();
+        config.route_by = RouteBy::Host;
+        config.syncd_replicas = vec![("10.0.0.2".into(), 11435)];
+        let v = config.to_value();
+        let hcm = &v["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+            ["typed_config"];
+        let hosts = hcm["route_config"]["virtual_hosts"].as_array().unwrap();
+        assert_eq!(hosts[0]["domains"], json!(["gpu-a:11434"]));
+        assert_eq!(hosts[0]["routes"][0]["route"]["cluster"], "a");
+        assert_eq!(hosts[1]["domains"], json!(["*"]));
+        let plugin = hcm["http_filters"][0]["typed_config"]["config"]["configuration"]["value"]
+            .as_str()
+            .unwrap();
+        assert!(plugin.contains(r#""route_by":"host""#), "{plugin}");
+        let syncd = &v["static_resources"]["clusters"][1]["load_assignment"]["endpoints"][0]
+            ["lb_endpoints"];
+        assert_eq!(syncd.as_array().unwrap().len(), 2);
     }
 }

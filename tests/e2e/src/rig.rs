@@ -1,7 +1,7 @@
 //! [`Rig`]: the processes of one test, their logs, and how to reach them.
 
 use crate::envoy::Envoy;
-use crate::envoy_config::{EnvoyConfig, Upstream, DEFAULT_MAX_BODY_BYTES};
+use crate::envoy_config::{EnvoyConfig, RouteBy, Upstream, DEFAULT_MAX_BODY_BYTES};
 use crate::paths;
 use crate::process::Proc;
 use std::net::{SocketAddr, TcpListener};
@@ -120,7 +120,17 @@ impl Rig {
             cmd.args(["--instance", &format!("{}={}", emu.name, emu.url)]);
         }
         cmd.args(args);
-        let index = self.add("syncd", cmd)?;
+        // Replicas each get their own log (`syncd.log`, `syncd-2.log`, …).
+        let replicas = self
+            .procs
+            .iter()
+            .filter(|p| p.label.starts_with("syncd"))
+            .count();
+        let label = match replicas {
+            0 => "syncd".to_string(),
+            n => format!("syncd {}", n + 1),
+        };
+        let index = self.add(&label, cmd)?;
         let url = format!("http://{addr}");
         self.wait_http(index, &format!("{url}/readyz")).await?;
         Ok(Syncd {
@@ -162,6 +172,8 @@ impl Rig {
                 .map(|e| upstream(&e.name, e.addr))
                 .collect(),
             syncd: upstream("syncd", syncd),
+            syncd_replicas: Vec::new(),
+            route_by: RouteBy::Cluster,
             wasm_path: Some(paths::filter_wasm().display().to_string()),
             plugin_config: serde_json::json!({}),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
