@@ -3,11 +3,15 @@
 //! tested without a network.
 //!
 //! Volatile facts (last seen, latency, error counters) stay out of the map,
-//! so its id changes only when routing-relevant content does.
+//! so its id changes only when routing-relevant content does. A loaded
+//! model's expiry is kept to the minute (see [`expiry_minute`]): Ollama
+//! reports it as "now + keep-alive" while a model loads and moves it on
+//! every finished request, which would otherwise change the map on every
+//! poll and make replicas of syncd publish different maps.
 
 use std::collections::BTreeMap;
 
-use chrono::DateTime;
+use chrono::{DateTime, SecondsFormat};
 use model_map::map::canonical_digest;
 use model_map::name::ModelName;
 use model_map::{InstanceState, Loaded, ModelEntry, ModelMap, Replica, MAP_FORMAT};
@@ -45,11 +49,12 @@ pub fn holdings(tags: &Tags, ps: &Ps) -> (Vec<Held>, Vec<String>) {
         let Ok(name) = ModelName::parse(reported(&m.name, &m.model)) else {
             continue;
         };
+        let (expires_at, expires_unix) = expiry_minute(&m.expires_at);
         loaded.entry(name.key()).or_insert_with(|| Loaded {
             size: m.size,
             size_vram: m.size_vram,
-            expires_at: m.expires_at.clone(),
-            expires_unix: unix_seconds(&m.expires_at),
+            expires_at,
+            expires_unix,
             context_length: m.context_length,
         });
     }
@@ -91,6 +96,25 @@ fn reported<'a>(name: &'a str, model: &'a str) -> &'a str {
 /// RFC 3339 (with offset) as Unix seconds; 0 when unparsable.
 pub fn unix_seconds(s: &str) -> i64 {
     DateTime::parse_from_rfc3339(s).map_or(0, |t| t.timestamp())
+}
+
+/// `expires_at` truncated to the whole minute, as RFC 3339 (offset kept)
+/// and Unix seconds; unparsable text is kept as is, with 0.
+///
+/// Two polls (or two syncd replicas) then report the same expiry unless it
+/// moved past a minute boundary, and `ollama ps` shows minutes anyway.
+pub fn expiry_minute(s: &str) -> (String, i64) {
+    let Ok(t) = DateTime::parse_from_rfc3339(s) else {
+        return (s.to_string(), 0);
+    };
+    let unix = t.timestamp().div_euclid(60) * 60;
+    let text = DateTime::from_timestamp(unix, 0)
+        .map(|utc| utc.with_timezone(t.offset()))
+        .map_or_else(
+            || s.to_string(),
+            |m| m.to_rfc3339_opts(SecondsFormat::Secs, true),
+        );
+    (text, unix)
 }
 
 /// A replica and whether its instance is healthy (only those vote).

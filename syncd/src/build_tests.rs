@@ -51,7 +51,11 @@ fn holdings_key_names_and_attach_loaded_state() {
     assert_eq!(held[0].replica.modified_unix, 1_735_689_600);
     let loaded = held[0].replica.loaded.as_ref().unwrap();
     assert_eq!((loaded.size_vram, loaded.context_length), (60, Some(4096)));
-    assert_eq!(loaded.expires_unix, 1_717_537_111);
+    assert_eq!(
+        (loaded.expires_at.as_str(), loaded.expires_unix),
+        ("2024-06-04T14:38:00-07:00", 1_717_537_080),
+        "expiry kept to the minute, offset kept"
+    );
     assert_eq!(held[1].name, "user/m:1");
     assert_eq!(
         held[1].replica.modified_unix, 1_738_364_400,
@@ -150,4 +154,25 @@ fn id_is_stable_and_follows_content() {
     assert_ne!(one.id, down.id);
     let new_digest = map_of(&[(&a, true, tags(&[("m", "d2", T1), ("n", "e", T1)]))]);
     assert_ne!(one.id, new_digest.id);
+}
+
+#[test]
+fn expiry_moving_within_a_minute_leaves_the_map_alone() {
+    // Ollama reports "now + keep-alive" while a model loads: two polls (or
+    // two syncd replicas) a few seconds apart must publish one map.
+    let at = |expires: &str| {
+        let ps: Ps = serde_json::from_value(json!({"models": [{
+            "name": "m:latest", "model": "m:latest", "size": 1, "size_vram": 1,
+            "digest": "x", "expires_at": expires
+        }]}))
+        .unwrap();
+        holdings(&tags(&[("m:latest", "aa", T1)]), &ps).0
+    };
+    assert_eq!(at("2025-01-01T00:05:01.5Z"), at("2025-01-01T00:05:59.9Z"));
+    assert_ne!(at("2025-01-01T00:05:59Z"), at("2025-01-01T00:06:00Z"));
+    assert_eq!(expiry_minute("soon"), ("soon".to_string(), 0));
+    assert_eq!(
+        expiry_minute("2025-01-01T00:05:59Z").0,
+        "2025-01-01T00:05:00Z"
+    );
 }

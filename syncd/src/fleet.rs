@@ -3,6 +3,7 @@
 //! map right away, so a slow or hung instance never delays the others; a
 //! new id is sent on a `watch` channel that long-poll clients wait on.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -74,7 +75,12 @@ pub struct Fleet {
     slots: Mutex<Vec<Slot>>,
     published: watch::Sender<Option<Arc<Published>>>,
     map_changes: AtomicU64,
+    /// Ids published so far, newest last, at most [`PAST_IDS`].
+    past_ids: Mutex<VecDeque<String>>,
 }
+
+/// How many published ids [`Fleet::published_before`] remembers.
+const PAST_IDS: usize = 1024;
 
 impl Fleet {
     /// One empty slot per configured instance; nothing published yet.
@@ -99,6 +105,7 @@ impl Fleet {
             slots: Mutex::new(slots),
             published: watch::Sender::new(None),
             map_changes: AtomicU64::new(0),
+            past_ids: Mutex::new(VecDeque::new()),
         })
     }
 
@@ -110,6 +117,16 @@ impl Fleet {
     /// The current map, if the first round has finished.
     pub fn current(&self) -> Option<Arc<Published>> {
         self.published.borrow().clone()
+    }
+
+    /// Whether this daemon published a map with `id` (among its last
+    /// [`PAST_IDS`]): a client holding it is behind, not ahead.
+    pub fn published_before(&self, id: &str) -> bool {
+        self.past_ids
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|past| past == id)
     }
 
     /// How many times a map with a new id was published.
@@ -240,6 +257,13 @@ impl Fleet {
         );
         let json = Bytes::from(serde_json::to_vec(&map).unwrap_or_default());
         self.map_changes.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut past = self.past_ids.lock().unwrap_or_else(|p| p.into_inner());
+            if past.len() == PAST_IDS {
+                past.pop_front();
+            }
+            past.push_back(map.id.clone());
+        }
         self.published
             .send_replace(Some(Arc::new(Published { map, json })));
     }

@@ -5,7 +5,10 @@
 //!   `etag: "<id>"`; 304 when `since` (or `If-None-Match`) is the current
 //!   id, after waiting up to `wait` seconds (at most 60) for a change; 503
 //!   before the first full poll round (a request with `wait` is held until
-//!   the first map, or 503 at the end of the wait).
+//!   the first map, or 503 at the end of the wait). A `since` this daemon
+//!   never published (another replica's map, perhaps newer) is held too,
+//!   until this daemon's map changes, so filters polling several replicas
+//!   in turn do not swing between their maps while one lags a poll behind.
 //! - `GET /v1/instances`, `GET /healthz`, `GET /readyz`, `GET /metrics`.
 
 use std::sync::Arc;
@@ -65,13 +68,25 @@ async fn get_map(
     let current = rx.borrow_and_update().clone();
     // `since` is the id the client holds, when it is the current one;
     // `None` here means there is no map yet.
+    let wait = q
+        .wait
+        .filter(|w| w.is_finite() && *w > 0.0)
+        .map_or(Duration::ZERO, |w| Duration::from_secs_f64(w).min(MAX_WAIT));
     let since = match &current {
         None => None,
         Some(current) => {
             let since = q.since.or_else(|| if_none_match(&headers, &current.map.id));
-            match since.filter(|s| *s == current.map.id) {
-                Some(since) => Some(since),
-                None => return map_response(current),
+            match since {
+                Some(since) if since == current.map.id => Some(since),
+                Some(foreign)
+                    if !wait.is_zero()
+                        && !foreign.is_empty()
+                        && !state.fleet.published_before(&foreign) =>
+                {
+                    return hold_foreign(&state, rx, current, foreign, wait).await;
+                }
+                // The client is behind this daemon: the current map now.
+                _ => return map_response(current),
             }
         }
     };
@@ -79,10 +94,6 @@ async fn get_map(
         Some(since) => not_modified(since),
         None => not_ready(),
     };
-    let wait = q
-        .wait
-        .filter(|w| w.is_finite() && *w > 0.0)
-        .map_or(Duration::ZERO, |w| Duration::from_secs_f64(w).min(MAX_WAIT));
     if wait.is_zero() {
         return unchanged();
     }
@@ -102,6 +113,44 @@ async fn get_map(
             _ => unchanged(),
         },
         _ = stopping.wait_for(|s| *s) => unchanged(),
+    }
+}
+
+/// A long poll whose `since` this daemon never published: most likely the
+/// map of another replica that polled the fleet a moment earlier. Answering
+/// at once with this daemon's map would swap the client back to an older
+/// view, and the next poll (to the other replica) forward again. Instead
+/// the poll waits until this daemon's map changes to something other than
+/// `foreign`. If `wait` ends first, the client gets this daemon's map after
+/// all (304 if it has become `foreign`): replicas that keep disagreeing
+/// cost one swap per `wait`, and a map from a replica that is gone is
+/// replaced within one `wait`.
+async fn hold_foreign(
+    state: &AppState,
+    mut rx: crate::fleet::MapReceiver,
+    current: &Arc<Published>,
+    foreign: String,
+    wait: Duration,
+) -> Response {
+    let start = current.map.id.clone();
+    let mut stopping = state.stopping.clone();
+    let changed = async {
+        rx.wait_for(|p| {
+            p.as_ref()
+                .is_some_and(|p| p.map.id != start && p.map.id != foreign)
+        })
+        .await
+        .ok()
+        .and_then(|p| p.clone())
+    };
+    let next = tokio::select! {
+        next = tokio::time::timeout(wait, changed) => next.ok().flatten(),
+        _ = stopping.wait_for(|s| *s) => None,
+    };
+    match next.or_else(|| state.fleet.current()) {
+        Some(p) if p.map.id == foreign => not_modified(&foreign),
+        Some(p) => map_response(&p),
+        None => not_ready(),
     }
 }
 

@@ -50,6 +50,32 @@ async fn map_has_an_etag_and_answers_304_to_the_current_id() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_poll_from_another_replicas_map_waits_for_a_change_here() {
+    let a = emu("a", &["llama3"]).await;
+    let d = Daemon::start(&[&a], fast()).await;
+    let first = d.ready().await;
+
+    // An id this daemon never published (another replica's, perhaps
+    // newer) is held for the wait, then answered with this daemon's map.
+    let (resp, took) = timed(d.get("/v1/map?since=0123456789abcdef&wait=0.3")).await;
+    assert_eq!(resp.status(), 200);
+    assert!(took >= Duration::from_millis(300), "{took:?}");
+    let body: model_map::ModelMap = resp.json().await.unwrap();
+    assert_eq!(body.id, first.id);
+
+    // An id it published before means the client is behind: 200 at once.
+    add_model(&a, "mistral").await;
+    d.wait_for("mistral", Duration::from_secs(2), |m| {
+        has_model(m, "mistral")
+    })
+    .await;
+    let (resp, took) = timed(d.get(&format!("/v1/map?since={}&wait=5", first.id))).await;
+    assert_eq!(resp.status(), 200);
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_poll_sees_a_change_within_100ms_of_the_poll_that_found_it() {
     let a = emu("a", &["llama3"]).await;
     let d = Daemon::start(&[&a], fast()).await;
