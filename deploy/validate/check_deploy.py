@@ -239,17 +239,38 @@ def check_k8s(root: Path, r: Report, syncd_bin: str | None) -> None:
     known = filter_config_fields(root)
     configs = [(f"WasmPlugin {w['metadata']['name']}", w["spec"]["pluginConfig"]) for w in by_kind.get("WasmPlugin", [])]
     configs += [(f"TrafficExtension {t['metadata']['name']}", t["spec"]["wasm"]["pluginConfig"]) for t in by_kind.get("TrafficExtension", [])]
+    configs += [(f"EnvoyFilter {e['metadata']['name']}", envoyfilter_plugin(e, r)) for e in by_kind.get("EnvoyFilter", [])]
     for what, cfg in configs:
         r.check(cfg == configs[0][1], f"{what}: pluginConfig is the same as {configs[0][0]}'s")
         r.check(cfg.get("route_by") == "host", f"{what}: route_by is host (Istio has no per-instance clusters)")
         r.check(cfg.get("syncd_cluster") == f"outbound|{syncd_port}||{syncd_fqdn}", f"{what}: syncd_cluster is Istio's name for the syncd Service")
         if known:
-            unknown = sorted(set(cfg) - known - {"route_by"})
+            unknown = sorted(set(cfg) - known)
             r.check(not unknown, f"{what}: pluginConfig fields are the filter's", f"unknown {unknown}")
-            if "route_by" not in known:
-                r.warn(f"{what}: the filter does not have `route_by` yet (filter/src/config.rs); it will reject this config until it does")
         else:
             r.warn("filter/src/config.rs has no `pub struct Config`: pluginConfig fields not checked")
+
+
+def envoyfilter_plugin(ef: dict, r: Report) -> dict:
+    """Checks the EnvoyFilter's two patches fit together and returns the
+    filter's plugin configuration (the JSON in `configuration.value`)."""
+    name = f"EnvoyFilter {ef['metadata']['name']}"
+    patches = ef["spec"]["configPatches"]
+    http = next(p for p in patches if p["applyTo"] == "HTTP_FILTER")
+    ext = next(p for p in patches if p["applyTo"] == "EXTENSION_CONFIG")
+    wanted = http["patch"]["value"]["config_discovery"]
+    r.check(
+        http["patch"]["value"]["name"] == ext["patch"]["value"]["name"],
+        f"{name}: the HTTP filter asks ECDS for the EXTENSION_CONFIG it adds",
+    )
+    typed = ext["patch"]["value"]["typed_config"]
+    r.check(typed["type_url"] in wanted["type_urls"], f"{name}: the extension's type is one the filter accepts")
+    config = typed["value"]["config"]
+    r.check(config.get("allow_on_headers_stop_iteration") is True, f"{name}: allow_on_headers_stop_iteration is true (the reason for this file)")
+    r.check(http["match"]["listener"].get("portNumber") == 11434, f"{name}: on the callers' outbound listener for Ollama's port 11434")
+    remote = config["vm_config"]["code"].get("remote", {})
+    r.check(bool(remote.get("sha256")), f"{name}: the remote module is pinned by sha256")
+    return json.loads(config["configuration"]["value"])
 
 
 def main() -> int:

@@ -1,6 +1,7 @@
 // Validates Istio resources offline against the schemas generated from
 // Istio's CRDs (npm @kubernetes-models/istio, built from Istio 1.29's
-// crd-all.gen.yaml). Usage: node istio.mjs FILE...
+// crd-all.gen.yaml): WasmPlugin, ServiceEntry, DestinationRule and
+// EnvoyFilter (networking.istio.io/v1alpha3). Usage: node istio.mjs FILE...
 //
 // Those schemas come from Kubernetes structural schemas, which let unknown
 // fields through (the API server prunes them silently). A typo such as
@@ -19,6 +20,7 @@ import { parseAllDocuments } from "yaml";
 import { WasmPlugin } from "@kubernetes-models/istio/extensions.istio.io/v1alpha1/WasmPlugin";
 import { ServiceEntry } from "@kubernetes-models/istio/networking.istio.io/v1/ServiceEntry";
 import { DestinationRule } from "@kubernetes-models/istio/networking.istio.io/v1/DestinationRule";
+import { EnvoyFilter } from "@kubernetes-models/istio/networking.istio.io/v1alpha3/EnvoyFilter";
 
 const require = createRequire(import.meta.url);
 const modelDir = dirname(require.resolve("@kubernetes-models/istio/package.json"));
@@ -42,6 +44,10 @@ const models = {
     Model: DestinationRule,
     keys: declaredKeys("networking.istio.io/v1/DestinationRule.d.ts"),
   },
+  "networking.istio.io/v1alpha3 EnvoyFilter": {
+    Model: EnvoyFilter,
+    keys: declaredKeys("networking.istio.io/v1alpha3/EnvoyFilter.d.ts"),
+  },
 };
 
 // From the TrafficExtension reference (Istio 1.30): targeting and ordering
@@ -63,8 +69,10 @@ function unknownKeys(value, known, path, skip) {
   });
 }
 
-// pluginConfig is the filter's own JSON; labels and annotations are free-form.
-const FREE_FORM = new Set(["pluginConfig", "matchLabels", "labels", "annotations"]);
+// pluginConfig is the filter's own JSON; an EnvoyFilter patch's `value` is
+// Envoy configuration (checked by the real Envoy in validate-deploy.sh);
+// labels and annotations are free-form.
+const FREE_FORM = new Set(["pluginConfig", "value", "matchLabels", "labels", "annotations"]);
 
 function check(doc) {
   const id = `${doc.apiVersion} ${doc.kind}`;
