@@ -124,7 +124,11 @@ async fn two_syncd_replicas_publish_one_map_and_the_filter_does_not_flap() -> an
     assert_eq!(id_one, id_two, "both replicas publish the same map");
     let before = installs(&rig.proc(envoy.proc).output());
     for (thread, ids) in &before {
-        assert_eq!(ids, &[id_one.clone()], "thread {thread} installed {ids:?}");
+        assert_eq!(
+            ids,
+            std::slice::from_ref(&id_one),
+            "thread {thread} installed {ids:?}"
+        );
     }
 
     // A change on one instance: each replica sees it on its own next poll.
