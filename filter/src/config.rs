@@ -40,6 +40,10 @@ pub struct Config {
     pub max_body_bytes: u64,
     /// How long an instance that answered 503 or failed is avoided.
     pub cooldown_ms: u64,
+    /// How long a request for a model keeps its instance warm for
+    /// `loaded_least_request` before the map shows the model loaded
+    /// (0: only the map counts).
+    pub warm_ms: u64,
     /// Header carrying the chosen cluster to the `cluster_header` route.
     pub route_header: String,
     /// How the chosen instance is handed to Envoy's router.
@@ -71,6 +75,9 @@ impl Default for Config {
             affinity_header: None,
             max_body_bytes: 32 * 1024 * 1024,
             cooldown_ms: 5000,
+            // Until syncd's next poll shows it (Ollama lists a model in
+            // /api/ps while it loads): 2.5 of syncd's default 2 s intervals.
+            warm_ms: 5_000,
             route_header: "x-ollama-lb-cluster".into(),
             route_by: RouteBy::Cluster,
         }
@@ -121,6 +128,9 @@ impl Config {
         }
         if self.cooldown_ms > 3_600_000 {
             return bad("cooldown_ms", "must be at most 3600000 (one hour)");
+        }
+        if self.warm_ms > 3_600_000 {
+            return bad("warm_ms", "must be at most 3600000 (one hour)");
         }
         if !is_header_name(&self.route_header) {
             return bad("route_header", "must be a lowercase HTTP header name");

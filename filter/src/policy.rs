@@ -7,7 +7,9 @@ use serde::{Deserialize, Deserializer};
 /// How requests are spread over candidates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Policy {
-    /// Prefer instances where the model is loaded, then fewest in flight.
+    /// Prefer instances where the model is loaded (per the map), then
+    /// those it was sent to recently (loading, or loaded since the map was
+    /// made), then fewest in flight.
     LoadedLeastRequest,
     /// Fewest requests in flight.
     LeastRequest,
@@ -45,8 +47,13 @@ impl<'de> Deserialize<'de> for Policy {
 #[derive(Debug, Clone)]
 pub struct Candidate<'a> {
     pub instance: &'a InstanceState,
-    /// The model is loaded there.
+    /// The model is loaded there, per the map.
     pub loaded: bool,
+    /// A request for the model was sent there within the plugin's
+    /// `warm_ms`: it is loading or loaded there even if the map (one poll
+    /// behind) does not say so. Weaker than `loaded`: the map also knows
+    /// about evictions since.
+    pub recent: bool,
     /// Requests in flight there, across all Envoy workers.
     pub inflight: u64,
     /// Recently answered 503 or failed to connect.
@@ -115,8 +122,8 @@ impl Picker {
                 .max_by_key(|c| rendezvous_weight(key, &c.instance.name));
         }
         match policy {
-            Policy::LoadedLeastRequest => self.least(&pool, |c| (!c.loaded, c.inflight)),
-            Policy::LeastRequest => self.least(&pool, |c| (false, c.inflight)),
+            Policy::LoadedLeastRequest => self.least(&pool, |c| (!c.loaded, !c.recent, c.inflight)),
+            Policy::LeastRequest => self.least(&pool, |c| (false, false, c.inflight)),
             Policy::RoundRobin => {
                 let i = (self.turn % pool.len() as u64) as usize;
                 self.turn = self.turn.wrapping_add(1);
@@ -129,7 +136,7 @@ impl Picker {
     fn least<'c, 'a>(
         &mut self,
         pool: &[&'c Candidate<'a>],
-        key: impl Fn(&Candidate<'a>) -> (bool, u64),
+        key: impl Fn(&Candidate<'a>) -> (bool, bool, u64),
     ) -> Option<&'c Candidate<'a>> {
         let best = pool.iter().map(|c| key(c)).min()?;
         let ties: Vec<&'c Candidate<'a>> =
@@ -189,18 +196,21 @@ mod tests {
                 loaded: false,
                 inflight: 0,
                 cooling: false,
+                recent: false,
             },
             Candidate {
                 instance: &b,
                 loaded: true,
                 inflight: 5,
                 cooling: false,
+                recent: false,
             },
             Candidate {
                 instance: &c,
                 loaded: true,
                 inflight: 2,
                 cooling: false,
+                recent: false,
             },
         ];
         let mut p = Picker::new(7);
@@ -208,6 +218,34 @@ mod tests {
             .iter()
             .all(|n| n == "c"));
         assert!(names(&mut p, Policy::LeastRequest, &cands, None, 20)
+            .iter()
+            .all(|n| n == "a"));
+    }
+
+    #[test]
+    fn loaded_outranks_recent_which_outranks_cold() {
+        let (a, b, c) = (inst("a"), inst("b"), inst("c"));
+        let cand = |i, loaded, recent, inflight| Candidate {
+            instance: i,
+            loaded,
+            recent,
+            inflight,
+            cooling: false,
+        };
+        let all = [
+            cand(&a, false, false, 0),
+            cand(&b, false, true, 2),
+            cand(&c, true, false, 5),
+        ];
+        let mut p = Picker::new(11);
+        let pick =
+            |p: &mut Picker, cs: &[Candidate]| names(p, Policy::LoadedLeastRequest, cs, None, 10);
+        assert!(pick(&mut p, &all).iter().all(|n| n == "c"));
+        assert!(
+            pick(&mut p, &all[..2]).iter().all(|n| n == "b"),
+            "loading beats a second cold load"
+        );
+        assert!(names(&mut p, Policy::LeastRequest, &all, None, 10)
             .iter()
             .all(|n| n == "a"));
     }
@@ -221,12 +259,14 @@ mod tests {
                 loaded: true,
                 inflight: 1,
                 cooling: false,
+                recent: false,
             },
             Candidate {
                 instance: &b,
                 loaded: true,
                 inflight: 1,
                 cooling: false,
+                recent: false,
             },
         ];
         let got = names(
@@ -252,6 +292,7 @@ mod tests {
                 loaded: false,
                 inflight: 9,
                 cooling: false,
+                recent: false,
             })
             .collect();
         assert_eq!(
@@ -269,12 +310,14 @@ mod tests {
                 loaded: true,
                 inflight: 0,
                 cooling: true,
+                recent: false,
             },
             Candidate {
                 instance: &b,
                 loaded: false,
                 inflight: 9,
                 cooling: false,
+                recent: false,
             },
         ];
         let mut p = Picker::new(5);
@@ -298,6 +341,7 @@ mod tests {
                 loaded: false,
                 inflight: 0,
                 cooling: false,
+                recent: false,
             })
             .collect();
         let mut p = Picker::new(9);

@@ -15,6 +15,13 @@ pub trait Load {
     fn inflight(&self, instance: &str) -> u64;
     /// Whether `instance` is in cool-down after a 503 or a failure.
     fn cooling(&self, instance: &str) -> bool;
+    /// Whether a request for the model with routing key `model` was sent
+    /// to `instance` within the configured `warm_ms`: the model is loaded
+    /// or loading there even while the map (one poll behind) does not say
+    /// so yet.
+    fn recently_sent(&self, _instance: &str, _model: &str) -> bool {
+        false
+    }
 }
 
 /// Request header naming the chosen instance in host mode, for the
@@ -73,10 +80,18 @@ pub fn for_model<'m>(
     if holders.is_empty() {
         return Err(route.not_found(model));
     }
+    // Only loaded_least_request looks at warmth: skip the look-ups otherwise.
+    let warmth = choice.policy == Policy::LoadedLeastRequest && choice.affinity.is_none();
     let candidates: Vec<Candidate> = holders
         .into_iter()
         .filter(|(i, _)| i.healthy)
-        .map(|(instance, loaded)| candidate(instance, loaded, load))
+        .map(|(instance, loaded)| {
+            let recent = warmth && !loaded && load.recently_sent(&instance.name, &model.key);
+            Candidate {
+                recent,
+                ..candidate(instance, loaded, load)
+            }
+        })
         .collect();
     pick(&candidates, choice).ok_or_else(|| LbError::ModelUnavailable(model.verbatim.clone()))
 }
@@ -100,6 +115,7 @@ fn candidate<'m>(instance: &'m InstanceState, loaded: bool, load: &impl Load) ->
     Candidate {
         instance,
         loaded,
+        recent: false,
         inflight: load.inflight(&instance.name),
         cooling: load.cooling(&instance.name),
     }

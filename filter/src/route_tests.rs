@@ -8,6 +8,10 @@ use std::collections::{HashMap, HashSet};
 struct FakeLoad {
     inflight: HashMap<&'static str, u64>,
     cooling: HashSet<&'static str>,
+    /// Instances a request for llama3 was sent to recently.
+    sent: HashSet<&'static str>,
+    /// `instance model` of every `recently_sent` question.
+    asked: std::cell::RefCell<Vec<String>>,
 }
 
 impl Load for FakeLoad {
@@ -16,6 +20,10 @@ impl Load for FakeLoad {
     }
     fn cooling(&self, i: &str) -> bool {
         self.cooling.contains(i)
+    }
+    fn recently_sent(&self, i: &str, model: &str) -> bool {
+        self.asked.borrow_mut().push(format!("{i} {model}"));
+        model.contains("llama3") && self.sent.contains(i)
     }
 }
 
@@ -145,5 +153,27 @@ fn host_mode_rewrites_the_authority_and_names_the_instance() {
             (":authority", "gpu-a:11434"),
             ("x-ollama-lb-instance", "gpu-a")
         ]
+    );
+}
+
+#[test]
+fn recent_sends_are_asked_about_unloaded_holders_only() {
+    // llama3: loaded on a (per the map), on disk on b, which got a
+    // request for it a moment ago; a is busier.
+    let load = FakeLoad {
+        inflight: [("a", 3)].into_iter().collect(),
+        sent: ["b"].into_iter().collect(),
+        ..Default::default()
+    };
+    assert_eq!(
+        route_body("/api/chat", r#"{"model":"llama3"}"#, &load),
+        Ok("ollama_a".into()),
+        "the map's loaded outranks a recent send (the map knows evictions)"
+    );
+    let asked = load.asked.borrow();
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    assert!(
+        asked[0].starts_with("b ") && asked[0].contains("llama3"),
+        "{asked:?}"
     );
 }

@@ -116,6 +116,7 @@ impl Request {
             let load = EnvoyLoad {
                 metrics: &worker.metrics,
                 now_ms: shared::now_ms(),
+                warm_ms: worker.config.warm_ms,
             };
             let choice = Choice {
                 policy: worker.config.policy,
@@ -148,6 +149,7 @@ impl Request {
             let load = EnvoyLoad {
                 metrics: &worker.metrics,
                 now_ms: shared::now_ms(),
+                warm_ms: worker.config.warm_ms,
             };
             let choice = Choice {
                 policy: worker.config.policy,
@@ -157,7 +159,12 @@ impl Request {
             route::for_model(&map, read.route, &model, &load, choice).cloned()
         };
         match picked {
-            Ok(instance) => self.route_to(&instance),
+            Ok(instance) => {
+                if self.worker.borrow().config.warm_ms > 0 {
+                    shared::mark_sent(&instance.name, &model.key);
+                }
+                self.route_to(&instance)
+            }
             Err(e) => self.fail(&e),
         }
     }

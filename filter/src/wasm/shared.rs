@@ -62,6 +62,20 @@ pub fn start_cooldown(instance: &str, ms: u64) {
     }
 }
 
+/// Shared-data key of the last time a request for `model` went to
+/// `instance` (ms).
+pub fn sent_key(instance: &str, model: &str) -> String {
+    format!("ollama_lb.sent.{instance}.{model}")
+}
+
+/// Records that a request for `model` was just sent to `instance`.
+pub fn mark_sent(instance: &str, model: &str) {
+    let now = now_ms().to_string();
+    if let Err(e) = set(&sent_key(instance, model), now.as_bytes(), None) {
+        warn!("ollama-lb: cannot record a request for {model} on {instance}: {e:?}");
+    }
+}
+
 /// Tries to take or renew the fetch lease for `owner` until `now + ttl`.
 /// The key is created first (unconditional, expired) so the claim itself is
 /// always a compare-and-swap that only one worker can win.
@@ -142,6 +156,8 @@ pub fn inflight_gauge(instance: &str) -> String {
 pub struct EnvoyLoad<'a> {
     pub metrics: &'a Metrics,
     pub now_ms: u64,
+    /// The plugin's `warm_ms`.
+    pub warm_ms: u64,
 }
 
 impl Load for EnvoyLoad<'_> {
@@ -153,6 +169,12 @@ impl Load for EnvoyLoad<'_> {
         get_text(&cooldown_key(instance))
             .and_then(|t| t.parse::<u64>().ok())
             .is_some_and(|until| until > self.now_ms)
+    }
+
+    fn recently_sent(&self, instance: &str, model: &str) -> bool {
+        get_text(&sent_key(instance, model))
+            .and_then(|t| t.parse::<u64>().ok())
+            .is_some_and(|at| self.now_ms.saturating_sub(at) < self.warm_ms)
     }
 }
 

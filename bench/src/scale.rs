@@ -1,0 +1,393 @@
+//! Section 3, scale: 1,000 emulated instances × 200 models in this process,
+//! the release syncd polling them, and Envoy with the filter taking in the
+//! big map; request throughput with the big map against a small one.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use model_map::ModelMap;
+use ollama_emu::{Config, EmuHandle, ModelSpec};
+
+use crate::procs::{self, filter_config, start_envoy, start_syncd, upstream};
+use crate::stats::{median, percentile};
+use crate::svg::{bar_chart, Series};
+use crate::wrk::{self, WrkResult};
+use crate::{Section, Settings};
+
+const PER_INSTANCE: usize = 20;
+const ENVOY_CPU: &str = "0";
+const LOAD_CPU: &str = "1";
+
+fn model_name(j: usize) -> String {
+    format!("s{j}")
+}
+
+/// Instance `i` holds models `20·i … 20·i+19` (mod the model count), the
+/// first two loaded: each model has `instances·20/models` holders.
+fn emu_config(i: usize, models: usize) -> Config {
+    Config {
+        name: format!("n{i}"),
+        load_time: Duration::ZERO,
+        tokens_per_second: 1000.0,
+        response_tokens: 0,
+        num_parallel: 64,
+        models: (0..PER_INSTANCE)
+            .map(|k| ModelSpec {
+                name: model_name((i * PER_INSTANCE + k) % models),
+                loaded: k < 2,
+                ..ModelSpec::default()
+            })
+            .collect(),
+        ..Config::default()
+    }
+}
+
+/// Parses the time of an Envoy log line (`[2026-01-01 12:00:00.123][…`),
+/// in the machine's zone (UTC here).
+pub fn envoy_log_time(line: &str) -> Option<chrono::NaiveDateTime> {
+    let stamp = line.strip_prefix('[')?.split(']').next()?;
+    chrono::NaiveDateTime::parse_from_str(stamp, "%Y-%m-%d %H:%M:%S%.3f").ok()
+}
+
+/// The big map cut down to instance `n0` and the models it holds.
+fn one_instance(map: &ModelMap) -> ModelMap {
+    let mut small = map.clone();
+    small.instances.retain(|i| i.name == "n0");
+    for m in &mut small.models {
+        m.replicas.retain(|r| r.instance == "n0");
+    }
+    small.models.retain(|m| !m.replicas.is_empty());
+    small
+}
+
+pub async fn run(dir: &Path, s: &Settings, label: &str) -> anyhow::Result<Section> {
+    let (n, models) = (s.scale_instances, s.scale_models);
+    let t = Instant::now();
+    let mut emus: Vec<EmuHandle> = Vec::with_capacity(n);
+    for i in 0..n {
+        emus.push(ollama_emu::spawn("127.0.0.1:0".parse()?, emu_config(i, models)).await?);
+    }
+    eprintln!("scale: {n} emulators up in {:.1?}", t.elapsed());
+    let instances: Vec<(String, String)> = emus
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (format!("n{i}"), e.url()))
+        .collect();
+
+    // syncd alone with the fleet: first round, then a quiet window.
+    let interval = "3s";
+    let syncd = start_syncd(
+        dir,
+        "scale-syncd",
+        &instances,
+        &["--interval", interval],
+        "0-1",
+    )
+    .await?;
+    let pid = syncd.proc.pid();
+    let syncd_ready = syncd.ready_after.as_secs_f64();
+    let rss_ready = procs::rss_kib(pid).unwrap_or(0);
+    let cpu0 = procs::cpu_seconds(pid).unwrap_or(0.0);
+    let window = Instant::now();
+    tokio::time::sleep(s.scale_window).await;
+    let cpu_share =
+        (procs::cpu_seconds(pid).unwrap_or(0.0) - cpu0) / window.elapsed().as_secs_f64();
+    let rss_later = procs::rss_kib(pid).unwrap_or(0);
+    let client = e2e::http();
+    let status: serde_json::Value = client
+        .get(format!("{}/v1/instances", syncd.url))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let poll_ms: Vec<f64> = status["instances"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|i| i["poll_latency_ms"].as_f64())
+                .collect()
+        })
+        .unwrap_or_default();
+    let healthy = status["instances"]
+        .as_array()
+        .map_or(0, |a| a.iter().filter(|i| i["healthy"] == true).count());
+    let map_bytes = client
+        .get(format!("{}/v1/map", syncd.url))
+        .send()
+        .await?
+        .bytes()
+        .await?;
+    drop(syncd);
+    let decode: Vec<f64> = (0..5)
+        .map(|_| {
+            let t = Instant::now();
+            let m: Result<ModelMap, _> = serde_json::from_slice(&map_bytes);
+            let dt = t.elapsed().as_secs_f64() * 1e3;
+            m.map(|_| dt)
+        })
+        .collect::<Result<_, _>>()?;
+    let map: ModelMap = serde_json::from_slice(&map_bytes)?;
+    eprintln!(
+        "scale: syncd ready after {syncd_ready:.2} s, map {} bytes, {} models, {healthy} healthy",
+        map_bytes.len(),
+        map.models.len()
+    );
+
+    // From here the maps are served by the e2e rig's stand-in for syncd, so
+    // the big and small cases differ only in the map (no polling load).
+    let big_maps = e2e::MapServer::start().await?;
+    big_maps.set(map.clone());
+    let ups = emus
+        .iter()
+        .enumerate()
+        .map(|(i, e)| upstream(&format!("n{i}"), e.addr()))
+        .collect();
+    let t = Instant::now();
+    let big = start_envoy(
+        dir,
+        "scale-envoy-big",
+        &filter_config(ups, big_maps.addr, serde_json::json!({})),
+        1,
+        ENVOY_CPU,
+    )
+    .await?;
+    let envoy_start = t.elapsed();
+    wait_routable(&big.url).await?;
+    let envoy_rss_big = procs::rss_kib(big.proc.pid()).unwrap_or(0);
+
+    // Publish → installed, for variants of the big map (one instance marked
+    // down, so the id changes), per Envoy thread that logs the install.
+    let mut take_in = Vec::new();
+    for k in 0..s.scale_map_changes {
+        let mut changed = map.clone();
+        if let Some(inst) = changed.instances.get_mut(k) {
+            inst.healthy = false;
+        }
+        let id = big_maps.set(changed);
+        let published = chrono::Utc::now().naive_utc();
+        let needle = format!("installed model map {id}");
+        let start = Instant::now();
+        while big.proc.output().matches(&needle).count() < 2
+            && start.elapsed() < Duration::from_secs(20)
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for line in big.proc.output().lines().filter(|l| l.contains(&needle)) {
+            if let Some(at) = envoy_log_time(line) {
+                let ms = (at - published).num_microseconds().unwrap_or(0) as f64 / 1e3;
+                eprintln!("scale: map {id} installed {ms:.0} ms after publish");
+                take_in.push(ms.max(0.0));
+            }
+        }
+    }
+    // Back to the unchanged map for the throughput runs.
+    big_maps.set(map.clone());
+
+    let small_maps = e2e::MapServer::start().await?;
+    small_maps.set(one_instance(&map));
+    let small_ups = vec![upstream("n0", emus[0].addr())];
+    let small = start_envoy(
+        dir,
+        "scale-envoy-small",
+        &filter_config(small_ups, small_maps.addr, serde_json::json!({})),
+        1,
+        ENVOY_CPU,
+    )
+    .await?;
+    wait_routable(&small.url).await?;
+    let envoy_rss_small = procs::rss_kib(small.proc.pid()).unwrap_or(0);
+    let body_path = dir.join("scale-body.json");
+    let prompt = "lorem ipsum ".repeat(80);
+    std::fs::write(
+        &body_path,
+        format!(
+            r#"{{"model":"{}","prompt":"{prompt}","stream":false}}"#,
+            model_name(0)
+        ),
+    )?;
+    let script = wrk::script(dir, "scale", &body_path, "/api/generate")?;
+    let mut rounds: [Vec<WrkResult>; 2] = [Vec::new(), Vec::new()];
+    let pids = [big.proc.pid(), small.proc.pid()];
+    for round in 0..s.rounds {
+        for (k, url) in [&big.url, &small.url].into_iter().enumerate() {
+            let before = procs::cpu_seconds(pids[k]);
+            let mut r = wrk::run(&script, url, s.connections, s.wrk_duration, LOAD_CPU)?;
+            if let (Some(b), Some(a)) = (before, procs::cpu_seconds(pids[k])) {
+                r.cpu_us = (a - b) * 1e6 / r.requests.max(1) as f64;
+            }
+            eprintln!(
+                "scale: round {round} {}: {:.0} req/s p50 {:.0} µs errors {} cpu {:.0} µs/req",
+                ["big", "small"][k],
+                r.rps,
+                r.p50_us,
+                r.errors,
+                r.cpu_us
+            );
+            rounds[k].push(r);
+        }
+    }
+    drop((big, small, big_maps, small_maps));
+    for e in emus {
+        e.shutdown().await;
+    }
+
+    let per_round = |f: &dyn Fn(&WrkResult, &WrkResult) -> f64| {
+        median(
+            &rounds[0]
+                .iter()
+                .zip(&rounds[1])
+                .map(|(b, s)| f(b, s))
+                .collect::<Vec<_>>(),
+        )
+    };
+    let ratio_rps = per_round(&|b, s| b.rps / s.rps);
+    let ratio_p50 = per_round(&|b, s| b.p50_us / s.p50_us);
+    let holders = n * PER_INSTANCE / models.max(1);
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "Fleet: {n} emulated instances in the bench process (one listener each), {models} models, {PER_INSTANCE} per instance \
+         (instance i holds models 20·i … 20·i+19 mod {models}, so each model has {holders} holders), the first 2 of each loaded. \
+         syncd (release, both CPUs) polls every {interval}; its figures come from a {:.0} s window with nothing else running. \
+         Then syncd is stopped and the e2e rig's stand-in for syncd (`MapServer`) serves its last map unchanged to Envoy \
+         (`--concurrency 1`, one cluster per instance), so the big-map and small-map runs differ only in the map.\n",
+        s.scale_window.as_secs_f64()
+    );
+    md.push_str("| measure | value |\n|---|---:|\n");
+    let rows = [
+        (
+            format!("syncd start → first full poll round ({n} instances answered)"),
+            format!("{syncd_ready:.2} s"),
+        ),
+        (
+            "syncd poll latency per instance, p50 / p99".into(),
+            format!("{:.1} / {:.1} ms", percentile(&poll_ms, 50.0), percentile(&poll_ms, 99.0)),
+        ),
+        ("healthy instances at the end of the window".into(), format!("{healthy} / {n}")),
+        (
+            "syncd RSS after the first round / after the window".into(),
+            format!("{:.1} / {:.1} MiB", rss_ready as f64 / 1024.0, rss_later as f64 / 1024.0),
+        ),
+        (
+            format!("syncd CPU while polling every {interval}"),
+            format!("{:.0} % of one core", cpu_share * 100.0),
+        ),
+        (
+            "map JSON (`GET /v1/map`)".into(),
+            format!("{:.2} MB, {} models, {} instances", map_bytes.len() as f64 / 1e6, map.models.len(), map.instances.len()),
+        ),
+        (
+            "map decode on the host (serde, native, median of 5)".into(),
+            format!("{:.1} ms", median(&decode)),
+        ),
+        (
+            format!("Envoy start with {n} clusters + filter → ready"),
+            format!("{:.2} s", envoy_start.as_secs_f64()),
+        ),
+        (
+            format!(
+                "map published → installed, per Envoy thread with a VM (main + 1 worker), {} installs",
+                take_in.len()
+            ),
+            format!(
+                "median {:.0} ms, max {:.0} ms",
+                median(&take_in),
+                take_in.iter().copied().fold(0.0, f64::max)
+            ),
+        ),
+        (
+            "Envoy RSS, big map / small map".into(),
+            format!("{:.0} / {:.0} MiB", envoy_rss_big as f64 / 1024.0, envoy_rss_small as f64 / 1024.0),
+        ),
+        (
+            format!(
+                "throughput, big map / small map (1 KB generate, {} conns, {} interleaved rounds)",
+                s.connections, s.rounds
+            ),
+            format!("**{ratio_rps:.2}** (p50 latency ratio {ratio_p50:.2})"),
+        ),
+        (
+            "Envoy CPU per request, big map / small map".into(),
+            format!(
+                "{:.0} / {:.0} µs",
+                median(&rounds[0].iter().map(|r| r.cpu_us).collect::<Vec<_>>()),
+                median(&rounds[1].iter().map(|r| r.cpu_us).collect::<Vec<_>>())
+            ),
+        ),
+    ];
+    for (k, v) in rows {
+        let _ = writeln!(md, "| {k} | {v} |");
+    }
+    let _ = writeln!(
+        md,
+        "\nThroughput: big {:.0} req/s, small {:.0} req/s (medians). Publish → installed runs from the stand-in's publish to \
+         each `installed model map <id>` log line (ms stamps): the long poll's answer (serialising the map in the bench process), \
+         its transfer through Envoy, the decode in the wasm VM and the install; a worker picks up a new map on its next 50 ms tick \
+         or request.\n",
+        median(&rounds[0].iter().map(|r| r.rps).collect::<Vec<_>>()),
+        median(&rounds[1].iter().map(|r| r.rps).collect::<Vec<_>>()),
+    );
+    md.push_str("![big vs small map](bench/scale-throughput.svg)\n");
+    let svg = bar_chart(
+        &format!("Throughput with a {n}-instance map vs a 1-instance map"),
+        label,
+        "requests per second",
+        &(0..rounds[0].len())
+            .map(|r| format!("round {}", r + 1))
+            .collect::<Vec<_>>(),
+        &[
+            Series {
+                name: format!("{n} instances × {models} models"),
+                values: rounds[0].iter().map(|r| r.rps).collect(),
+            },
+            Series {
+                name: "1 instance".into(),
+                values: rounds[1].iter().map(|r| r.rps).collect(),
+            },
+        ],
+    );
+    Ok(Section {
+        markdown: md,
+        figures: vec![("scale-throughput.svg".into(), svg)],
+    })
+}
+
+async fn wait_routable(url: &str) -> anyhow::Result<()> {
+    let client = e2e::http();
+    for _ in 0..1500 {
+        let r = client.get(format!("{url}/api/tags")).send().await;
+        if r.is_ok_and(|r| r.status().is_success()) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    anyhow::bail!("the filter at {url} never got its map")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envoy_log_stamps_parse() {
+        let t = envoy_log_time(
+            "[2026-11-26 01:50:00.123][42][info][wasm] ollama-lb: installed model map x",
+        )
+        .unwrap();
+        assert_eq!(t.format("%H:%M:%S%.3f").to_string(), "01:50:00.123");
+        assert!(envoy_log_time("no stamp").is_none());
+    }
+
+    #[test]
+    fn every_model_has_the_same_number_of_holders() {
+        let mut holders = vec![0usize; 200];
+        for i in 0..1000 {
+            for m in emu_config(i, 200).models {
+                holders[m.name[1..].parse::<usize>().unwrap()] += 1;
+            }
+        }
+        assert!(holders.iter().all(|h| *h == 100), "{holders:?}");
+    }
+}
