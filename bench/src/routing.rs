@@ -350,8 +350,10 @@ fn report(results: &[PolicyResult], schedule: &[Turn], s: &Settings, label: &str
              which is one syncd poll (2 s) behind, so while a model loaded on one holder the next request for it saw \"not loaded anywhere\" \
              and went to the idlest holder, loading it a second time and evicting something else there. Now the filter remembers, in \
              Envoy's shared data (all workers), where it sent each model in the last `warm_ms` (5 s), and ranks holders: loaded per the \
-             map, then recently sent (loading, or loaded since the map was made), then cold; the least in flight within a rank. \
-             The map still outranks the memory, since it also knows about evictions. \
+             map, then recently sent (loading, or loaded since the map was made), then cold; the map still outranks the memory, since it \
+             also knows about evictions. And a cold load now goes to the holder where it would evict the fewest sole copies (models \
+             loaded there and on no other healthy instance, per the map), so spare copies are evicted before the only copy of a model. \
+             The least in flight decides within a rank. \
              Before: p99 {:.2} s, {} cold loads; after: p99 {:.2} s, {} cold loads.\n",
             percentile(&before.latencies, 99.0),
             before.cold_loads,

@@ -9,7 +9,8 @@ use serde::{Deserialize, Deserializer};
 pub enum Policy {
     /// Prefer instances where the model is loaded (per the map), then
     /// those it was sent to recently (loading, or loaded since the map was
-    /// made), then fewest in flight.
+    /// made); for a cold load, those with the fewest sole loaded copies of
+    /// other models (what the load may evict); then fewest in flight.
     LoadedLeastRequest,
     /// Fewest requests in flight.
     LeastRequest,
@@ -54,6 +55,9 @@ pub struct Candidate<'a> {
     /// behind) does not say so. Weaker than `loaded`: the map also knows
     /// about evictions since.
     pub recent: bool,
+    /// Models loaded there and on no other healthy instance, counted only
+    /// when no candidate has the model loaded or recent (else 0).
+    pub sole_copies: u32,
     /// Requests in flight there, across all Envoy workers.
     pub inflight: u64,
     /// Recently answered 503 or failed to connect.
@@ -122,8 +126,10 @@ impl Picker {
                 .max_by_key(|c| rendezvous_weight(key, &c.instance.name));
         }
         match policy {
-            Policy::LoadedLeastRequest => self.least(&pool, |c| (!c.loaded, !c.recent, c.inflight)),
-            Policy::LeastRequest => self.least(&pool, |c| (false, false, c.inflight)),
+            Policy::LoadedLeastRequest => {
+                self.least(&pool, |c| (!c.loaded, !c.recent, c.sole_copies, c.inflight))
+            }
+            Policy::LeastRequest => self.least(&pool, |c| (false, false, 0, c.inflight)),
             Policy::RoundRobin => {
                 let i = (self.turn % pool.len() as u64) as usize;
                 self.turn = self.turn.wrapping_add(1);
@@ -136,7 +142,7 @@ impl Picker {
     fn least<'c, 'a>(
         &mut self,
         pool: &[&'c Candidate<'a>],
-        key: impl Fn(&Candidate<'a>) -> (bool, bool, u64),
+        key: impl Fn(&Candidate<'a>) -> (bool, bool, u32, u64),
     ) -> Option<&'c Candidate<'a>> {
         let best = pool.iter().map(|c| key(c)).min()?;
         let ties: Vec<&'c Candidate<'a>> =
@@ -197,6 +203,7 @@ mod tests {
                 inflight: 0,
                 cooling: false,
                 recent: false,
+                sole_copies: 0,
             },
             Candidate {
                 instance: &b,
@@ -204,6 +211,7 @@ mod tests {
                 inflight: 5,
                 cooling: false,
                 recent: false,
+                sole_copies: 0,
             },
             Candidate {
                 instance: &c,
@@ -211,6 +219,7 @@ mod tests {
                 inflight: 2,
                 cooling: false,
                 recent: false,
+                sole_copies: 0,
             },
         ];
         let mut p = Picker::new(7);
@@ -229,6 +238,7 @@ mod tests {
             instance: i,
             loaded,
             recent,
+            sole_copies: 0,
             inflight,
             cooling: false,
         };
@@ -248,6 +258,12 @@ mod tests {
         assert!(names(&mut p, Policy::LeastRequest, &all, None, 10)
             .iter()
             .all(|n| n == "a"));
+        // Both cold: the one whose load evicts no sole copy, though busier.
+        let mut spare = cand(&b, false, false, 3);
+        spare.sole_copies = 0;
+        let mut only = cand(&a, false, false, 0);
+        only.sole_copies = 1;
+        assert!(pick(&mut p, &[only, spare]).iter().all(|n| n == "b"));
     }
 
     #[test]
@@ -260,6 +276,7 @@ mod tests {
                 inflight: 1,
                 cooling: false,
                 recent: false,
+                sole_copies: 0,
             },
             Candidate {
                 instance: &b,
@@ -267,6 +284,7 @@ mod tests {
                 inflight: 1,
                 cooling: false,
                 recent: false,
+                sole_copies: 0,
             },
         ];
         let got = names(
@@ -293,6 +311,7 @@ mod tests {
                 inflight: 9,
                 cooling: false,
                 recent: false,
+                sole_copies: 0,
             })
             .collect();
         assert_eq!(
@@ -311,6 +330,7 @@ mod tests {
                 inflight: 0,
                 cooling: true,
                 recent: false,
+                sole_copies: 0,
             },
             Candidate {
                 instance: &b,
@@ -318,6 +338,7 @@ mod tests {
                 inflight: 9,
                 cooling: false,
                 recent: false,
+                sole_copies: 0,
             },
         ];
         let mut p = Picker::new(5);
@@ -342,6 +363,7 @@ mod tests {
                 inflight: 0,
                 cooling: false,
                 recent: false,
+                sole_copies: 0,
             })
             .collect();
         let mut p = Picker::new(9);

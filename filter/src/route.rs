@@ -82,7 +82,7 @@ pub fn for_model<'m>(
     }
     // Only loaded_least_request looks at warmth: skip the look-ups otherwise.
     let warmth = choice.policy == Policy::LoadedLeastRequest && choice.affinity.is_none();
-    let candidates: Vec<Candidate> = holders
+    let mut candidates: Vec<Candidate> = holders
         .into_iter()
         .filter(|(i, _)| i.healthy)
         .map(|(instance, loaded)| {
@@ -93,6 +93,13 @@ pub fn for_model<'m>(
             }
         })
         .collect();
+    // A cold load evicts something: rather where only spare copies are
+    // loaded. Counted only then (it walks the map).
+    if warmth && !candidates.iter().any(|c| c.loaded || c.recent) {
+        for c in &mut candidates {
+            c.sole_copies = sole_loaded_copies(map, &c.instance.name);
+        }
+    }
     pick(&candidates, choice).ok_or_else(|| LbError::ModelUnavailable(model.verbatim.clone()))
 }
 
@@ -111,11 +118,34 @@ pub fn any<'m>(
     pick(&candidates, choice).ok_or(LbError::NoHealthyInstance)
 }
 
+/// Models loaded on `instance` and on no other healthy instance, per the
+/// map: what a load there may evict with nowhere else to serve it.
+pub fn sole_loaded_copies(map: &ModelMap, instance: &str) -> u32 {
+    let healthy = |name: &str| map.instance(name).is_some_and(|i| i.healthy);
+    let mut sole = 0;
+    for entry in &map.models {
+        let mut here = false;
+        let mut elsewhere = false;
+        for r in entry.canonical_replicas().filter(|r| r.loaded.is_some()) {
+            if r.instance == instance {
+                here = true;
+            } else if healthy(&r.instance) {
+                elsewhere = true;
+            }
+        }
+        if here && !elsewhere {
+            sole += 1;
+        }
+    }
+    sole
+}
+
 fn candidate<'m>(instance: &'m InstanceState, loaded: bool, load: &impl Load) -> Candidate<'m> {
     Candidate {
         instance,
         loaded,
         recent: false,
+        sole_copies: 0,
         inflight: load.inflight(&instance.name),
         cooling: load.cooling(&instance.name),
     }

@@ -177,3 +177,56 @@ fn recent_sends_are_asked_about_unloaded_holders_only() {
         "{asked:?}"
     );
 }
+
+#[test]
+fn a_cold_load_goes_where_it_evicts_no_sole_copy() {
+    use crate::test_fixtures::{entry, instance, replica};
+    // m is loaded nowhere; a alone has x loaded, b shares y with c.
+    let mut models = vec![
+        entry(
+            "m",
+            "d",
+            vec![replica("a", "d", 1, None), replica("b", "d", 1, None)],
+        ),
+        entry("x", "d", vec![replica("a", "d", 1, Some(9))]),
+        entry(
+            "y",
+            "d",
+            vec![replica("b", "d", 1, Some(9)), replica("c", "d", 1, Some(9))],
+        ),
+    ];
+    models.sort_by(|p, q| p.key.cmp(&q.key));
+    let map = model_map::ModelMap {
+        format: model_map::MAP_FORMAT,
+        id: String::new(),
+        instances: ["a", "b", "c"]
+            .into_iter()
+            .map(|n| instance(n, true, None))
+            .collect(),
+        models,
+    }
+    .sealed();
+    assert_eq!(sole_loaded_copies(&map, "a"), 1);
+    assert_eq!(sole_loaded_copies(&map, "b"), 0);
+    let Endpoint::Body(route) = classify("POST", "/api/generate") else {
+        panic!()
+    };
+    let mut s = BodyScanner::new(route.fields);
+    s.feed(br#"{"model":"m"}"#);
+    s.finish();
+    let model = route.model(s.result().unwrap()).unwrap();
+    let load = FakeLoad {
+        inflight: [("b", 2)].into_iter().collect(),
+        ..Default::default()
+    };
+    for seed in 0..10 {
+        let mut picker = Picker::new(seed);
+        let choice = Choice {
+            policy: Policy::LoadedLeastRequest,
+            picker: &mut picker,
+            affinity: None,
+        };
+        let got = for_model(&map, route, &model, &load, choice).unwrap();
+        assert_eq!(got.name, "b", "a's load would evict x, served nowhere else");
+    }
+}
