@@ -51,7 +51,13 @@ impl axum::serve::Listener for RefusingListener {
             };
             tokio::select! {
                 accepted = listener.accept() => match accepted {
-                    Ok(conn) => return conn,
+                    Ok(conn) => {
+                        // Go sets TCP_NODELAY on every connection, so Ollama
+                        // does; without it a stream's small chunks wait for
+                        // the peer's delayed ACK (~40 ms behind a proxy).
+                        let _ = conn.0.set_nodelay(true);
+                        return conn;
+                    }
                     Err(e) => {
                         tracing::warn!("accept failed: {e}");
                         tokio::time::sleep(Duration::from_millis(10)).await;
