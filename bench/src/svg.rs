@@ -27,13 +27,14 @@ pub fn esc(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
-/// A "nice" axis maximum at or above `max` (1, 2 or 5 times a power of 10).
+/// A "nice" axis maximum at or above `max` (1, 1.5, 2, 2.5, 3, 4, 5, 6 or
+/// 8 times a power of 10).
 pub fn nice_max(max: f64) -> f64 {
     if !max.is_finite() || max <= 0.0 {
         return 1.0;
     }
     let pow = 10f64.powf(max.log10().floor());
-    [1.0, 2.0, 5.0, 10.0]
+    [1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0]
         .iter()
         .map(|m| m * pow)
         .find(|v| *v >= max)
@@ -215,8 +216,9 @@ mod tests {
 
     #[test]
     fn nice_axis_maxima() {
-        assert_eq!(nice_max(0.7), 1.0);
-        assert_eq!(nice_max(1.3), 2.0);
+        assert_eq!(nice_max(0.7), 0.8);
+        assert_eq!(nice_max(1.3), 1.5);
+        assert_eq!(nice_max(5.54), 6.0);
         assert_eq!(nice_max(420.0), 500.0);
         assert_eq!(nice_max(0.0), 1.0);
     }
