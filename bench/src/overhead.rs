@@ -354,7 +354,8 @@ fn report(
          - ≤ 100 µs added at p50 (1 KB, 1 connection, so no queueing): **{:.0} µs**, {}.\n\
          - Scan of 1 MB bodies ≥ 500 MB/s inside the VM: see the derivation above.\n\n\
          Where the filter's time goes: the Envoy CPU column is the honest measure on a 2-core machine shared with wrk and the \
-         emulator (latencies there include scheduling delays). For a small request the filter costs about 200 µs of Envoy CPU: \
+         emulator (latencies there include scheduling delays). For a small request the filter's added CPU is tens of µs when \
+         8 connections let Envoy batch its work, and a few hundred µs at 1 connection, where every request pays its own wake-ups: \
          the request is held until its body is read, then resumed, the route is recomputed (`clear_route_cache`), and about twenty \
          host calls read headers, shared data and gauges. For 1 MB bodies the model-first case costs nearly as much as the \
          model-last case, so most of that cost is Envoy holding and re-handing the body (the filter stops iteration on headers), \
