@@ -196,15 +196,13 @@ fn a_cold_load_goes_where_it_evicts_no_sole_copy() {
         ),
     ];
     models.sort_by(|p, q| p.key.cmp(&q.key));
-    let map = model_map::ModelMap {
-        format: model_map::MAP_FORMAT,
-        id: String::new(),
-        instances: ["a", "b", "c"]
+    let map = model_map::ModelMap::new(
+        ["a", "b", "c"]
             .into_iter()
             .map(|n| instance(n, true, None))
             .collect(),
         models,
-    }
+    )
     .sealed();
     assert_eq!(sole_loaded_copies(&map, "a"), 1);
     assert_eq!(sole_loaded_copies(&map, "b"), 0);

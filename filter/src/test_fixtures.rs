@@ -1,6 +1,6 @@
 //! A small fleet for unit tests.
 
-use model_map::{InstanceState, Loaded, ModelEntry, ModelMap, Replica, MAP_FORMAT};
+use model_map::{InstanceState, Loaded, ModelEntry, ModelMap, Replica};
 use serde_json::json;
 
 pub fn instance(name: &str, healthy: bool, version: Option<&str>) -> InstanceState {
@@ -67,15 +67,13 @@ pub fn fleet() -> ModelMap {
         entry("mistral", "m1", vec![replica("b", "m1", 150, Some(990))]),
     ];
     models.sort_by(|x, y| x.key.cmp(&y.key));
-    ModelMap {
-        format: MAP_FORMAT,
-        id: String::new(),
-        instances: vec![
+    ModelMap::new(
+        vec![
             instance("a", true, Some("0.9.7")),
             instance("b", true, Some("0.12.10")),
             instance("c", false, Some("0.1.0")),
         ],
         models,
-    }
+    )
     .sealed()
 }

@@ -8,12 +8,14 @@
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::OnceLock;
 
 /// Version of the JSON format, bumped on incompatible changes.
 pub const MAP_FORMAT: u32 = 1;
 
-/// The whole fleet as the filter sees it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+/// The whole fleet as the filter sees it. Build one with [`ModelMap::new`].
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
 pub struct ModelMap {
     /// Format version ([`MAP_FORMAT`]).
     pub format: u32,
@@ -24,6 +26,21 @@ pub struct ModelMap {
     pub instances: Vec<InstanceState>,
     /// Every model held by at least one instance, sorted by `key`.
     pub models: Vec<ModelEntry>,
+    /// Position of each instance by name, built on the first lookup: the
+    /// filter looks up every holder of a model on every request, and a
+    /// fleet may have a thousand instances.
+    #[serde(skip)]
+    instance_index: OnceLock<HashMap<String, usize>>,
+}
+
+impl PartialEq for ModelMap {
+    /// Equal content; the lookup index is not content.
+    fn eq(&self, other: &Self) -> bool {
+        self.format == other.format
+            && self.id == other.id
+            && self.instances == other.instances
+            && self.models == other.models
+    }
 }
 
 /// One Ollama instance and how it is reached.
@@ -96,6 +113,17 @@ pub struct Loaded {
 }
 
 impl ModelMap {
+    /// A map of the current format, not yet sealed.
+    pub fn new(instances: Vec<InstanceState>, models: Vec<ModelEntry>) -> Self {
+        ModelMap {
+            format: MAP_FORMAT,
+            id: String::new(),
+            instances,
+            models,
+            instance_index: OnceLock::new(),
+        }
+    }
+
     /// The identifier of this content: the first 16 hex digits of the
     /// SHA-256 of the map serialised with an empty `id`.
     pub fn content_id(&self) -> String {
@@ -122,9 +150,22 @@ impl ModelMap {
             .map(|i| &self.models[i])
     }
 
-    /// The instance of this name.
+    /// The instance of this name. The index is checked on every use, so
+    /// a map whose instances were changed after a lookup is still answered
+    /// right (by a scan).
     pub fn instance(&self, name: &str) -> Option<&InstanceState> {
-        self.instances.iter().find(|i| i.name == name)
+        let index = self.instance_index.get_or_init(|| {
+            let mut index = HashMap::with_capacity(self.instances.len());
+            for (i, instance) in self.instances.iter().enumerate() {
+                index.entry(instance.name.clone()).or_insert(i);
+            }
+            index
+        });
+        index
+            .get(name)
+            .and_then(|&i| self.instances.get(i))
+            .filter(|i| i.name == name)
+            .or_else(|| self.instances.iter().find(|i| i.name == name))
     }
 }
 
@@ -175,10 +216,8 @@ mod tests {
     }
 
     fn sample() -> ModelMap {
-        ModelMap {
-            format: MAP_FORMAT,
-            id: String::new(),
-            instances: vec![InstanceState {
+        ModelMap::new(
+            vec![InstanceState {
                 name: "a".into(),
                 url: "http://127.0.0.1:1".into(),
                 cluster: "ollama_a".into(),
@@ -186,14 +225,14 @@ mod tests {
                 healthy: true,
                 version: Some("0.9.7".into()),
             }],
-            models: vec![ModelEntry {
+            vec![ModelEntry {
                 key: "registry.ollama.ai/library/m:latest".into(),
                 name: "m:latest".into(),
                 canonical_digest: "d1".into(),
                 digest_mismatch: false,
                 replicas: vec![replica("a", "d1")],
             }],
-        }
+        )
         .sealed()
     }
 
@@ -207,6 +246,26 @@ mod tests {
         assert_ne!(b.content_id(), a.id);
         let round: ModelMap = serde_json::from_slice(&serde_json::to_vec(&a).unwrap()).unwrap();
         assert_eq!(round.content_id(), a.id, "id survives a JSON round trip");
+    }
+
+    #[test]
+    fn instance_lookup_survives_changes_after_indexing() {
+        let mut m = sample();
+        assert_eq!(
+            m.instance("a").map(|i| i.cluster.as_str()),
+            Some("ollama_a")
+        );
+        m.instances[0].name = "b".into();
+        assert!(
+            m.instance("a").is_none(),
+            "a stale index entry is not trusted"
+        );
+        assert_eq!(
+            m.instance("b").map(|i| i.cluster.as_str()),
+            Some("ollama_a")
+        );
+        assert!(m.instance("zz").is_none());
+        assert_eq!(m.clone(), m, "the index is not part of equality");
     }
 
     #[test]

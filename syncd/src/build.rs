@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, SecondsFormat};
 use model_map::map::canonical_digest;
 use model_map::name::ModelName;
-use model_map::{InstanceState, Loaded, ModelEntry, ModelMap, Replica, MAP_FORMAT};
+use model_map::{InstanceState, Loaded, ModelEntry, ModelMap, Replica};
 
 use crate::config::Instance;
 use crate::ollama::{Ps, Tags};
@@ -154,13 +154,7 @@ pub fn build_map(views: &[InstanceView<'_>]) -> ModelMap {
         .into_iter()
         .map(|(key, (name, replicas))| entry(key, name, replicas))
         .collect();
-    ModelMap {
-        format: MAP_FORMAT,
-        id: String::new(),
-        instances,
-        models,
-    }
-    .sealed()
+    ModelMap::new(instances, models).sealed()
 }
 
 fn entry(key: &str, name: &str, replicas: Vec<Vote>) -> ModelEntry {

@@ -240,11 +240,9 @@ mod tests {
 
     #[test]
     fn tables_show_holders_loaded_mismatch_and_health() {
-        let map = ModelMap {
-            format: 1,
-            id: "0123456789abcdef".into(),
-            instances: vec![instance("a", true), instance("b", false)],
-            models: vec![
+        let mut map = ModelMap::new(
+            vec![instance("a", true), instance("b", false)],
+            vec![
                 ModelEntry {
                     key: "k1".into(),
                     name: "llama3:latest".into(),
@@ -263,7 +261,8 @@ mod tests {
                     replicas: vec![replica("a", "cccccccccccccccc", false)],
                 },
             ],
-        };
+        );
+        map.id = "0123456789abcdef".into();
         let report = |name: &str, healthy: bool, err: Option<&str>| InstanceReport {
             name: name.into(),
             url: format!("http://{name}:11434"),

@@ -1,6 +1,6 @@
 use super::*;
 use model_map::map::canonical_digest;
-use model_map::{InstanceState, Loaded, Replica, MAP_FORMAT};
+use model_map::{InstanceState, Loaded, ModelMap, Replica};
 
 /// A map of `instances` (`name` or `name!` for down) and holdings written
 /// `instance model digest` with a trailing `*` on the digest when loaded.
@@ -62,12 +62,7 @@ fn map(instances: &[&str], holdings: &[&str]) -> ModelMap {
             }
         })
         .collect();
-    ModelMap {
-        format: MAP_FORMAT,
-        id: String::new(),
-        instances,
-        models,
-    }
+    ModelMap::new(instances, models)
 }
 
 /// The plan as short lines: `pull e1 m:latest missing`, `repair …`, `warm …`.

@@ -3,7 +3,7 @@
 //! test-controlled map (exact health and load) and with the real syncd.
 
 use e2e::{Emu, Envoy, MapServer, Rig};
-use model_map::{InstanceState, Loaded, ModelEntry, ModelMap, ModelName, Replica, MAP_FORMAT};
+use model_map::{InstanceState, Loaded, ModelEntry, ModelMap, ModelName, Replica};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -78,12 +78,7 @@ fn map_of(instances: &[(&Emu, bool)], down: &[&str], holds: &[Holds]) -> ModelMa
         }
     }
     models.sort_by(|a, b| a.key.cmp(&b.key));
-    ModelMap {
-        format: MAP_FORMAT,
-        id: String::new(),
-        instances: all,
-        models,
-    }
+    ModelMap::new(all, models)
 }
 
 /// Two emulators (a: llama3 loaded; b: llama3 and mistral), a map server
