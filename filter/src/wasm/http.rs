@@ -35,6 +35,9 @@ pub struct Request {
 /// A body being scanned for the model.
 struct BodyRead {
     route: &'static BodyRoute,
+    /// The map as it was when the headers came: the body is routed by the
+    /// same map, without reading shared data a second time.
+    map: Rc<ModelMap>,
     scanner: Box<BodyScanner>,
     scanned: usize,
 }
@@ -141,9 +144,7 @@ impl Request {
             Ok(m) => m,
             Err(e) => return self.fail(&e),
         };
-        let Some(map) = self.map() else {
-            return self.fail(&LbError::NoMap);
-        };
+        let map = Rc::clone(&read.map);
         let picked = {
             let worker = &mut *self.worker.borrow_mut();
             let load = EnvoyLoad {
@@ -223,6 +224,7 @@ impl HttpContext for Request {
         }
         let mut read = BodyRead {
             route: body_route,
+            map,
             scanner: Box::new(BodyScanner::new(body_route.fields)),
             scanned: 0,
         };
