@@ -7,7 +7,11 @@
 //!   exactly as Ollama's Go decoder would, chunk by chunk.
 //! - [`endpoint`]: which route a request is and where its model comes from.
 //! - [`policy`]: choosing an instance among the candidates.
-//! - [`route`]: from a request and the map to an instance or an error.
+//! - [`route`]: from a request and the map to an instance or an error;
+//!   [`routing_map`]: the map with what routing precomputes.
+//! - [`request_head`]: the request headers the filter reads, in one read.
+//! - [`instance_times`]: the cool-down and recently-sent tables kept in
+//!   Envoy shared data.
 //! - [`fleet_reads`]: `/api/tags`, `/api/ps`, `/api/version`, `/v1/models`
 //!   answered from the map.
 //! - [`map_store`]: decoding the map from syncd and the fetch-lease format.
@@ -24,9 +28,12 @@ pub mod endpoint;
 pub mod errors;
 pub mod fleet_reads;
 pub mod go_string;
+pub mod instance_times;
 pub mod map_store;
 pub mod policy;
+pub mod request_head;
 pub mod route;
+pub mod routing_map;
 
 #[cfg(target_arch = "wasm32")]
 mod wasm;

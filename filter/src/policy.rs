@@ -139,6 +139,19 @@ impl Picker {
         }
     }
 
+    /// Keeps `k` of `items`, chosen uniformly at random (a partial
+    /// Fisher–Yates shuffle; the kept ones end up in random order).
+    pub fn keep_random<T>(&mut self, items: &mut Vec<T>, k: usize) {
+        if items.len() <= k {
+            return;
+        }
+        for i in 0..k {
+            let j = i + self.rng.below(items.len() - i);
+            items.swap(i, j);
+        }
+        items.truncate(k);
+    }
+
     fn least<'c, 'a>(
         &mut self,
         pool: &[&'c Candidate<'a>],
@@ -298,6 +311,29 @@ mod tests {
         assert!((50..150).contains(&a_count), "{a_count}");
         let got = names(&mut Picker::new(1), Policy::Random, &cands, None, 200);
         assert!(got.iter().any(|n| n == "a") && got.iter().any(|n| n == "b"));
+    }
+
+    #[test]
+    fn keep_random_keeps_k_distinct_and_spreads() {
+        let mut p = Picker::new(3);
+        let mut seen = [0u32; 20];
+        for _ in 0..2000 {
+            let mut v: Vec<usize> = (0..20).collect();
+            p.keep_random(&mut v, 8);
+            assert_eq!(v.len(), 8);
+            let mut d = v.clone();
+            d.sort_unstable();
+            d.dedup();
+            assert_eq!(d.len(), 8, "no repeats: {v:?}");
+            for i in v {
+                seen[i] += 1;
+            }
+        }
+        // Each is kept 800 times on average.
+        assert!(seen.iter().all(|&n| (650..950).contains(&n)), "{seen:?}");
+        let mut few = vec![1, 2];
+        p.keep_random(&mut few, 8);
+        assert_eq!(few, [1, 2], "fewer than k: untouched");
     }
 
     #[test]

@@ -3,6 +3,8 @@
 
 use model_map::{InstanceState, ModelMap};
 
+use crate::routing_map::RoutingMap;
+
 use crate::config::RouteBy;
 use crate::endpoint::{BodyRoute, RequestedModel};
 use crate::errors::LbError;
@@ -11,9 +13,11 @@ use crate::policy::{Candidate, Picker, Policy};
 /// What the picker needs to know about instances beyond the map: shared,
 /// live numbers kept by Envoy.
 pub trait Load {
-    /// Requests in flight to `instance` across all workers.
+    /// Requests in flight to `instance` across all workers (asked only
+    /// about the few candidates still in the running).
     fn inflight(&self, instance: &str) -> u64;
-    /// Whether `instance` is in cool-down after a 503 or a failure.
+    /// Whether `instance` is in cool-down after a 503 or a failure (asked
+    /// about every healthy holder: keep it cheap).
     fn cooling(&self, instance: &str) -> bool;
     /// Whether a request for the model with routing key `model` was sent
     /// to `instance` within the configured `warm_ms`: the model is loaded
@@ -62,82 +66,124 @@ pub fn pinned<'m>(map: &'m ModelMap, name: &str) -> Result<&'m InstanceState, Lb
     })
 }
 
+/// The most candidates whose in-flight counts are read for one request.
+/// Each read is a host call, so a model with a hundred holders would
+/// otherwise cost a hundred; among more than this many equally good
+/// candidates, this many are drawn at random and the least busy of them
+/// wins (the "power of d choices", which is nearly as good as looking at
+/// all of them).
+pub const MAX_COMPARED: usize = 8;
+
 /// A healthy instance holding `model` at its canonical digest.
 pub fn for_model<'m>(
-    map: &'m ModelMap,
+    map: &'m RoutingMap,
     route: &BodyRoute,
     model: &RequestedModel,
     load: &impl Load,
     choice: Choice<'_, '_>,
 ) -> Result<&'m InstanceState, LbError> {
-    let Some(entry) = map.model(&model.key) else {
-        return Err(route.not_found(model));
+    let holders = match map.holders(&model.key) {
+        Some(h) if !h.is_empty() => h,
+        _ => return Err(route.not_found(model)),
     };
-    let holders: Vec<(&InstanceState, bool)> = entry
-        .canonical_replicas()
-        .filter_map(|r| map.instance(&r.instance).map(|i| (i, r.loaded.is_some())))
-        .collect();
-    if holders.is_empty() {
-        return Err(route.not_found(model));
-    }
-    // Only loaded_least_request looks at warmth: skip the look-ups otherwise.
-    let warmth = choice.policy == Policy::LoadedLeastRequest && choice.affinity.is_none();
-    let mut candidates: Vec<Candidate> = holders
-        .into_iter()
+    let candidates = holders
+        .iter()
+        .filter_map(|h| map.instances.get(h.instance).map(|i| (i, h.loaded)))
         .filter(|(i, _)| i.healthy)
-        .map(|(instance, loaded)| {
-            let recent = warmth && !loaded && load.recently_sent(&instance.name, &model.key);
-            Candidate {
-                recent,
-                ..candidate(instance, loaded, load)
-            }
-        })
+        .map(|(instance, loaded)| candidate(instance, loaded, load))
         .collect();
-    // A cold load evicts something: rather where only spare copies are
-    // loaded. Counted only then (it walks the map).
-    if warmth && !candidates.iter().any(|c| c.loaded || c.recent) {
-        for c in &mut candidates {
-            c.sole_copies = sole_loaded_copies(map, &c.instance.name);
-        }
-    }
-    pick(&candidates, choice).ok_or_else(|| LbError::ModelUnavailable(model.verbatim.clone()))
+    choose(map, candidates, load, choice, Some(&model.key))
+        .ok_or_else(|| LbError::ModelUnavailable(model.verbatim.clone()))
 }
 
 /// Any healthy instance (pull, create, routes the filter does not know).
 pub fn any<'m>(
-    map: &'m ModelMap,
+    map: &'m RoutingMap,
     load: &impl Load,
     choice: Choice<'_, '_>,
 ) -> Result<&'m InstanceState, LbError> {
-    let candidates: Vec<Candidate> = map
+    let candidates = map
         .instances
         .iter()
         .filter(|i| i.healthy)
         .map(|i| candidate(i, false, load))
         .collect();
-    pick(&candidates, choice).ok_or(LbError::NoHealthyInstance)
+    choose(map, candidates, load, choice, None).ok_or(LbError::NoHealthyInstance)
 }
 
-/// Models loaded on `instance` and on no other healthy instance, per the
-/// map: what a load there may evict with nowhere else to serve it.
-pub fn sole_loaded_copies(map: &ModelMap, instance: &str) -> u32 {
-    let healthy = |name: &str| map.instance(name).is_some_and(|i| i.healthy);
-    let mut sole = 0;
-    for entry in &map.models {
-        let mut here = false;
-        let mut elsewhere = false;
-        for r in entry.canonical_replicas().filter(|r| r.loaded.is_some()) {
-            if r.instance == instance {
-                here = true;
-            } else if healthy(&r.instance) {
-                elsewhere = true;
-            }
+/// Narrows the candidates rank by rank, reading live numbers only where
+/// they can still change the outcome: those cooling down are dropped
+/// unless all are; affinity, round robin and random need nothing more;
+/// `loaded_least_request` keeps the loaded ones, else the recently sent
+/// ones, else the ones whose load would evict the fewest sole copies; then
+/// the in-flight counts of at most [`MAX_COMPARED`] of them decide.
+fn choose<'m>(
+    map: &RoutingMap,
+    mut candidates: Vec<Candidate<'m>>,
+    load: &impl Load,
+    choice: Choice<'_, '_>,
+    model: Option<&str>,
+) -> Option<&'m InstanceState> {
+    if candidates.iter().any(|c| !c.cooling) {
+        candidates.retain(|c| !c.cooling);
+    }
+    let needs_load = choice.affinity.is_none()
+        && matches!(
+            choice.policy,
+            Policy::LoadedLeastRequest | Policy::LeastRequest
+        );
+    if needs_load {
+        if let (Policy::LoadedLeastRequest, Some(model)) = (choice.policy, model) {
+            narrow_by_warmth(map, &mut candidates, load, model);
         }
-        if here && !elsewhere {
-            sole += 1;
+        if candidates.len() > MAX_COMPARED {
+            choice.picker.keep_random(&mut candidates, MAX_COMPARED);
+        }
+        for c in &mut candidates {
+            c.inflight = load.inflight(&c.instance.name);
         }
     }
-    sole
+    choice
+        .picker
+        .pick(choice.policy, &candidates, choice.affinity)
+        .map(|c| c.instance)
+}
+
+/// Keeps the candidates of the best warmth rank: loaded per the map, else
+/// sent a request for `model` recently, else (a cold load, which evicts
+/// something) those with the fewest sole loaded copies of other models.
+fn narrow_by_warmth(
+    map: &RoutingMap,
+    candidates: &mut Vec<Candidate<'_>>,
+    load: &impl Load,
+    model: &str,
+) {
+    if candidates.iter().any(|c| c.loaded) {
+        candidates.retain(|c| c.loaded);
+        return;
+    }
+    for c in candidates.iter_mut() {
+        c.recent = load.recently_sent(&c.instance.name, model);
+    }
+    if candidates.iter().any(|c| c.recent) {
+        candidates.retain(|c| c.recent);
+        return;
+    }
+    for c in candidates.iter_mut() {
+        c.sole_copies = map.sole_copies(&c.instance.name);
+    }
+    if let Some(fewest) = candidates.iter().map(|c| c.sole_copies).min() {
+        candidates.retain(|c| c.sole_copies == fewest);
+    }
+}
+
+/// Whether the map shows `model` (a routing key) loaded on `instance` at
+/// its canonical digest.
+pub fn loaded_on(map: &ModelMap, model: &str, instance: &str) -> bool {
+    map.model(model).is_some_and(|e| {
+        e.canonical_replicas()
+            .any(|r| r.instance == instance && r.loaded.is_some())
+    })
 }
 
 fn candidate<'m>(instance: &'m InstanceState, loaded: bool, load: &impl Load) -> Candidate<'m> {
@@ -146,16 +192,9 @@ fn candidate<'m>(instance: &'m InstanceState, loaded: bool, load: &impl Load) ->
         loaded,
         recent: false,
         sole_copies: 0,
-        inflight: load.inflight(&instance.name),
+        inflight: 0,
         cooling: load.cooling(&instance.name),
     }
-}
-
-fn pick<'m>(candidates: &[Candidate<'m>], choice: Choice<'_, '_>) -> Option<&'m InstanceState> {
-    choice
-        .picker
-        .pick(choice.policy, candidates, choice.affinity)
-        .map(|c| c.instance)
 }
 
 #[cfg(test)]

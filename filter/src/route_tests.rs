@@ -12,10 +12,13 @@ struct FakeLoad {
     sent: HashSet<&'static str>,
     /// `instance model` of every `recently_sent` question.
     asked: std::cell::RefCell<Vec<String>>,
+    /// Instances whose in-flight count was read.
+    inflight_asked: std::cell::RefCell<Vec<String>>,
 }
 
 impl Load for FakeLoad {
     fn inflight(&self, i: &str) -> u64 {
+        self.inflight_asked.borrow_mut().push(i.to_string());
         self.inflight.get(i).copied().unwrap_or(0)
     }
     fn cooling(&self, i: &str) -> bool {
@@ -28,7 +31,7 @@ impl Load for FakeLoad {
 }
 
 fn route_body(path: &str, body: &str, load: &FakeLoad) -> Result<String, (u32, String)> {
-    let map = fleet();
+    let map = RoutingMap::new(fleet());
     let Endpoint::Body(route) = classify("POST", path) else {
         panic!("{path}")
     };
@@ -101,7 +104,7 @@ fn missing_and_unavailable_models() {
 
 #[test]
 fn any_and_pinned() {
-    let map = fleet();
+    let map = RoutingMap::new(fleet());
     let load = FakeLoad {
         inflight: [("a", 3), ("b", 1)].into_iter().collect(),
         ..Default::default()
@@ -123,8 +126,9 @@ fn any_and_pinned() {
         e.message(crate::errors::Api::Native),
         r#"unknown instance "zz" in x-ollama-instance; known instances: a, b, c"#
     );
-    let mut down = map.clone();
+    let mut down = fleet();
     down.instances.iter_mut().for_each(|i| i.healthy = false);
+    let down = RoutingMap::new(down);
     let choice = Choice {
         policy: Policy::Random,
         picker: &mut picker,
@@ -157,7 +161,7 @@ fn host_mode_rewrites_the_authority_and_names_the_instance() {
 }
 
 #[test]
-fn recent_sends_are_asked_about_unloaded_holders_only() {
+fn recent_sends_are_not_asked_about_while_a_holder_has_it_loaded() {
     // llama3: loaded on a (per the map), on disk on b, which got a
     // request for it a moment ago; a is busier.
     let load = FakeLoad {
@@ -170,12 +174,130 @@ fn recent_sends_are_asked_about_unloaded_holders_only() {
         Ok("ollama_a".into()),
         "the map's loaded outranks a recent send (the map knows evictions)"
     );
-    let asked = load.asked.borrow();
-    assert_eq!(asked.len(), 1, "{asked:?}");
-    assert!(
-        asked[0].starts_with("b ") && asked[0].contains("llama3"),
-        "{asked:?}"
+    assert!(load.asked.borrow().is_empty(), "{:?}", load.asked.borrow());
+    // With a cooling down, no candidate left has it loaded: the rank goes
+    // on to recent sends, and b is asked about.
+    let cooling = FakeLoad {
+        cooling: ["a"].into_iter().collect(),
+        sent: ["b"].into_iter().collect(),
+        ..Default::default()
+    };
+    assert_eq!(
+        route_body("/api/chat", r#"{"model":"llama3"}"#, &cooling),
+        Ok("ollama_b".into())
     );
+    let asked = cooling.asked.borrow();
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    assert!(asked[0].starts_with("b ") && asked[0].contains("llama3"));
+}
+
+/// A fleet of `n` healthy instances `i0`… all holding model `m`, loaded
+/// on those `loaded` says.
+fn wide_fleet(n: usize, loaded: impl Fn(usize) -> bool) -> RoutingMap {
+    use crate::test_fixtures::{entry, instance, replica};
+    let names: Vec<String> = (0..n).map(|i| format!("i{i}")).collect();
+    let replicas = names
+        .iter()
+        .enumerate()
+        .map(|(k, n)| replica(n, "d", 1, loaded(k).then_some(9)))
+        .collect();
+    RoutingMap::new(
+        model_map::ModelMap::new(
+            names.iter().map(|n| instance(n, true, None)).collect(),
+            vec![entry("m", "d", replicas)],
+        )
+        .sealed(),
+    )
+}
+
+fn route_m(map: &RoutingMap, load: &FakeLoad, policy: Policy, seed: u64) -> String {
+    let Endpoint::Body(route) = classify("POST", "/api/generate") else {
+        panic!()
+    };
+    let mut s = BodyScanner::new(route.fields);
+    s.feed(br#"{"model":"m"}"#);
+    s.finish();
+    let model = route.model(s.result().unwrap()).unwrap();
+    let mut picker = Picker::new(seed);
+    let choice = Choice {
+        policy,
+        picker: &mut picker,
+        affinity: None,
+    };
+    for_model(map, route, &model, load, choice)
+        .unwrap()
+        .name
+        .clone()
+}
+
+#[test]
+fn many_holders_cost_a_bounded_number_of_inflight_reads() {
+    // 100 holders, 40 with the model loaded, all busy but i7 (loaded) and
+    // i50 (not loaded).
+    let map = wide_fleet(100, |k| k < 40);
+    let mut inflight: HashMap<&'static str, u64> = HashMap::new();
+    let names: Vec<&'static str> = (0..100)
+        .map(|i| &*Box::leak(format!("i{i}").into_boxed_str()))
+        .collect();
+    for (k, n) in names.iter().enumerate() {
+        if k != 7 && k != 50 {
+            inflight.insert(n, 5 + k as u64 % 3);
+        }
+    }
+    let load = FakeLoad {
+        inflight,
+        ..Default::default()
+    };
+    let mut hits = 0;
+    for seed in 0..200 {
+        load.inflight_asked.borrow_mut().clear();
+        let got = route_m(&map, &load, Policy::LoadedLeastRequest, seed);
+        let asked = load.inflight_asked.borrow();
+        assert_eq!(asked.len(), MAX_COMPARED, "{asked:?}");
+        assert!(
+            asked.iter().all(|n| n[1..].parse::<usize>().unwrap() < 40),
+            "only loaded holders compete: {asked:?}"
+        );
+        let got_k: usize = got[1..].parse().unwrap();
+        assert!(got_k < 40, "{got}");
+        let busy = |n: &str| load.inflight.get(n).copied().unwrap_or(0);
+        let least = asked.iter().map(|n| busy(n)).min().unwrap();
+        assert_eq!(busy(&got), least, "the least busy of the drawn");
+        hits += usize::from(got == "i7");
+    }
+    // i7 is drawn in 8 of 40 cases: about 40 of 200.
+    assert!((20..70).contains(&hits), "{hits}");
+    // least_request draws from all 100.
+    load.inflight_asked.borrow_mut().clear();
+    route_m(&map, &load, Policy::LeastRequest, 1);
+    assert_eq!(load.inflight_asked.borrow().len(), MAX_COMPARED);
+}
+
+#[test]
+fn few_holders_are_all_compared_and_pickers_without_load_read_none() {
+    let map = wide_fleet(MAX_COMPARED, |_| true);
+    let load = FakeLoad {
+        inflight: [
+            ("i0", 1),
+            ("i1", 1),
+            ("i2", 1),
+            ("i4", 1),
+            ("i5", 1),
+            ("i6", 1),
+            ("i7", 1),
+        ]
+        .into_iter()
+        .collect(),
+        ..Default::default()
+    };
+    for seed in 0..20 {
+        assert_eq!(route_m(&map, &load, Policy::LoadedLeastRequest, seed), "i3");
+    }
+    load.inflight_asked.borrow_mut().clear();
+    for policy in [Policy::Random, Policy::RoundRobin] {
+        route_m(&map, &load, policy, 1);
+    }
+    assert!(load.inflight_asked.borrow().is_empty());
 }
 
 #[test]
@@ -204,8 +326,9 @@ fn a_cold_load_goes_where_it_evicts_no_sole_copy() {
         models,
     )
     .sealed();
-    assert_eq!(sole_loaded_copies(&map, "a"), 1);
-    assert_eq!(sole_loaded_copies(&map, "b"), 0);
+    let map = RoutingMap::new(map);
+    assert_eq!(map.sole_copies("a"), 1);
+    assert_eq!(map.sole_copies("b"), 0);
     let Endpoint::Body(route) = classify("POST", "/api/generate") else {
         panic!()
     };

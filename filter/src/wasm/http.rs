@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use log::warn;
-use model_map::{InstanceState, ModelMap};
+use model_map::InstanceState;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, MapType};
@@ -15,9 +15,11 @@ use super::root::Worker;
 use super::shared::{self, EnvoyLoad};
 use crate::body_scan::BodyScanner;
 use crate::endpoint::{classify, BodyRoute, Endpoint};
-use crate::errors::{Api, LbError, INSTANCE_HEADER};
+use crate::errors::{Api, LbError};
 use crate::fleet_reads::{self, LocalAnswer};
+use crate::policy::Policy;
 use crate::route::{self, Choice};
+use crate::routing_map::RoutingMap;
 
 /// Body bytes read from Envoy per host call.
 const WINDOW: usize = 64 * 1024;
@@ -37,7 +39,7 @@ struct BodyRead {
     route: &'static BodyRoute,
     /// The map as it was when the headers came: the body is routed by the
     /// same map, without reading shared data a second time.
-    map: Rc<ModelMap>,
+    map: Rc<RoutingMap>,
     scanner: Box<BodyScanner>,
     scanned: usize,
 }
@@ -54,7 +56,7 @@ impl Request {
         }
     }
 
-    fn map(&self) -> Option<Rc<ModelMap>> {
+    fn map(&self) -> Option<Rc<RoutingMap>> {
         let mut worker = self.worker.borrow_mut();
         worker.sync_map();
         worker.map.clone()
@@ -113,14 +115,11 @@ impl Request {
         Action::Continue
     }
 
-    fn route_any(&mut self, map: &ModelMap) -> Action {
+    fn route_any(&mut self, map: &RoutingMap) -> Action {
         let picked = {
             let worker = &mut *self.worker.borrow_mut();
-            let load = EnvoyLoad {
-                metrics: &worker.metrics,
-                now_ms: shared::now_ms(),
-                warm_ms: worker.config.warm_ms,
-            };
+            worker.sync_cooldowns();
+            let load = EnvoyLoad::new(&worker.metrics, &worker.cooldowns, worker.config.warm_ms);
             let choice = Choice {
                 policy: worker.config.policy,
                 picker: &mut worker.picker,
@@ -147,11 +146,8 @@ impl Request {
         let map = Rc::clone(&read.map);
         let picked = {
             let worker = &mut *self.worker.borrow_mut();
-            let load = EnvoyLoad {
-                metrics: &worker.metrics,
-                now_ms: shared::now_ms(),
-                warm_ms: worker.config.warm_ms,
-            };
+            worker.sync_cooldowns();
+            let load = EnvoyLoad::new(&worker.metrics, &worker.cooldowns, worker.config.warm_ms);
             let choice = Choice {
                 policy: worker.config.policy,
                 picker: &mut worker.picker,
@@ -161,8 +157,14 @@ impl Request {
         };
         match picked {
             Ok(instance) => {
-                if self.worker.borrow().config.warm_ms > 0 {
-                    shared::mark_sent(&instance.name, &model.key);
+                // Remembered only where the map does not show it loaded
+                // yet: a load has started there (or the map is behind).
+                let config = self.worker.borrow().config.clone();
+                if config.warm_ms > 0
+                    && config.policy == Policy::LoadedLeastRequest
+                    && !route::loaded_on(&map, &model.key, &instance.name)
+                {
+                    shared::mark_sent(&instance.name, &model.key, config.warm_ms);
                 }
                 self.route_to(&instance)
             }
@@ -180,35 +182,32 @@ impl Context for Request {}
 impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
         let config = self.worker.borrow().config.clone();
+        let head = shared::request_head(&config.route_header, config.affinity_header.as_deref());
         // A client never chooses the cluster.
-        shared::set_request_header(&config.route_header, None);
-        let method = shared::header(MapType::HttpRequestHeaders, ":method").unwrap_or_default();
-        let path = shared::header(MapType::HttpRequestHeaders, ":path").unwrap_or_default();
-        let endpoint = classify(&method, &path);
-        self.api = endpoint.api(&path);
-        self.affinity = config
-            .affinity_header
-            .as_deref()
-            .and_then(|h| shared::header(MapType::HttpRequestHeaders, h))
-            .filter(|v| !v.is_empty());
+        if head.has_route_header {
+            shared::set_request_header(&config.route_header, None);
+        }
+        let endpoint = classify(&head.method, &head.path);
+        self.api = endpoint.api(&head.path);
+        self.affinity = head.affinity;
         let map = self.map();
         // `x-ollama-instance` sends any request, fleet reads included, to
         // that one instance (an operator asking it directly).
-        let pinned = shared::header(MapType::HttpRequestHeaders, INSTANCE_HEADER);
+        let pinned = head.pinned;
         if let (Endpoint::Local(read), None) = (&endpoint, &pinned) {
             self.worker
                 .borrow()
                 .metrics
                 .count("ollama_lb.outcome.local_read", 1);
-            self.respond(&fleet_reads::answer(read, map.as_deref()));
+            self.respond(&fleet_reads::answer(read, map.as_deref().map(|m| &**m)));
             return Action::Pause;
         }
         let Some(map) = map else {
             return self.fail(&LbError::NoMap);
         };
         if let Some(name) = pinned {
-            shared::set_request_header(INSTANCE_HEADER, None);
-            return match route::pinned(&map, name.trim()).cloned() {
+            shared::set_request_header(crate::errors::INSTANCE_HEADER, None);
+            return match route::pinned(&map, &name).cloned() {
                 Ok(instance) => self.route_to(&instance),
                 Err(e) => self.fail(&e),
             };
@@ -216,10 +215,10 @@ impl HttpContext for Request {
         let Endpoint::Body(body_route) = endpoint else {
             return self.route_any(&map);
         };
-        let declared = self
-            .get_http_request_header("content-length")
-            .and_then(|v| v.trim().parse::<u64>().ok());
-        if declared.is_some_and(|n| n > config.max_body_bytes) {
+        if head
+            .content_length
+            .is_some_and(|n| n > config.max_body_bytes)
+        {
             return self.fail(&LbError::TooLarge(config.max_body_bytes));
         }
         let mut read = BodyRead {
@@ -283,8 +282,8 @@ impl HttpContext for Request {
         // Ollama's queue-full answer, and Envoy's own answer when the
         // instance cannot be reached, both arrive here as 503.
         if shared::header(MapType::HttpResponseHeaders, ":status").as_deref() == Some("503") {
-            let ms = self.worker.borrow().config.cooldown_ms;
-            shared::start_cooldown(instance, ms);
+            let worker = self.worker.borrow();
+            shared::start_cooldown(&worker.metrics, instance, worker.config.cooldown_ms);
             self.cooled = true;
         }
         Action::Continue
@@ -300,8 +299,8 @@ impl HttpContext for Request {
                 .map(|b| String::from_utf8_lossy(&b).into_owned())
                 .unwrap_or_default();
             if !self.cooled && details.starts_with("upstream_reset") {
-                let ms = self.worker.borrow().config.cooldown_ms;
-                shared::start_cooldown(&instance, ms);
+                let worker = self.worker.borrow();
+                shared::start_cooldown(&worker.metrics, &instance, worker.config.cooldown_ms);
             }
             self.worker
                 .borrow()

@@ -6,7 +6,6 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use log::{error, info, warn};
-use model_map::ModelMap;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, MapType};
@@ -14,8 +13,10 @@ use proxy_wasm::types::{ContextType, MapType};
 use super::http::Request;
 use super::shared::{self, Metrics};
 use crate::config::Config;
+use crate::instance_times::InstanceTimes;
 use crate::map_store::decode_map;
 use crate::policy::Picker;
+use crate::routing_map::RoutingMap;
 
 const TICK: Duration = Duration::from_millis(50);
 /// The lease outlives a dead holder by at most this long.
@@ -27,22 +28,34 @@ const MAX_BACKOFF_MS: u64 = 1_000;
 /// State one Envoy worker shares between its root and request contexts.
 pub struct Worker {
     pub config: Rc<Config>,
-    pub map: Option<Rc<ModelMap>>,
+    pub map: Option<Rc<RoutingMap>>,
     pub picker: Picker,
     pub metrics: Metrics,
+    /// This worker's copy of the shared cool-down table.
+    pub cooldowns: InstanceTimes,
     /// Id of the shared map this worker last looked at.
     map_id: String,
+    /// [`shared::MAP_UPDATES`] when this worker last looked.
+    map_updates_seen: Option<u64>,
+    /// [`shared::COOLDOWNS_STARTED`] when this worker last read the table.
+    cooldowns_seen: Option<u64>,
 }
 
 impl Worker {
-    /// Installs the shared map if its id changed since this worker looked
-    /// (a small key is read; the map itself only when it changed). Called
-    /// on every tick and every request, so a worker never routes with a
-    /// map older than the one published.
+    /// Installs the shared map if a new one was published since this
+    /// worker looked. Called on every tick and every request, so a worker
+    /// never routes with a map older than the one published; a request
+    /// pays one counter read for it, the map id and the map itself are
+    /// read only when the counter moved.
     pub fn sync_map(&mut self) {
+        let updates = self.metrics.counter(shared::MAP_UPDATES);
+        if updates.is_some() && updates == self.map_updates_seen {
+            return;
+        }
         let Some(id) = shared::get_text(shared::MAP_ID_KEY) else {
             return;
         };
+        self.map_updates_seen = updates;
         if id.is_empty() || id == self.map_id {
             return;
         }
@@ -67,8 +80,19 @@ impl Worker {
             .set_gauge("ollama_lb.map_models", map.models.len() as u64);
         self.metrics
             .set_gauge("ollama_lb.map_instances", map.instances.len() as u64);
-        self.map = Some(Rc::new(map));
+        self.map = Some(Rc::new(RoutingMap::new(map)));
         self.map_id = id;
+    }
+
+    /// Re-reads the shared cool-down table if a cool-down was started
+    /// since this worker last read it (one counter read otherwise).
+    pub fn sync_cooldowns(&mut self) {
+        let started = self.metrics.counter(shared::COOLDOWNS_STARTED);
+        if started.is_some() && started == self.cooldowns_seen {
+            return;
+        }
+        self.cooldowns = shared::read_times(shared::COOLDOWNS_KEY);
+        self.cooldowns_seen = started;
     }
 }
 
@@ -91,7 +115,10 @@ impl Root {
                 map: None,
                 picker: Picker::new(seed),
                 metrics: Metrics::default(),
+                cooldowns: InstanceTimes::default(),
                 map_id: String::new(),
+                map_updates_seen: None,
+                cooldowns_seen: None,
             })),
             owner: format!("{seed:016x}"),
             poll: None,
@@ -166,6 +193,7 @@ impl Root {
                     return self.back_off(now);
                 }
                 let _ = shared::set(shared::MAP_TIME_KEY, now.to_string().as_bytes(), None);
+                self.worker.borrow().metrics.count(shared::MAP_UPDATES, 1);
                 self.backoff_ms = 100;
                 self.next_poll_ms = now;
             }

@@ -2,7 +2,7 @@
 //! so all workers see the same in-flight counts) and shared data (the map,
 //! cool-downs, the fetch lease).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::time::UNIX_EPOCH;
 
@@ -10,6 +10,8 @@ use log::warn;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{MapType, MetricType, Status};
 
+use crate::instance_times::InstanceTimes;
+use crate::request_head::RequestHead;
 use crate::route::Load;
 
 /// Shared-data key of the map JSON.
@@ -49,29 +51,67 @@ pub fn set(key: &str, value: &[u8], cas: Option<u32>) -> Result<(), Status> {
     hostcalls::set_shared_data(key, Some(value), cas)
 }
 
-/// Cool-down key of an instance.
-pub fn cooldown_key(instance: &str) -> String {
-    format!("ollama_lb.cooldown.{instance}")
+/// Shared-data key of the cool-down table: until when (ms) each instance
+/// is avoided.
+pub const COOLDOWNS_KEY: &str = "ollama_lb.cooldowns";
+/// Counter of cool-downs started; a worker re-reads [`COOLDOWNS_KEY`] only
+/// when it moved.
+pub const COOLDOWNS_STARTED: &str = "ollama_lb.cooldowns_started";
+/// Counter of maps published to shared data; a worker re-reads
+/// [`MAP_ID_KEY`] only when it moved.
+pub const MAP_UPDATES: &str = "ollama_lb.map_updates";
+
+/// Shared-data key of when (ms) a request for the model with routing key
+/// `model` last went to each instance that did not have it loaded.
+pub fn sent_key(model: &str) -> String {
+    format!("ollama_lb.sent.{model}")
 }
 
-/// Starts a cool-down of `ms` for `instance`.
-pub fn start_cooldown(instance: &str, ms: u64) {
-    let until = now_ms().saturating_add(ms).to_string();
-    if let Err(e) = set(&cooldown_key(instance), until.as_bytes(), None) {
-        warn!("ollama-lb: cannot record cool-down of {instance}: {e:?}");
+/// Reads the table at `key` (empty if absent).
+pub fn read_times(key: &str) -> InstanceTimes {
+    get(key)
+        .0
+        .map_or_else(InstanceTimes::default, |b| InstanceTimes::parse(&b))
+}
+
+/// Changes the table at `key` with a compare-and-swap, retried a few times
+/// when another worker wrote in between.
+pub fn update_times(key: &str, change: impl Fn(&mut InstanceTimes)) -> Result<(), Status> {
+    let mut last = Status::CasMismatch;
+    for _ in 0..4 {
+        let (value, cas) = get(key);
+        let mut table = value.map_or_else(InstanceTimes::default, |b| InstanceTimes::parse(&b));
+        change(&mut table);
+        match set(key, &table.encode(), cas) {
+            Err(Status::CasMismatch) => last = Status::CasMismatch,
+            other => return other,
+        }
+    }
+    Err(last)
+}
+
+/// Starts a cool-down of `ms` for `instance`, for every worker.
+pub fn start_cooldown(metrics: &Metrics, instance: &str, ms: u64) {
+    let now = now_ms();
+    let stored = update_times(COOLDOWNS_KEY, |t| {
+        t.forget_before(now);
+        t.set(instance, now.saturating_add(ms));
+    });
+    match stored {
+        Ok(()) => metrics.count(COOLDOWNS_STARTED, 1),
+        Err(e) => warn!("ollama-lb: cannot record cool-down of {instance}: {e:?}"),
     }
 }
 
-/// Shared-data key of the last time a request for `model` went to
-/// `instance` (ms).
-pub fn sent_key(instance: &str, model: &str) -> String {
-    format!("ollama_lb.sent.{instance}.{model}")
-}
-
-/// Records that a request for `model` was just sent to `instance`.
-pub fn mark_sent(instance: &str, model: &str) {
-    let now = now_ms().to_string();
-    if let Err(e) = set(&sent_key(instance, model), now.as_bytes(), None) {
+/// Records that a request for `model` was just sent to `instance`, which
+/// did not have it loaded per the map; entries older than `warm_ms` go.
+pub fn mark_sent(instance: &str, model: &str, warm_ms: u64) {
+    let now = now_ms();
+    let stored = update_times(&sent_key(model), |t| {
+        t.forget_before(now.saturating_sub(warm_ms));
+        t.set(instance, now);
+    });
+    if let Err(e) = stored {
         warn!("ollama-lb: cannot record a request for {model} on {instance}: {e:?}");
     }
 }
@@ -139,6 +179,12 @@ impl Metrics {
         }
     }
 
+    /// Reads counter `name` (`None` if the host cannot tell).
+    pub fn counter(&self, name: &str) -> Option<u64> {
+        self.id(MetricType::Counter, name)
+            .and_then(|id| hostcalls::get_metric(id).ok())
+    }
+
     /// Reads gauge `name` (0 if unknown).
     pub fn gauge(&self, name: &str) -> u64 {
         self.id(MetricType::Gauge, name)
@@ -152,12 +198,32 @@ pub fn inflight_gauge(instance: &str) -> String {
     format!("ollama_lb.inflight.{instance}")
 }
 
-/// [`Load`] read from Envoy: gauges and cool-down keys.
+/// [`Load`] read from Envoy: in-flight gauges, the worker's copy of the
+/// cool-down table, and (read on first use) the model's recently-sent
+/// table. The clock is read only if a table needs it.
 pub struct EnvoyLoad<'a> {
     pub metrics: &'a Metrics,
-    pub now_ms: u64,
+    pub cooldowns: &'a InstanceTimes,
     /// The plugin's `warm_ms`.
     pub warm_ms: u64,
+    now: Cell<Option<u64>>,
+    sent: RefCell<Option<InstanceTimes>>,
+}
+
+impl<'a> EnvoyLoad<'a> {
+    pub fn new(metrics: &'a Metrics, cooldowns: &'a InstanceTimes, warm_ms: u64) -> Self {
+        EnvoyLoad {
+            metrics,
+            cooldowns,
+            warm_ms,
+            now: Cell::new(None),
+            sent: RefCell::new(None),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        *self.now.get().get_or_insert_with(now_ms)
+    }
 }
 
 impl Load for EnvoyLoad<'_> {
@@ -166,15 +232,20 @@ impl Load for EnvoyLoad<'_> {
     }
 
     fn cooling(&self, instance: &str) -> bool {
-        get_text(&cooldown_key(instance))
-            .and_then(|t| t.parse::<u64>().ok())
-            .is_some_and(|until| until > self.now_ms)
+        self.cooldowns
+            .get(instance)
+            .is_some_and(|until| until > self.now())
     }
 
     fn recently_sent(&self, instance: &str, model: &str) -> bool {
-        get_text(&sent_key(instance, model))
-            .and_then(|t| t.parse::<u64>().ok())
-            .is_some_and(|at| self.now_ms.saturating_sub(at) < self.warm_ms)
+        if self.warm_ms == 0 {
+            return false;
+        }
+        let mut sent = self.sent.borrow_mut();
+        let table = sent.get_or_insert_with(|| read_times(&sent_key(model)));
+        table
+            .get(instance)
+            .is_some_and(|at| self.now().saturating_sub(at) < self.warm_ms)
     }
 }
 
@@ -192,4 +263,16 @@ pub fn set_request_header(name: &str, value: Option<&str>) {
     if let Err(e) = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value) {
         warn!("ollama-lb: cannot set request header {name}: {e:?}");
     }
+}
+
+/// The request headers the filter needs, in one host call. (The SDK reads
+/// header names as UTF-8 without a fallback; Envoy's codecs only accept
+/// token characters in names, so that cannot fail here.)
+pub fn request_head(route_header: &str, affinity_header: Option<&str>) -> RequestHead {
+    let pairs = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default();
+    RequestHead::from_pairs(
+        pairs.iter().map(|(n, v)| (n.as_str(), v.as_slice())),
+        route_header,
+        affinity_header,
+    )
 }
