@@ -23,6 +23,6 @@ fi
 command -v taskset >/dev/null 2>&1 || { echo "bench: taskset (util-linux) is needed" >&2; exit 1; }
 
 cargo build --release --quiet -p ollama-emu -p syncd -p bench
-cargo build --quiet -p filter --target wasm32-wasip1 --profile wasm
+cargo build --quiet -p filter -p floor-filter --target wasm32-wasip1 --profile wasm
 target="${CARGO_TARGET_DIR:-target}"
 exec "$target/release/ollama-lb-bench" "$@"

@@ -16,7 +16,7 @@ step "clippy (host)"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 
 step "clippy (wasm32-wasip1)"
-cargo clippy -p filter -p model-map --target wasm32-wasip1 --quiet -- -D warnings
+cargo clippy -p filter -p model-map -p floor-filter --target wasm32-wasip1 --quiet -- -D warnings
 
 step "build binaries and the wasm filter"
 scripts/build.sh

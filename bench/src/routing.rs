@@ -349,7 +349,7 @@ fn report(results: &[PolicyResult], schedule: &[Turn], s: &Settings, label: &str
             "Before and after the policy change of issue #6 (same run, same schedule): `loaded_least_request` used to trust only the map, \
              which is one syncd poll (2 s) behind, so while a model loaded on one holder the next request for it saw \"not loaded anywhere\" \
              and went to the idlest holder, loading it a second time and evicting something else there. Now the filter remembers, in \
-             Envoy's shared data (all workers), where it sent each model in the last `warm_ms` (5 s), and ranks holders: loaded per the \
+             Envoy's shared data (all workers), where it sent each model in the last `warm_ms` (5 s) to a holder the map did not show it loaded on, and ranks holders: loaded per the \
              map, then recently sent (loading, or loaded since the map was made), then cold; the map still outranks the memory, since it \
              also knows about evictions. And a cold load now goes to the holder where it would evict the fewest sole copies (models \
              loaded there and on no other healthy instance, per the map), so spare copies are evicted before the only copy of a model. \

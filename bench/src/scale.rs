@@ -23,6 +23,16 @@ fn model_name(j: usize) -> String {
     format!("s{j}")
 }
 
+/// Rounds of the big/small throughput comparison: three times the
+/// overhead section's, each half as long.
+fn scale_rounds(s: &Settings) -> usize {
+    s.rounds * 3
+}
+
+fn scale_run(s: &Settings) -> Duration {
+    s.wrk_duration / 2
+}
+
 /// Instance `i` holds models `20·i … 20·i+19` (mod the model count), the
 /// first two loaded: each model has `instances·20/models` holders.
 fn emu_config(i: usize, models: usize) -> Config {
@@ -48,6 +58,31 @@ fn emu_config(i: usize, models: usize) -> Config {
 pub fn envoy_log_time(line: &str) -> Option<chrono::NaiveDateTime> {
     let stamp = line.strip_prefix('[')?.split(']').next()?;
     chrono::NaiveDateTime::parse_from_str(stamp, "%Y-%m-%d %H:%M:%S%.3f").ok()
+}
+
+/// Names of the maps in the throughput comparison.
+const MAPS: [&str; 3] = ["big", "holders", "one"];
+
+/// The big map cut down to one model and the instances holding it.
+fn holders_only(map: &ModelMap, model: &str) -> ModelMap {
+    let key = model_map::ModelName::parse(model)
+        .map(|n| n.key())
+        .unwrap_or_default();
+    let mut small = map.clone();
+    small.models.retain(|m| m.key == key);
+    let holding: std::collections::HashSet<&str> = small
+        .models
+        .iter()
+        .flat_map(|m| m.replicas.iter().map(|r| r.instance.as_str()))
+        .collect();
+    let instances = map
+        .instances
+        .iter()
+        .filter(|i| holding.contains(i.name.as_str()))
+        .cloned()
+        .collect();
+    small.instances = instances;
+    small
 }
 
 /// The big map cut down to instance `n0` and the models it holds.
@@ -138,16 +173,17 @@ pub async fn run(dir: &Path, s: &Settings, label: &str) -> anyhow::Result<Sectio
     // the big and small cases differ only in the map (no polling load).
     let big_maps = e2e::MapServer::start().await?;
     big_maps.set(map.clone());
-    let ups = emus
-        .iter()
-        .enumerate()
-        .map(|(i, e)| upstream(&format!("n{i}"), e.addr()))
-        .collect();
+    let ups = || {
+        emus.iter()
+            .enumerate()
+            .map(|(i, e)| upstream(&format!("n{i}"), e.addr()))
+            .collect()
+    };
     let t = Instant::now();
     let big = start_envoy(
         dir,
         "scale-envoy-big",
-        &filter_config(ups, big_maps.addr, serde_json::json!({})),
+        &filter_config(ups(), big_maps.addr, serde_json::json!({})),
         1,
         ENVOY_CPU,
     )
@@ -185,19 +221,29 @@ pub async fn run(dir: &Path, s: &Settings, label: &str) -> anyhow::Result<Sectio
     // Back to the unchanged map for the throughput runs.
     big_maps.set(map.clone());
 
-    let small_maps = e2e::MapServer::start().await?;
-    small_maps.set(one_instance(&map));
-    let small_ups = vec![upstream("n0", emus[0].addr())];
-    let small = start_envoy(
-        dir,
-        "scale-envoy-small",
-        &filter_config(small_ups, small_maps.addr, serde_json::json!({})),
-        1,
-        ENVOY_CPU,
-    )
-    .await?;
-    wait_routable(&small.url).await?;
-    let envoy_rss_small = procs::rss_kib(small.proc.pid()).unwrap_or(0);
+    // The small maps get the same bootstrap (all the clusters, whose
+    // upkeep costs Envoy CPU of its own): only the map differs.
+    let mut others = Vec::new();
+    let mut rss = vec![envoy_rss_big];
+    for (label, small) in [
+        ("holders", holders_only(&map, &model_name(0))),
+        ("one", one_instance(&map)),
+    ] {
+        let maps = e2e::MapServer::start().await?;
+        maps.set(small);
+        let envoy = start_envoy(
+            dir,
+            &format!("scale-envoy-{label}"),
+            &filter_config(ups(), maps.addr, serde_json::json!({})),
+            1,
+            ENVOY_CPU,
+        )
+        .await?;
+        wait_routable(&envoy.url).await?;
+        rss.push(procs::rss_kib(envoy.proc.pid()).unwrap_or(0));
+        others.push((maps, envoy));
+    }
+    let envoys = [&big, &others[0].1, &others[1].1];
     let body_path = dir.join("scale-body.json");
     let prompt = "lorem ipsum ".repeat(80);
     std::fs::write(
@@ -208,42 +254,50 @@ pub async fn run(dir: &Path, s: &Settings, label: &str) -> anyhow::Result<Sectio
         ),
     )?;
     let script = wrk::script(dir, "scale", &body_path, "/api/generate")?;
-    let mut rounds: [Vec<WrkResult>; 2] = [Vec::new(), Vec::new()];
-    let pids = [big.proc.pid(), small.proc.pid()];
-    for round in 0..s.rounds {
-        for (k, url) in [&big.url, &small.url].into_iter().enumerate() {
-            let before = procs::cpu_seconds(pids[k]);
-            let mut r = wrk::run(&script, url, s.connections, s.wrk_duration, LOAD_CPU)?;
-            if let (Some(b), Some(a)) = (before, procs::cpu_seconds(pids[k])) {
+    let mut rounds: [Vec<WrkResult>; 3] = Default::default();
+    // Short runs, the order rotated every round, so drifts in the
+    // machine's speed hit every map alike.
+    for round in 0..scale_rounds(s) {
+        for step in 0..3 {
+            let k = (round + step) % 3;
+            let pid = envoys[k].proc.pid();
+            let before = procs::cpu_seconds(pid);
+            let mut r = wrk::run(
+                &script,
+                &envoys[k].url,
+                s.connections,
+                scale_run(s),
+                LOAD_CPU,
+            )?;
+            if let (Some(b), Some(a)) = (before, procs::cpu_seconds(pid)) {
                 r.cpu_us = (a - b) * 1e6 / r.requests.max(1) as f64;
             }
             eprintln!(
                 "scale: round {round} {}: {:.0} req/s p50 {:.0} µs errors {} cpu {:.0} µs/req",
-                ["big", "small"][k],
-                r.rps,
-                r.p50_us,
-                r.errors,
-                r.cpu_us
+                MAPS[k], r.rps, r.p50_us, r.errors, r.cpu_us
             );
             rounds[k].push(r);
         }
     }
-    drop((big, small, big_maps, small_maps));
+    drop((big, big_maps, others));
     for e in emus {
         e.shutdown().await;
     }
 
-    let per_round = |f: &dyn Fn(&WrkResult, &WrkResult) -> f64| {
+    // Median over rounds of big vs map `k`.
+    let vs = |k: usize, f: &dyn Fn(&WrkResult, &WrkResult) -> f64| {
         median(
             &rounds[0]
                 .iter()
-                .zip(&rounds[1])
+                .zip(&rounds[k])
                 .map(|(b, s)| f(b, s))
                 .collect::<Vec<_>>(),
         )
     };
-    let ratio_rps = per_round(&|b, s| b.rps / s.rps);
-    let ratio_p50 = per_round(&|b, s| b.p50_us / s.p50_us);
+    let rps_ratio = |k| vs(k, &|b, s| b.rps / s.rps);
+    let p50_ratio = |k| vs(k, &|b, s| b.p50_us / s.p50_us);
+    let med_of =
+        |k: usize, f: fn(&WrkResult) -> f64| median(&rounds[k].iter().map(f).collect::<Vec<_>>());
     let holders = n * PER_INSTANCE / models.max(1);
     let mut md = String::new();
     let _ = writeln!(
@@ -298,22 +352,32 @@ pub async fn run(dir: &Path, s: &Settings, label: &str) -> anyhow::Result<Sectio
             ),
         ),
         (
-            "Envoy RSS, big map / small map".into(),
-            format!("{:.0} / {:.0} MiB", envoy_rss_big as f64 / 1024.0, envoy_rss_small as f64 / 1024.0),
-        ),
-        (
+            "Envoy RSS with the big map / the holders' map / the one-instance map".into(),
             format!(
-                "throughput, big map / small map (1 KB generate, {} conns, {} interleaved rounds)",
-                s.connections, s.rounds
+                "{:.0} / {:.0} / {:.0} MiB",
+                rss[0] as f64 / 1024.0,
+                rss[1] as f64 / 1024.0,
+                rss[2] as f64 / 1024.0
             ),
-            format!("**{ratio_rps:.2}** (p50 latency ratio {ratio_p50:.2})"),
         ),
         (
-            "Envoy CPU per request, big map / small map".into(),
             format!(
-                "{:.0} / {:.0} µs",
-                median(&rounds[0].iter().map(|r| r.cpu_us).collect::<Vec<_>>()),
-                median(&rounds[1].iter().map(|r| r.cpu_us).collect::<Vec<_>>())
+                "throughput, big map / one-instance map (1 KB generate, {} conns, {} rotated rounds of {:.1} s)",
+                s.connections, scale_rounds(s), scale_run(s).as_secs_f64()
+            ),
+            format!("**{:.2}** (p50 latency ratio {:.2})", rps_ratio(2), p50_ratio(2)),
+        ),
+        (
+            format!("throughput, big map / the holders' map ({holders} holders, 1 model), same runs"),
+            format!("**{:.2}** (p50 latency ratio {:.2})", rps_ratio(1), p50_ratio(1)),
+        ),
+        (
+            "Envoy CPU per request: big / holders' / one-instance map".into(),
+            format!(
+                "{:.0} / {:.0} / {:.0} µs",
+                med_of(0, |r| r.cpu_us),
+                med_of(1, |r| r.cpu_us),
+                med_of(2, |r| r.cpu_us)
             ),
         ),
     ];
@@ -322,25 +386,35 @@ pub async fn run(dir: &Path, s: &Settings, label: &str) -> anyhow::Result<Sectio
     }
     let _ = writeln!(
         md,
-        "\nThroughput: big {:.0} req/s, small {:.0} req/s (medians). Publish → installed runs from the stand-in's publish to \
+        "\nThroughput (medians): big map {:.0} req/s, holders' map {:.0} req/s, one-instance map {:.0} req/s. \
+         Publish → installed runs from the stand-in's publish to \
          each `installed model map <id>` log line (ms stamps): the long poll's answer (serialising the map in the bench process), \
          its transfer through Envoy, the decode in the wasm VM and the install; a worker picks up a new map on its next 50 ms tick \
          or request.\n",
-        median(&rounds[0].iter().map(|r| r.rps).collect::<Vec<_>>()),
-        median(&rounds[1].iter().map(|r| r.rps).collect::<Vec<_>>()),
+        med_of(0, |r| r.rps),
+        med_of(1, |r| r.rps),
+        med_of(2, |r| r.rps),
     );
-    md.push_str(
-        "Why the big map is slower per request: for a model the filter builds one candidate per holder, and for each it \
-         reads an in-flight gauge and a cool-down key from Envoy (two host calls) and finds the instance by name in the map \
-         (an index built once per map; before it, a linear search over all instances cost 897 vs 355 µs of Envoy CPU per \
-         request, 0.41× the small map's throughput). Here the model has 100 holders among 1,000 instances: about 200 host \
-         calls per request, against 2 with the small map. Decoding the map costs nothing per request (it is decoded once \
-         per worker per change). The remaining fix is a bound on the candidates looked at (for example 8 sampled holders, \
-         power-of-d-choices) when a model has many holders.\n\n",
+    let _ = writeln!(
+        md,
+        "Three Envoys with the same bootstrap ({n} clusters) and three maps: the big map; the holders' map, cut down to the \
+         requested model and its {holders} holders, so a request meets the same candidates as with the big map; and the \
+         one-instance map, cut down to `n0` and its models, so a request has one candidate. \
+         Big vs holders' map ({:.2}) is what the size of the map costs a request: the filter keeps, per map, each model's \
+         holders by position and each instance's count of sole loaded copies, so a request finds its candidates without \
+         searching, and it reads Envoy's live numbers (in-flight gauges) for at most {max} of them, drawn at random among \
+         the best-ranked (power of d choices); cool-downs are one shared table a worker re-reads only when a cool-down \
+         starts. Big vs one-instance map ({:.2}) adds what {holders} holders cost: {max} in-flight reads instead of one, and \
+         Envoy spreading requests over {holders} upstream clusters and their connection pools instead of one, which is \
+         Envoy's own work. Before issue #6's changes the big map cost 0.41× the one-instance map's throughput (a search of \
+         all instances per holder, two host calls per holder); with an index of instances by name 0.63×.\n",
+        rps_ratio(1),
+        rps_ratio(2),
+        max = filter::route::MAX_COMPARED,
     );
     md.push_str("![big vs small map](bench/scale-throughput.svg)\n");
     let svg = bar_chart(
-        &format!("Throughput with a {n}-instance map vs a 1-instance map"),
+        &format!("Throughput with a {n}-instance map vs smaller maps"),
         label,
         "requests per second",
         &(0..rounds[0].len())
@@ -352,8 +426,12 @@ pub async fn run(dir: &Path, s: &Settings, label: &str) -> anyhow::Result<Sectio
                 values: rounds[0].iter().map(|r| r.rps).collect(),
             },
             Series {
-                name: "1 instance".into(),
+                name: format!("{holders} holders of the model"),
                 values: rounds[1].iter().map(|r| r.rps).collect(),
+            },
+            Series {
+                name: "1 instance".into(),
+                values: rounds[2].iter().map(|r| r.rps).collect(),
             },
         ],
     );

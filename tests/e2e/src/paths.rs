@@ -30,6 +30,12 @@ pub fn envoy_bin() -> PathBuf {
         .unwrap_or_else(|| repo_root().join(".venv/bin/envoy"))
 }
 
+/// The benchmark's floor filter (`bench/floor-filter`), built like the
+/// filter.
+pub fn floor_filter_wasm() -> PathBuf {
+    target_dir().join("wasm32-wasip1/wasm/floor_filter.wasm")
+}
+
 /// The filter built with `--profile wasm` (`FILTER_WASM` overrides).
 pub fn filter_wasm() -> PathBuf {
     std::env::var_os("FILTER_WASM")
