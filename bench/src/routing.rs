@@ -353,7 +353,7 @@ fn report(results: &[PolicyResult], schedule: &[Turn], s: &Settings, label: &str
              map, then recently sent (loading, or loaded since the map was made), then cold; the map still outranks the memory, since it \
              also knows about evictions. And a cold load now goes to the holder where it would evict the fewest sole copies (models \
              loaded there and on no other healthy instance, per the map), so spare copies are evicted before the only copy of a model. \
-             The least in flight decides within a rank. \
+             Within a rank the fewest requests for the model in flight decide (Ollama queues per model), then the fewest in all. \
              Before: p99 {:.2} s, {} cold loads; after: p99 {:.2} s, {} cold loads.\n",
             percentile(&before.latencies, 99.0),
             before.cold_loads,

@@ -10,7 +10,8 @@ pub enum Policy {
     /// Prefer instances where the model is loaded (per the map), then
     /// those it was sent to recently (loading, or loaded since the map was
     /// made); for a cold load, those with the fewest sole loaded copies of
-    /// other models (what the load may evict); then fewest in flight.
+    /// other models (what the load may evict); then fewest requests for
+    /// the model in flight (Ollama queues per model), then fewest in all.
     LoadedLeastRequest,
     /// Fewest requests in flight.
     LeastRequest,
@@ -60,6 +61,9 @@ pub struct Candidate<'a> {
     pub sole_copies: u32,
     /// Requests in flight there, across all Envoy workers.
     pub inflight: u64,
+    /// Requests for this request's model in flight there (Ollama queues
+    /// per model: a model's requests wait for its own parallel slots).
+    pub model_inflight: u64,
     /// Recently answered 503 or failed to connect.
     pub cooling: bool,
 }
@@ -126,10 +130,16 @@ impl Picker {
                 .max_by_key(|c| rendezvous_weight(key, &c.instance.name));
         }
         match policy {
-            Policy::LoadedLeastRequest => {
-                self.least(&pool, |c| (!c.loaded, !c.recent, c.sole_copies, c.inflight))
-            }
-            Policy::LeastRequest => self.least(&pool, |c| (false, false, 0, c.inflight)),
+            Policy::LoadedLeastRequest => self.least(&pool, |c| {
+                (
+                    !c.loaded,
+                    !c.recent,
+                    c.sole_copies,
+                    c.model_inflight,
+                    c.inflight,
+                )
+            }),
+            Policy::LeastRequest => self.least(&pool, |c| (false, false, 0, 0, c.inflight)),
             Policy::RoundRobin => {
                 let i = (self.turn % pool.len() as u64) as usize;
                 self.turn = self.turn.wrapping_add(1);
@@ -155,7 +165,7 @@ impl Picker {
     fn least<'c, 'a>(
         &mut self,
         pool: &[&'c Candidate<'a>],
-        key: impl Fn(&Candidate<'a>) -> (bool, bool, u32, u64),
+        key: impl Fn(&Candidate<'a>) -> (bool, bool, u32, u64, u64),
     ) -> Option<&'c Candidate<'a>> {
         let best = pool.iter().map(|c| key(c)).min()?;
         let ties: Vec<&'c Candidate<'a>> =
@@ -214,6 +224,7 @@ mod tests {
                 instance: &a,
                 loaded: false,
                 inflight: 0,
+                model_inflight: 0,
                 cooling: false,
                 recent: false,
                 sole_copies: 0,
@@ -222,6 +233,7 @@ mod tests {
                 instance: &b,
                 loaded: true,
                 inflight: 5,
+                model_inflight: 0,
                 cooling: false,
                 recent: false,
                 sole_copies: 0,
@@ -230,6 +242,7 @@ mod tests {
                 instance: &c,
                 loaded: true,
                 inflight: 2,
+                model_inflight: 0,
                 cooling: false,
                 recent: false,
                 sole_copies: 0,
@@ -253,6 +266,7 @@ mod tests {
             recent,
             sole_copies: 0,
             inflight,
+            model_inflight: 0,
             cooling: false,
         };
         let all = [
@@ -287,6 +301,7 @@ mod tests {
                 instance: &a,
                 loaded: true,
                 inflight: 1,
+                model_inflight: 0,
                 cooling: false,
                 recent: false,
                 sole_copies: 0,
@@ -295,6 +310,7 @@ mod tests {
                 instance: &b,
                 loaded: true,
                 inflight: 1,
+                model_inflight: 0,
                 cooling: false,
                 recent: false,
                 sole_copies: 0,
@@ -345,6 +361,7 @@ mod tests {
                 instance: i,
                 loaded: false,
                 inflight: 9,
+                model_inflight: 0,
                 cooling: false,
                 recent: false,
                 sole_copies: 0,
@@ -364,6 +381,7 @@ mod tests {
                 instance: &a,
                 loaded: true,
                 inflight: 0,
+                model_inflight: 0,
                 cooling: true,
                 recent: false,
                 sole_copies: 0,
@@ -372,6 +390,7 @@ mod tests {
                 instance: &b,
                 loaded: false,
                 inflight: 9,
+                model_inflight: 0,
                 cooling: false,
                 recent: false,
                 sole_copies: 0,
@@ -397,6 +416,7 @@ mod tests {
                 instance: i,
                 loaded: false,
                 inflight: 0,
+                model_inflight: 0,
                 cooling: false,
                 recent: false,
                 sole_copies: 0,

@@ -16,6 +16,12 @@ pub trait Load {
     /// Requests in flight to `instance` across all workers (asked only
     /// about the few candidates still in the running).
     fn inflight(&self, instance: &str) -> u64;
+    /// Requests for the model with routing key `model` in flight to
+    /// `instance` across all workers (asked like `inflight`, and only by
+    /// `loaded_least_request`).
+    fn model_inflight(&self, _instance: &str, _model: &str) -> u64 {
+        0
+    }
     /// Whether `instance` is in cool-down after a 503 or a failure (asked
     /// about every healthy holder: keep it cheap).
     fn cooling(&self, instance: &str) -> bool;
@@ -139,8 +145,12 @@ fn choose<'m>(
         if candidates.len() > MAX_COMPARED {
             choice.picker.keep_random(&mut candidates, MAX_COMPARED);
         }
+        let per_model = model.filter(|_| choice.policy == Policy::LoadedLeastRequest);
         for c in &mut candidates {
             c.inflight = load.inflight(&c.instance.name);
+            if let Some(model) = per_model {
+                c.model_inflight = load.model_inflight(&c.instance.name, model);
+            }
         }
     }
     choice
@@ -193,6 +203,7 @@ fn candidate<'m>(instance: &'m InstanceState, loaded: bool, load: &impl Load) ->
         recent: false,
         sole_copies: 0,
         inflight: 0,
+        model_inflight: 0,
         cooling: load.cooling(&instance.name),
     }
 }

@@ -14,12 +14,17 @@ struct FakeLoad {
     asked: std::cell::RefCell<Vec<String>>,
     /// Instances whose in-flight count was read.
     inflight_asked: std::cell::RefCell<Vec<String>>,
+    /// Requests in flight per instance for the model asked about.
+    model_inflight: HashMap<&'static str, u64>,
 }
 
 impl Load for FakeLoad {
     fn inflight(&self, i: &str) -> u64 {
         self.inflight_asked.borrow_mut().push(i.to_string());
         self.inflight.get(i).copied().unwrap_or(0)
+    }
+    fn model_inflight(&self, i: &str, _model: &str) -> u64 {
+        self.model_inflight.get(i).copied().unwrap_or(0)
     }
     fn cooling(&self, i: &str) -> bool {
         self.cooling.contains(i)
@@ -329,25 +334,35 @@ fn a_cold_load_goes_where_it_evicts_no_sole_copy() {
     let map = RoutingMap::new(map);
     assert_eq!(map.sole_copies("a"), 1);
     assert_eq!(map.sole_copies("b"), 0);
-    let Endpoint::Body(route) = classify("POST", "/api/generate") else {
-        panic!()
-    };
-    let mut s = BodyScanner::new(route.fields);
-    s.feed(br#"{"model":"m"}"#);
-    s.finish();
-    let model = route.model(s.result().unwrap()).unwrap();
     let load = FakeLoad {
         inflight: [("b", 2)].into_iter().collect(),
         ..Default::default()
     };
     for seed in 0..10 {
-        let mut picker = Picker::new(seed);
-        let choice = Choice {
-            policy: Policy::LoadedLeastRequest,
-            picker: &mut picker,
-            affinity: None,
-        };
-        let got = for_model(&map, route, &model, &load, choice).unwrap();
-        assert_eq!(got.name, "b", "a's load would evict x, served nowhere else");
+        assert_eq!(
+            route_m(&map, &load, Policy::LoadedLeastRequest, seed),
+            "b",
+            "a's load would evict x, served nowhere else"
+        );
+    }
+}
+
+#[test]
+fn the_models_own_queue_counts_before_the_instances_load() {
+    // Ollama queues a model's requests for its own parallel slots: i0 is
+    // busier overall but has fewer requests for m waiting.
+    let map = wide_fleet(2, |_| true);
+    let load = FakeLoad {
+        inflight: [("i0", 6), ("i1", 3)].into_iter().collect(),
+        model_inflight: [("i0", 1), ("i1", 3)].into_iter().collect(),
+        ..Default::default()
+    };
+    for seed in 0..10 {
+        assert_eq!(route_m(&map, &load, Policy::LoadedLeastRequest, seed), "i0");
+        assert_eq!(
+            route_m(&map, &load, Policy::LeastRequest, seed),
+            "i1",
+            "least_request counts the instance's requests only"
+        );
     }
 }

@@ -30,6 +30,8 @@ pub struct Request {
     affinity: Option<String>,
     body: Option<BodyRead>,
     routed: Option<String>,
+    /// The per-model in-flight gauge raised for this request.
+    model_gauge: Option<String>,
     /// A cool-down was already started for this request's instance.
     cooled: bool,
 }
@@ -52,6 +54,7 @@ impl Request {
             affinity: None,
             body: None,
             routed: None,
+            model_gauge: None,
             cooled: false,
         }
     }
@@ -165,6 +168,11 @@ impl Request {
                     && !route::loaded_on(&map, &model.key, &instance.name)
                 {
                     shared::mark_sent(&instance.name, &model.key, config.warm_ms);
+                }
+                if config.policy == Policy::LoadedLeastRequest {
+                    let gauge = shared::model_inflight_gauge(&instance.name, &model.key);
+                    self.worker.borrow().metrics.add_gauge(&gauge, 1);
+                    self.model_gauge = Some(gauge);
                 }
                 self.route_to(&instance)
             }
@@ -302,10 +310,13 @@ impl HttpContext for Request {
                 let worker = self.worker.borrow();
                 shared::start_cooldown(&worker.metrics, &instance, worker.config.cooldown_ms);
             }
-            self.worker
-                .borrow()
+            let worker = self.worker.borrow();
+            worker
                 .metrics
                 .add_gauge(&shared::inflight_gauge(&instance), -1);
+            if let Some(gauge) = self.model_gauge.take() {
+                worker.metrics.add_gauge(&gauge, -1);
+            }
         }
     }
 }

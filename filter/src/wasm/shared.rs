@@ -198,6 +198,12 @@ pub fn inflight_gauge(instance: &str) -> String {
     format!("ollama_lb.inflight.{instance}")
 }
 
+/// Name of the in-flight gauge of one model (by routing key) on an
+/// instance.
+pub fn model_inflight_gauge(instance: &str, model: &str) -> String {
+    format!("ollama_lb.model_inflight.{instance}.{model}")
+}
+
 /// [`Load`] read from Envoy: in-flight gauges, the worker's copy of the
 /// cool-down table, and (read on first use) the model's recently-sent
 /// table. The clock is read only if a table needs it.
@@ -229,6 +235,10 @@ impl<'a> EnvoyLoad<'a> {
 impl Load for EnvoyLoad<'_> {
     fn inflight(&self, instance: &str) -> u64 {
         self.metrics.gauge(&inflight_gauge(instance))
+    }
+
+    fn model_inflight(&self, instance: &str, model: &str) -> u64 {
+        self.metrics.gauge(&model_inflight_gauge(instance, model))
     }
 
     fn cooling(&self, instance: &str) -> bool {

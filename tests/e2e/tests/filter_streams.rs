@@ -13,6 +13,15 @@ async fn inflight(envoy: &e2e::Envoy, name: &str) -> Option<i64> {
         .await
 }
 
+/// The per-model count of llama3.2 on instance `name`.
+async fn model_inflight(envoy: &e2e::Envoy, name: &str) -> Option<i64> {
+    envoy
+        .stat(&format!(
+            "wasmcustom.ollama_lb.model_inflight.{name}.registry.ollama.ai/library/llama3.2:latest"
+        ))
+        .await
+}
+
 #[tokio::test]
 async fn streams_pass_through_and_every_stream_end_is_counted() -> anyhow::Result<()> {
     let mut rig = Rig::new("filter_streams");
@@ -85,6 +94,9 @@ async fn streams_pass_through_and_every_stream_end_is_counted() -> anyhow::Resul
     let during =
         inflight(&envoy, "a").await.unwrap_or(0) + inflight(&envoy, "b").await.unwrap_or(0);
     assert!(during > 0, "streams are counted while they run");
+    let per_model = model_inflight(&envoy, "a").await.unwrap_or(0)
+        + model_inflight(&envoy, "b").await.unwrap_or(0);
+    assert!(per_model > 0, "and per model too");
     let mut completed = 0;
     for t in tasks {
         if t.await?? {
@@ -94,18 +106,23 @@ async fn streams_pass_through_and_every_stream_end_is_counted() -> anyhow::Resul
     assert_eq!(completed, 6);
     // The cut streams end in Envoy when it notices the reset; give it a
     // moment, then every count must be back at zero.
-    let mut counts = (None, None);
+    let mut counts = (None, None, None, None);
+    let settled = (Some(0), Some(0), Some(0), Some(0));
     for _ in 0..100 {
-        counts = (inflight(&envoy, "a").await, inflight(&envoy, "b").await);
-        if counts == (Some(0), Some(0)) {
+        counts = (
+            inflight(&envoy, "a").await,
+            inflight(&envoy, "b").await,
+            model_inflight(&envoy, "a").await,
+            model_inflight(&envoy, "b").await,
+        );
+        if counts == settled {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(
-        counts,
-        (Some(0), Some(0)),
-        "in-flight counts after the burst"
+        counts, settled,
+        "in-flight counts (per instance, per model) after the burst"
     );
     assert!(
         envoy.errors(&mut rig).is_empty(),
