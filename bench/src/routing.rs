@@ -100,6 +100,8 @@ pub struct PolicyResult {
     pub errors: usize,
     pub cold_loads: u64,
     pub evictions: u64,
+    /// (latency, model rank) of every successful request.
+    pub by_model: Vec<(f64, usize)>,
 }
 
 pub async fn run(dir: &Path, s: &Settings, label: &str) -> anyhow::Result<Section> {
@@ -229,6 +231,7 @@ async fn run_policy(
         } else {
             out.latencies.push(outcome.total);
             out.ttfts.push(outcome.ttft);
+            out.by_model.push((outcome.total, turn.model));
         }
     }
     for e in &emus {
@@ -409,6 +412,38 @@ fn report(results: &[PolicyResult], schedule: &[Turn], s: &Settings, label: &str
          read it together with the cold-load count and the CDF. Round robin over all instances looks fast only because half its \
          requests fail at once with 404 (the model is not on the instance it picked) and are left out of its latencies.\n\n",
     );
+    let counted = schedule.iter().filter(|t| t.at >= s.routing_warmup);
+    let (all, top) = counted.fold((0, 0), |(a, m), t| (a + 1, m + usize::from(t.model == 0)));
+    let slowest = |r: &PolicyResult| {
+        let mut slow = r.by_model.clone();
+        slow.sort_by(|a, b| b.0.total_cmp(&a.0));
+        slow.truncate(5);
+        slow
+    };
+    md.push_str(
+        "What the tail is made of: the five slowest requests of each policy, by model.\n\n\
+         | policy | five slowest requests (model, s) |\n|---|---|\n",
+    );
+    for r in results {
+        let list: Vec<String> = slowest(r)
+            .iter()
+            .map(|(t, m)| format!("{} {t:.2}", model_name(*m)))
+            .collect();
+        let _ = writeln!(md, "| {} | {} |", r.label, list.join(", "));
+    }
+    let default_m0 = results
+        .last()
+        .map_or(0, |r| slowest(r).iter().filter(|(_, m)| *m == 0).count());
+    let _ = writeln!(
+        md,
+        "\nm0, the most popular model, gets {top} of the {all} counted requests ({:.0} %), and its only holders are gpu0 and \
+         gpu1, with one slot each. {default_m0} of the default's five slowest requests are for m0: when m0's chats bunch up, \
+         its requests wait for those two slots, and no routing choice adds a third (only placing m0 on more instances would, \
+         which is `syncd sync`'s placement, not routing). So the default's p99 is held up by m0's capacity as much as by its \
+         choices, while random's p99 is that same queue plus whatever its cold loads evict, which varies from run to run.",
+        100.0 * top as f64 / all.max(1) as f64
+    );
+    md.push('\n');
     md.push_str(
         "![latency CDF](bench/routing-cdf.svg) ![p99 and cold loads](bench/routing-bars.svg)\n",
     );
