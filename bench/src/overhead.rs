@@ -410,8 +410,10 @@ fn report(
             md,
             "#### Scan speed inside the VM (derived)\n\n\
              Envoy's own CPU time (utime + stime from `/proc`, over each {conns}-connection wrk run, per request): the filter adds \
-             {cpu_1k:.0} µs per 1 KB request, {cpu_first:.0} µs per 1 MB request with the model first (it stops scanning at the model) and \
-             {cpu_last:.0} µs per 1 MB request with the model last, which it must copy into the VM in 64 KiB windows and scan to the end. \
+             {cpu_1k:.0} µs per 1 KB request, {cpu_first:.0} µs per 1 MB request with the model first and \
+             {cpu_last:.0} µs with the model last. The two cost alike because the filter reads the whole body either way, as Ollama's Go \
+             decoder does: a later duplicate `model` key wins and a syntax error anywhere fails the request, so it copies the body into \
+             the VM in 64 KiB windows and scans it to the end. \
              The difference between the last two cases of 1 MiB and 1 KB, {extra:.0} µs for 1 MiB, is the copy plus the scan, so the scan runs at \
              {rate} inside v8 (a lower bound). For comparison, the same scanner compiled natively and run on the host over the same body: \
              {host_scan:.0} MB/s.\n"

@@ -306,7 +306,7 @@ pub async fn run(dir: &Path, s: &Settings, label: &str) -> anyhow::Result<Sectio
          (instance i holds models 20·i … 20·i+19 mod {models}, so each model has {holders} holders), the first 2 of each loaded. \
          syncd (release, both CPUs) polls every {interval}; its figures come from a {:.0} s window with nothing else running. \
          Then syncd is stopped and the e2e rig's stand-in for syncd (`MapServer`) serves its last map unchanged to Envoy \
-         (`--concurrency 1`, one cluster per instance), so the big-map and small-map runs differ only in the map.\n",
+         (`--concurrency 1`, one cluster per instance), so the runs below differ only in the map.\n",
         s.scale_window.as_secs_f64()
     );
     md.push_str("| measure | value |\n|---|---:|\n");
