@@ -189,10 +189,15 @@ fn narrow_by_warmth(
 
 /// Whether the map shows `model` (a routing key) loaded on `instance` at
 /// its canonical digest.
-pub fn loaded_on(map: &ModelMap, model: &str, instance: &str) -> bool {
-    map.model(model).is_some_and(|e| {
-        e.canonical_replicas()
-            .any(|r| r.instance == instance && r.loaded.is_some())
+pub fn loaded_on(map: &RoutingMap, model: &str, instance: &str) -> bool {
+    map.holders(model).is_some_and(|holders| {
+        holders.iter().any(|h| {
+            h.loaded
+                && map
+                    .instances
+                    .get(h.instance)
+                    .is_some_and(|i| i.name == instance)
+        })
     })
 }
 

@@ -366,3 +366,16 @@ fn the_models_own_queue_counts_before_the_instances_load() {
         );
     }
 }
+
+#[test]
+fn loaded_on_reads_the_canonical_holders() {
+    let map = RoutingMap::new(fleet());
+    let key = |n| model_map::ModelName::parse(n).unwrap().key();
+    assert!(loaded_on(&map, &key("llama3"), "a"));
+    assert!(!loaded_on(&map, &key("llama3"), "b"), "on disk only");
+    assert!(
+        !loaded_on(&map, &key("user/tiny:1b"), "b"),
+        "another digest"
+    );
+    assert!(!loaded_on(&map, &key("nope"), "a"));
+}
