@@ -212,8 +212,9 @@ fn med_vs(
 }
 
 /// A bootstrap like the filter's whose wasm filter is the floor filter,
-/// routing everything to the `emu` cluster.
+/// listing the first instance's address for every request.
 fn floor_config(instances: Vec<e2e::envoy_config::Upstream>) -> serde_json::Value {
+    let endpoint = instances.first().map(|u| u.authority()).unwrap_or_default();
     e2e::envoy_config::EnvoyConfig {
         listen: "127.0.0.1:0".parse().expect("literal address"),
         admin: "127.0.0.1:0".parse().expect("literal address"),
@@ -224,10 +225,11 @@ fn floor_config(instances: Vec<e2e::envoy_config::Upstream>) -> serde_json::Valu
             port: 9,
         },
         wasm_path: Some(e2e::paths::floor_filter_wasm().display().to_string()),
-        plugin_config: serde_json::json!("emu"),
+        plugin_config: serde_json::json!(endpoint),
         max_body_bytes: e2e::envoy_config::DEFAULT_MAX_BODY_BYTES,
         syncd_replicas: Vec::new(),
         route_by: Default::default(),
+        failover: Default::default(),
     }
     .to_value()
 }

@@ -52,6 +52,7 @@ pub fn filter_config(
         max_body_bytes: e2e::envoy_config::DEFAULT_MAX_BODY_BYTES,
         syncd_replicas: Vec::new(),
         route_by: Default::default(),
+        failover: Default::default(),
     }
     .to_value()
 }
@@ -78,6 +79,7 @@ pub fn plain_config(instances: Vec<Upstream>, cluster: &str) -> Value {
         max_body_bytes: e2e::envoy_config::DEFAULT_MAX_BODY_BYTES,
         syncd_replicas: Vec::new(),
         route_by: Default::default(),
+        failover: Default::default(),
     }
     .to_value();
     let hcm = &mut v["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]

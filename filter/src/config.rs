@@ -38,14 +38,18 @@ pub struct Config {
     pub affinity_header: Option<String>,
     /// Largest request body the filter will hold while reading the model.
     pub max_body_bytes: u64,
-    /// How long an instance that answered 503 or failed is avoided.
+    /// How long an instance that answered 503 or failed is ranked last.
     pub cooldown_ms: u64,
     /// How long a request for a model keeps its instance warm for
     /// `loaded_least_request` before the map shows the model loaded
     /// (0: only the map counts).
     pub warm_ms: u64,
-    /// Header carrying the chosen cluster to the `cluster_header` route.
-    pub route_header: String,
+    /// Header carrying the ranked `IP:port` list to the fleet cluster's
+    /// override-host policy (endpoints mode).
+    pub endpoints_header: String,
+    /// The most retries of one request, each on the next instance of the
+    /// ranking (endpoints mode): a request lists at most `retries + 1`.
+    pub retries: u32,
     /// How the chosen instance is handed to Envoy's router.
     pub route_by: RouteBy,
 }
@@ -54,15 +58,22 @@ pub struct Config {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RouteBy {
-    /// Set `route_header` to the instance's Envoy cluster; one route with
-    /// `cluster_header` reads it (a bootstrap with a cluster per instance).
+    /// List the ranked instances' `IP:port` in `endpoints_header`, read
+    /// by the override-host policy of one fleet cluster holding every
+    /// instance; Envoy retries on the next one listed.
     #[default]
-    Cluster,
+    Endpoints,
     /// Rewrite `:authority` to the instance's `host:port`, so the route the
     /// proxy already has for that host takes it (Istio and other meshes,
     /// which have no cluster per instance named by syncd).
     Host,
 }
+
+/// The override-host header the rendered fleet cluster reads.
+pub const ENDPOINTS_HEADER: &str = "x-ollama-lb-endpoints";
+
+/// The most retries a plugin configuration may ask for.
+pub const MAX_RETRIES: u32 = 10;
 
 impl Default for Config {
     fn default() -> Self {
@@ -78,8 +89,9 @@ impl Default for Config {
             // Until syncd's next poll shows it (Ollama lists a model in
             // /api/ps while it loads): 2.5 of syncd's default 2 s intervals.
             warm_ms: 5_000,
-            route_header: "x-ollama-lb-cluster".into(),
-            route_by: RouteBy::Cluster,
+            endpoints_header: ENDPOINTS_HEADER.into(),
+            retries: 2,
+            route_by: RouteBy::Endpoints,
         }
     }
 }
@@ -132,8 +144,15 @@ impl Config {
         if self.warm_ms > 3_600_000 {
             return bad("warm_ms", "must be at most 3600000 (one hour)");
         }
-        if !is_header_name(&self.route_header) {
-            return bad("route_header", "must be a lowercase HTTP header name");
+        if !is_header_name(&self.endpoints_header) || self.endpoints_header.starts_with("x-envoy-")
+        {
+            return bad(
+                "endpoints_header",
+                "must be a lowercase HTTP header name not starting with x-envoy-",
+            );
+        }
+        if self.retries > MAX_RETRIES {
+            return bad("retries", "must be at most 10");
         }
         Ok(())
     }
@@ -173,7 +192,7 @@ mod tests {
     fn empty_config_is_all_defaults() {
         assert_eq!(Config::try_from_json(b""), Ok(Config::default()));
         assert_eq!(Config::try_from_json(b"{}"), Ok(Config::default()));
-        assert_eq!(Config::default().route_by, RouteBy::Cluster);
+        assert_eq!(Config::default().route_by, RouteBy::Endpoints);
     }
 
     #[test]
@@ -181,15 +200,20 @@ mod tests {
         let c = Config::try_from_json(
             br#"{"syncd_cluster":"s","syncd_authority":"a","map_path":"/m","long_poll_seconds":3,
                 "policy":"round_robin","affinity_header":"x-openwebui-chat-id","max_body_bytes":10,
-                "cooldown_ms":1,"route_header":"x-r","route_by":"host"}"#,
+                "cooldown_ms":1,"endpoints_header":"x-r","retries":4,"route_by":"host"}"#,
         )
         .unwrap();
         assert_eq!(c.route_by, RouteBy::Host);
         assert_eq!(c.policy, Policy::RoundRobin);
         assert_eq!(c.affinity_header.as_deref(), Some("x-openwebui-chat-id"));
         assert_eq!(
-            (c.long_poll_seconds, c.max_body_bytes, c.cooldown_ms),
-            (3, 10, 1)
+            (
+                c.long_poll_seconds,
+                c.max_body_bytes,
+                c.cooldown_ms,
+                c.retries
+            ),
+            (3, 10, 1, 4)
         );
     }
 
@@ -203,8 +227,11 @@ mod tests {
             ("[]", "object"),
             (r#"{"long_poll_seconds":0}"#, "long_poll_seconds"),
             (r#"{"map_path":"v1/map"}"#, "map_path"),
-            (r#"{"route_header":"X-Up"}"#, "route_header"),
-            (r#"{"route_by":"authority"}"#, "`route_by`"),
+            (r#"{"endpoints_header":"X-Up"}"#, "endpoints_header"),
+            (r#"{"endpoints_header":"x-envoy-x"}"#, "endpoints_header"),
+            (r#"{"retries":11}"#, "retries"),
+            (r#"{"route_by":"cluster"}"#, "`route_by`"),
+            (r#"{"route_header":"x-ollama-lb-cluster"}"#, "route_header"),
             (r#"{"affinity_header":""}"#, "affinity_header"),
             (r#"{"max_body_bytes":0}"#, "max_body_bytes"),
             (r#"{"syncd_cluster":""}"#, "syncd_cluster"),

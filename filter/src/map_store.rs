@@ -27,6 +27,21 @@ pub fn decode_map(bytes: &[u8]) -> Result<ModelMap, MapError> {
 }
 
 /// The lease as stored: `<owner> <expires_ms>`.
+/// The path of the next map poll: the plain map path at first, then a
+/// long poll from `since`, with `at` (when the map was published, as syncd
+/// said; ignored unless it is a number) so a restarted syncd answers at
+/// once.
+pub fn poll_path(map_path: &str, since: &str, at: Option<&str>, wait_s: u32) -> String {
+    if since.is_empty() {
+        return map_path.to_string();
+    }
+    let at = at
+        .filter(|a| !a.is_empty() && a.bytes().all(|b| b.is_ascii_digit()))
+        .map(|a| format!("&at={a}"))
+        .unwrap_or_default();
+    format!("{map_path}?since={since}{at}&wait={wait_s}")
+}
+
 pub fn lease_value(owner: &str, expires_ms: u64) -> String {
     format!("{owner} {expires_ms}")
 }
@@ -69,5 +84,22 @@ mod tests {
         assert!(may_claim(&held, "w2", 1_000), "expired");
         assert!(may_claim("- 0", "w2", 1), "placeholder");
         assert!(may_claim("garbage", "w2", 1), "unreadable counts as free");
+    }
+
+    #[test]
+    fn poll_path_carries_since_and_a_numeric_at() {
+        assert_eq!(poll_path("/v1/map", "", Some("5"), 25), "/v1/map");
+        assert_eq!(
+            poll_path("/v1/map", "abc", Some("1700000000000"), 25),
+            "/v1/map?since=abc&at=1700000000000&wait=25"
+        );
+        assert_eq!(
+            poll_path("/v1/map", "abc", Some("1&x=y"), 25),
+            "/v1/map?since=abc&wait=25"
+        );
+        assert_eq!(
+            poll_path("/v1/map", "abc", None, 3),
+            "/v1/map?since=abc&wait=3"
+        );
     }
 }

@@ -199,6 +199,7 @@ mod tests {
             url: String::new(),
             cluster: format!("c_{name}"),
             authority: String::new(),
+            address: String::new(),
             healthy: true,
             version: None,
         }

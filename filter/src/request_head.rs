@@ -14,7 +14,7 @@ pub struct RequestHead {
     /// The configured affinity header's value, when not empty.
     pub affinity: Option<String>,
     /// The client sent the routing header (which the filter removes).
-    pub has_route_header: bool,
+    pub has_endpoints_header: bool,
 }
 
 impl RequestHead {
@@ -22,7 +22,7 @@ impl RequestHead {
     /// first of repeated headers counts. Names compare without case.
     pub fn from_pairs<'a>(
         pairs: impl IntoIterator<Item = (&'a str, &'a [u8])>,
-        route_header: &str,
+        endpoints_header: &str,
         affinity_header: Option<&str>,
     ) -> Self {
         let mut head = RequestHead::default();
@@ -42,8 +42,8 @@ impl RequestHead {
                 if head.pinned.is_none() {
                     head.pinned = Some(text(value).trim().to_string());
                 }
-            } else if name.eq_ignore_ascii_case(route_header) {
-                head.has_route_header = true;
+            } else if name.eq_ignore_ascii_case(endpoints_header) {
+                head.has_endpoints_header = true;
             }
             if affinity_header.is_some_and(|h| name.eq_ignore_ascii_case(h))
                 && head.affinity.is_none()
@@ -63,7 +63,7 @@ mod tests {
     fn head(pairs: &[(&str, &str)], affinity: Option<&str>) -> RequestHead {
         RequestHead::from_pairs(
             pairs.iter().map(|(n, v)| (*n, v.as_bytes())),
-            "x-ollama-lb-cluster",
+            "x-ollama-lb-endpoints",
             affinity,
         )
     }
@@ -79,7 +79,7 @@ mod tests {
                 ("x-ollama-instance", " gpu-a "),
                 ("x-chat", "c1"),
                 ("x-chat", "c2"),
-                ("X-Ollama-LB-Cluster", "evil"),
+                ("X-Ollama-LB-Endpoints", "6.6.6.6:1"),
             ],
             Some("x-chat"),
         );
@@ -88,7 +88,7 @@ mod tests {
         assert_eq!(h.content_length, Some(42));
         assert_eq!(h.pinned.as_deref(), Some("gpu-a"));
         assert_eq!(h.affinity.as_deref(), Some("c1"), "the first one counts");
-        assert!(h.has_route_header);
+        assert!(h.has_endpoints_header);
     }
 
     #[test]
@@ -101,9 +101,12 @@ mod tests {
         assert_eq!(h.content_length, None);
         assert_eq!(h.pinned, None);
         assert_eq!(h.affinity, None, "an empty affinity value is none");
-        assert!(!h.has_route_header);
-        let bytes =
-            RequestHead::from_pairs([(":path", &b"/api/\xff"[..])], "x-ollama-lb-cluster", None);
+        assert!(!h.has_endpoints_header);
+        let bytes = RequestHead::from_pairs(
+            [(":path", &b"/api/\xff"[..])],
+            "x-ollama-lb-endpoints",
+            None,
+        );
         assert_eq!(bytes.path, "/api/\u{fffd}", "not UTF-8: replaced, no panic");
     }
 }

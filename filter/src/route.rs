@@ -38,22 +38,38 @@ pub trait Load {
 /// upstream's logs and traces (the rewritten `:authority` is the route).
 pub const CHOSEN_INSTANCE_HEADER: &str = "x-ollama-lb-instance";
 
-/// The request headers to set so Envoy's router sends the request to
-/// `instance`: its cluster in `route_header` (cluster mode), or its
-/// `host:port` as `:authority` plus [`CHOSEN_INSTANCE_HEADER`] (host mode).
+/// Envoy's header for the most retries of this request. Set to one less
+/// than the instances listed, so a retry never reaches the override-host
+/// policy's fallback (which could pick an instance without the model).
+pub const MAX_RETRIES_HEADER: &str = "x-envoy-max-retries";
+
+/// The request headers that make Envoy's router carry out `ranked` (best
+/// first). Endpoints mode: the `IP:port` list for the fleet cluster's
+/// override-host policy in `endpoints_header`, and at most one retry per
+/// further entry. Host mode: the first instance's `host:port` as
+/// `:authority` plus [`CHOSEN_INSTANCE_HEADER`]; no fallbacks, since a
+/// mesh's per-host route reaches only that instance.
 pub fn routing_headers<'a>(
     by: RouteBy,
-    route_header: &'a str,
-    instance: &'a InstanceState,
-) -> impl Iterator<Item = (&'a str, &'a str)> {
-    let pairs = match by {
-        RouteBy::Cluster => [Some((route_header, instance.cluster.as_str())), None],
-        RouteBy::Host => [
-            Some((":authority", instance.authority.as_str())),
-            Some((CHOSEN_INSTANCE_HEADER, instance.name.as_str())),
-        ],
+    endpoints_header: &'a str,
+    ranked: &[&'a InstanceState],
+) -> Vec<(&'a str, String)> {
+    let Some(first) = ranked.first() else {
+        return Vec::new();
     };
-    pairs.into_iter().flatten()
+    match by {
+        RouteBy::Endpoints => {
+            let list: Vec<&str> = ranked.iter().map(|i| i.address.as_str()).collect();
+            vec![
+                (endpoints_header, list.join(",")),
+                (MAX_RETRIES_HEADER, (ranked.len() - 1).to_string()),
+            ]
+        }
+        RouteBy::Host => vec![
+            (":authority", first.authority.clone()),
+            (CHOSEN_INSTANCE_HEADER, first.name.clone()),
+        ],
+    }
 }
 
 /// How to choose among candidates.
@@ -80,14 +96,16 @@ pub fn pinned<'m>(map: &'m ModelMap, name: &str) -> Result<&'m InstanceState, Lb
 /// all of them).
 pub const MAX_COMPARED: usize = 8;
 
-/// A healthy instance holding `model` at its canonical digest.
+/// Up to `n` healthy instances holding `model` at its canonical digest,
+/// best first (see [`rank`]).
 pub fn for_model<'m>(
     map: &'m RoutingMap,
     route: &BodyRoute,
     model: &RequestedModel,
     load: &impl Load,
     choice: Choice<'_, '_>,
-) -> Result<&'m InstanceState, LbError> {
+    n: usize,
+) -> Result<Vec<&'m InstanceState>, LbError> {
     let holders = match map.holders(&model.key) {
         Some(h) if !h.is_empty() => h,
         _ => return Err(route.not_found(model)),
@@ -95,26 +113,123 @@ pub fn for_model<'m>(
     let candidates = holders
         .iter()
         .filter_map(|h| map.instances.get(h.instance).map(|i| (i, h.loaded)))
-        .filter(|(i, _)| i.healthy)
+        .filter(|(i, _)| routable(i))
         .map(|(instance, loaded)| candidate(instance, loaded, load))
         .collect();
-    choose(map, candidates, load, choice, Some(&model.key))
-        .ok_or_else(|| LbError::ModelUnavailable(model.verbatim.clone()))
+    let ranked = rank(map, candidates, load, choice, Some(&model.key), n);
+    if ranked.is_empty() {
+        return Err(LbError::ModelUnavailable(model.verbatim.clone()));
+    }
+    Ok(ranked)
 }
 
-/// Any healthy instance (pull, create, routes the filter does not know).
+/// Up to `n` healthy instances, best first (pull, create, routes the
+/// filter does not know).
 pub fn any<'m>(
     map: &'m RoutingMap,
     load: &impl Load,
     choice: Choice<'_, '_>,
-) -> Result<&'m InstanceState, LbError> {
+    n: usize,
+) -> Result<Vec<&'m InstanceState>, LbError> {
     let candidates = map
         .instances
         .iter()
-        .filter(|i| i.healthy)
+        .filter(|i| routable(i))
         .map(|i| candidate(i, false, load))
         .collect();
-    choose(map, candidates, load, choice, None).ok_or(LbError::NoHealthyInstance)
+    let ranked = rank(map, candidates, load, choice, None, n);
+    if ranked.is_empty() {
+        return Err(LbError::NoHealthyInstance);
+    }
+    Ok(ranked)
+}
+
+/// Healthy per syncd, and with an address Envoy can be told.
+fn routable(instance: &InstanceState) -> bool {
+    instance.healthy && !instance.address.is_empty()
+}
+
+/// Up to `n` of `candidates`, best first: the policy's choice, then the
+/// best of the rest by the same ranking, and so on, so that a retry goes
+/// to the next-best holder. In-flight counts are read once per instance
+/// however many places are ranked. Round robin ranks only its first
+/// place by turn (the fallbacks are drawn at random, so a request's
+/// several places do not advance the turn); affinity ranks by rendezvous
+/// weight, so a conversation's fallback is stable too.
+pub fn rank<'m>(
+    map: &RoutingMap,
+    mut candidates: Vec<Candidate<'m>>,
+    load: &impl Load,
+    choice: Choice<'_, '_>,
+    model: Option<&str>,
+    n: usize,
+) -> Vec<&'m InstanceState> {
+    let memo = MemoLoad::new(load);
+    let mut policy = choice.policy;
+    let mut ranked = Vec::with_capacity(n.min(candidates.len()));
+    while ranked.len() < n && !candidates.is_empty() {
+        let place = Choice {
+            policy,
+            picker: &mut *choice.picker,
+            affinity: choice.affinity,
+        };
+        let Some(best) = choose(map, candidates.clone(), &memo, place, model) else {
+            break;
+        };
+        candidates.retain(|c| !std::ptr::eq(c.instance, best));
+        ranked.push(best);
+        if policy == Policy::RoundRobin {
+            policy = Policy::Random;
+        }
+    }
+    ranked
+}
+
+/// A [`Load`] that asks each in-flight count once.
+struct MemoLoad<'l, L> {
+    inner: &'l L,
+    inflight: std::cell::RefCell<Vec<(String, u64)>>,
+    model_inflight: std::cell::RefCell<Vec<(String, u64)>>,
+}
+
+impl<'l, L: Load> MemoLoad<'l, L> {
+    fn new(inner: &'l L) -> Self {
+        MemoLoad {
+            inner,
+            inflight: Default::default(),
+            model_inflight: Default::default(),
+        }
+    }
+}
+
+fn memoised(
+    cache: &std::cell::RefCell<Vec<(String, u64)>>,
+    key: &str,
+    ask: impl FnOnce() -> u64,
+) -> u64 {
+    if let Some((_, v)) = cache.borrow().iter().find(|(k, _)| k == key) {
+        return *v;
+    }
+    let v = ask();
+    cache.borrow_mut().push((key.to_string(), v));
+    v
+}
+
+impl<L: Load> Load for MemoLoad<'_, L> {
+    fn inflight(&self, instance: &str) -> u64 {
+        memoised(&self.inflight, instance, || self.inner.inflight(instance))
+    }
+    fn model_inflight(&self, instance: &str, model: &str) -> u64 {
+        memoised(&self.model_inflight, instance, || {
+            self.inner.model_inflight(instance, model)
+        })
+    }
+    fn cooling(&self, instance: &str) -> bool {
+        self.inner.cooling(instance)
+    }
+    fn recently_sent(&self, instance: &str, model: &str) -> bool {
+        self.inner.recently_sent(instance, model)
+    }
 }
 
 /// Narrows the candidates rank by rank, reading live numbers only where

@@ -51,8 +51,8 @@ fn route_body(path: &str, body: &str, load: &FakeLoad) -> Result<String, (u32, S
         picker: &mut picker,
         affinity: None,
     };
-    for_model(&map, route, &model, load, choice)
-        .map(|i| i.cluster.clone())
+    for_model(&map, route, &model, load, choice, 1)
+        .map(|ranked| ranked[0].cluster.clone())
         .map_err(err)
 }
 
@@ -120,7 +120,7 @@ fn any_and_pinned() {
         picker: &mut picker,
         affinity: None,
     };
-    assert_eq!(any(&map, &load, choice).unwrap().name, "b");
+    assert_eq!(any(&map, &load, choice, 1).unwrap()[0].name, "b");
     assert_eq!(
         pinned(&map, "c").unwrap().name,
         "c",
@@ -140,27 +140,41 @@ fn any_and_pinned() {
         affinity: None,
     };
     assert_eq!(
-        any(&down, &load, choice).unwrap_err(),
+        any(&down, &load, choice, 3).unwrap_err(),
         LbError::NoHealthyInstance
     );
 }
 
 #[test]
-fn cluster_mode_sets_only_the_cluster_header() {
-    let i = crate::test_fixtures::instance("gpu-a", true, None);
-    let headers: Vec<_> = routing_headers(RouteBy::Cluster, "x-ollama-lb-cluster", &i).collect();
-    assert_eq!(headers, [("x-ollama-lb-cluster", "ollama_gpu-a")]);
+fn endpoints_mode_lists_addresses_and_allows_one_retry_per_fallback() {
+    let a = crate::test_fixtures::instance("a", true, None);
+    let b = crate::test_fixtures::instance("b", true, None);
+    let headers = routing_headers(RouteBy::Endpoints, "x-ollama-lb-endpoints", &[&a, &b]);
+    assert_eq!(
+        headers,
+        [
+            (
+                "x-ollama-lb-endpoints",
+                "10.0.0.97:11434,10.0.0.98:11434".into()
+            ),
+            ("x-envoy-max-retries", "1".into())
+        ]
+    );
+    let alone = routing_headers(RouteBy::Endpoints, "x-ollama-lb-endpoints", &[&a]);
+    assert_eq!(alone[1], ("x-envoy-max-retries", "0".into()));
+    assert!(routing_headers(RouteBy::Endpoints, "h", &[]).is_empty());
 }
 
 #[test]
 fn host_mode_rewrites_the_authority_and_names_the_instance() {
-    let i = crate::test_fixtures::instance("gpu-a", true, None);
-    let headers: Vec<_> = routing_headers(RouteBy::Host, "x-ollama-lb-cluster", &i).collect();
+    let a = crate::test_fixtures::instance("gpu-a", true, None);
+    let b = crate::test_fixtures::instance("gpu-b", true, None);
+    let headers = routing_headers(RouteBy::Host, "x-ollama-lb-endpoints", &[&a, &b]);
     assert_eq!(
         headers,
         [
-            (":authority", "gpu-a:11434"),
-            ("x-ollama-lb-instance", "gpu-a")
+            (":authority", "gpu-a:11434".into()),
+            ("x-ollama-lb-instance", "gpu-a".into())
         ]
     );
 }
@@ -229,8 +243,7 @@ fn route_m(map: &RoutingMap, load: &FakeLoad, policy: Policy, seed: u64) -> Stri
         picker: &mut picker,
         affinity: None,
     };
-    for_model(map, route, &model, load, choice)
-        .unwrap()
+    for_model(map, route, &model, load, choice, 1).unwrap()[0]
         .name
         .clone()
 }
@@ -378,4 +391,95 @@ fn loaded_on_reads_the_canonical_holders() {
         "another digest"
     );
     assert!(!loaded_on(&map, &key("nope"), "a"));
+}
+
+fn ranked_names(
+    map: &RoutingMap,
+    model: &str,
+    load: &FakeLoad,
+    picker: &mut Picker,
+    policy: Policy,
+    n: usize,
+) -> Vec<String> {
+    let Endpoint::Body(route) = classify("POST", "/api/generate") else {
+        panic!()
+    };
+    let mut s = BodyScanner::new(route.fields);
+    s.feed(format!(r#"{{"model":"{model}"}}"#).as_bytes());
+    s.finish();
+    let model = route.model(s.result().unwrap()).unwrap();
+    let choice = Choice {
+        policy,
+        picker,
+        affinity: None,
+    };
+    for_model(map, route, &model, load, choice, n)
+        .unwrap()
+        .iter()
+        .map(|i| i.name.clone())
+        .collect()
+}
+
+#[test]
+fn fallbacks_are_the_other_canonical_holders_and_never_more() {
+    let map = RoutingMap::new(fleet());
+    let mut picker = Picker::new(3);
+    let idle = FakeLoad::default();
+    let llr = Policy::LoadedLeastRequest;
+    assert_eq!(
+        ranked_names(&map, "llama3", &idle, &mut picker, llr, 3),
+        ["a", "b"],
+        "loaded first; c is down; two holders make two places"
+    );
+    assert_eq!(
+        ranked_names(&map, "user/tiny:1b", &idle, &mut picker, llr, 3),
+        ["a"],
+        "b holds another digest: no retry may land there"
+    );
+    let cooling = FakeLoad {
+        cooling: ["a"].into_iter().collect(),
+        ..Default::default()
+    };
+    assert_eq!(
+        ranked_names(&map, "llama3", &cooling, &mut picker, llr, 3),
+        ["b", "a"],
+        "an instance cooling down is tried last, not dropped"
+    );
+    assert_eq!(
+        ranked_names(&map, "llama3", &idle, &mut picker, llr, 1),
+        ["a"]
+    );
+}
+
+#[test]
+fn places_follow_the_ranking_and_each_count_is_read_once() {
+    let map = wide_fleet(6, |i| i < 3);
+    let load = FakeLoad {
+        inflight: [("i0", 5), ("i1", 1), ("i2", 3), ("i3", 0)]
+            .into_iter()
+            .collect(),
+        ..Default::default()
+    };
+    let mut picker = Picker::new(9);
+    let ranked = ranked_names(&map, "m", &load, &mut picker, Policy::LoadedLeastRequest, 4);
+    assert_eq!(&ranked[..3], ["i1", "i2", "i0"], "loaded, least busy first");
+    assert!(["i3", "i4", "i5"].contains(&ranked[3].as_str()));
+    let mut asked = load.inflight_asked.borrow().clone();
+    let total = asked.len();
+    asked.sort();
+    asked.dedup();
+    assert_eq!(asked.len(), total, "no instance's count read twice");
+}
+
+#[test]
+fn round_robin_turns_only_the_first_place() {
+    let map = wide_fleet(3, |_| true);
+    let idle = FakeLoad::default();
+    let mut picker = Picker::new(5);
+    let firsts: HashSet<String> = (0..3)
+        .map(|_| ranked_names(&map, "m", &idle, &mut picker, Policy::RoundRobin, 3))
+        .inspect(|r| assert_eq!(r.len(), 3))
+        .map(|r| r[0].clone())
+        .collect();
+    assert_eq!(firsts.len(), 3, "three requests start on three instances");
 }

@@ -9,6 +9,10 @@ pub fn instance(name: &str, healthy: bool, version: Option<&str>) -> InstanceSta
         url: format!("http://{name}:11434"),
         cluster: format!("ollama_{name}"),
         authority: format!("{name}:11434"),
+        address: format!(
+            "10.0.0.{}:11434",
+            name.bytes().map(u32::from).sum::<u32>() % 250
+        ),
         healthy,
         version: version.map(str::to_string),
     }

@@ -55,6 +55,11 @@ pub struct InstanceState {
     /// `host:port` of the URL, for routing by host name where there are no
     /// per-instance clusters.
     pub authority: String,
+    /// `IP:port` as Envoy's fleet cluster knows this instance (syncd
+    /// resolves the URL's host on every poll): the filter lists these in
+    /// the override-host header. Empty while the host does not resolve.
+    #[serde(default)]
+    pub address: String,
     /// Whether the health thresholds currently count it as up.
     pub healthy: bool,
     /// Ollama version from `/api/version`, once known.
@@ -222,6 +227,7 @@ mod tests {
                 url: "http://127.0.0.1:1".into(),
                 cluster: "ollama_a".into(),
                 authority: "127.0.0.1:1".into(),
+                address: "127.0.0.1:1".into(),
                 healthy: true,
                 version: Some("0.9.7".into()),
             }],

@@ -34,6 +34,8 @@ pub struct Held {
 #[derive(Debug, Clone, Copy)]
 pub struct InstanceView<'a> {
     pub instance: &'a Instance,
+    /// `IP:port` Envoy knows it by (see [`crate::resolve`]); empty if unknown.
+    pub address: &'a str,
     pub healthy: bool,
     pub version: Option<&'a str>,
     pub held: &'a [Held],
@@ -134,6 +136,7 @@ pub fn build_map(views: &[InstanceView<'_>]) -> ModelMap {
             url: v.instance.url.clone(),
             cluster: v.instance.cluster.clone(),
             authority: v.instance.authority.clone(),
+            address: v.address.to_string(),
             healthy: v.healthy,
             version: v.version.map(str::to_string),
         })

@@ -74,6 +74,7 @@ fn map_of(fleet: &[(&Instance, bool, Tags)]) -> ModelMap {
         .zip(&held)
         .map(|((i, healthy, _), h)| InstanceView {
             instance: i,
+            address: "",
             healthy: *healthy,
             version: Some("0.9.7"),
             held: h,

@@ -10,7 +10,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{Config, ConfigError, PollSettings, Sources};
-use crate::envoy_config::{EnvoyConfig, RouteBy, Upstream};
+use crate::envoy_config::{EnvoyConfig, Failover, RouteBy, Upstream};
 
 /// Exit code for a configuration or usage error (`EX_USAGE`).
 pub const EXIT_CONFIG: u8 = 64;
@@ -163,11 +163,22 @@ pub struct EnvoyConfigArgs {
         value_delimiter = ','
     )]
     pub syncd: Vec<String>,
-    /// How the filter routes: `cluster` (a cluster per instance, one
-    /// header-routed route) or `host` (rewrites :authority; a virtual host
-    /// per instance, as a service mesh has).
-    #[arg(long, env = "ENVOY_ROUTE_BY", value_enum, default_value = "cluster")]
+    /// How the filter routes: `endpoints` (one fleet cluster; the filter
+    /// lists the instances to try, best first, and Envoy retries on the
+    /// next) or `host` (rewrites :authority; a virtual host per instance,
+    /// as a service mesh has; no failover between instances).
+    #[arg(long, env = "ENVOY_ROUTE_BY", value_enum, default_value = "endpoints")]
     pub route_by: RouteBy,
+    /// Most retries of one request, each on the next-best instance holding
+    /// the model (endpoints layout; 0 to 10).
+    #[arg(long, env = "ENVOY_RETRIES", default_value = "2", value_parser = clap::value_parser!(u32).range(0..=10))]
+    pub retries: u32,
+    /// Longest wait for an instance to start answering (e.g. 30s) before
+    /// the attempt is abandoned and retried on the next one; bounds a hung
+    /// instance. Off by default: a cold model load can take minutes before
+    /// the first byte.
+    #[arg(long, env = "ENVOY_PER_TRY_TIMEOUT", value_parser = parse_duration)]
+    pub per_try_timeout: Option<Duration>,
     /// Path of filter.wasm as Envoy will see it.
     #[arg(
         long,
@@ -210,6 +221,10 @@ impl EnvoyConfigArgs {
             wasm_path: Some(self.wasm.clone()),
             plugin_config: self.plugin_config.clone(),
             max_body_bytes: self.max_body_bytes,
+            failover: Failover {
+                retries: self.retries,
+                per_try_timeout: self.per_try_timeout,
+            },
         };
         Ok(envoy.to_yaml())
     }
@@ -277,10 +292,12 @@ pub struct ConfigArgs {
     #[arg(long, env = "SYNCD_DOWN_AFTER", default_value = "3")]
     pub down_after: NonZeroU32,
     /// Consecutive successful polls that bring a down instance back up.
-    #[arg(long, env = "SYNCD_UP_AFTER", default_value = "2")]
+    #[arg(long, env = "SYNCD_UP_AFTER", default_value = "1")]
     pub up_after: NonZeroU32,
-    /// Longest wait between polls of a down instance (the wait doubles up to it).
-    #[arg(long, env = "SYNCD_MAX_BACKOFF", default_value = "30s", value_parser = parse_duration)]
+    /// Longest wait between polls of a down instance (the wait doubles from
+    /// --interval up to it, and may be shorter than --interval): how soon a
+    /// restarted instance is seen again.
+    #[arg(long, env = "SYNCD_MAX_BACKOFF", default_value = "1s", value_parser = parse_duration)]
     pub max_backoff: Duration,
     /// Ask /api/version every this many polls.
     #[arg(long, env = "SYNCD_VERSION_EVERY", default_value = "15")]

@@ -63,8 +63,8 @@ impl Default for PollSettings {
             interval: Duration::from_secs(2),
             timeout: Duration::from_millis(1500),
             down_after: NonZeroU32::new(3).unwrap_or(NonZeroU32::MIN),
-            up_after: NonZeroU32::new(2).unwrap_or(NonZeroU32::MIN),
-            max_backoff: Duration::from_secs(30),
+            up_after: NonZeroU32::MIN,
+            max_backoff: Duration::from_secs(1),
             version_every: NonZeroU32::new(15).unwrap_or(NonZeroU32::MIN),
             max_response_bytes: 4 << 20,
         }

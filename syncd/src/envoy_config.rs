@@ -1,11 +1,17 @@
 //! Renders the Envoy bootstrap that fronts a fleet: one listener with the
-//! ollama-lb wasm filter, one cluster per Ollama instance, a cluster for
-//! syncd (one endpoint per replica), and admin on loopback.
+//! ollama-lb wasm filter, the instances, a cluster for syncd (one endpoint
+//! per replica), and admin on loopback.
 //!
-//! Two route layouts match the filter's `route_by`: `cluster` (one route
-//! whose `cluster_header` the filter sets) and `host` (a virtual host per
-//! instance whose `domains` are its `host:port`, as a mesh such as Istio
-//! generates per service, so the filter's `:authority` rewrite picks it).
+//! Two layouts match the filter's `route_by`:
+//! - `endpoints` (the default): one fleet cluster holding every instance,
+//!   whose `override_host` policy takes the filter's ranked `IP:port` list
+//!   from a header, and one route whose retry policy moves a request that
+//!   has not started its response to the next listed instance. The
+//!   policy's fallback finds no host, so a request never reaches an
+//!   instance the filter did not list (one without the model).
+//! - `host`: a cluster per instance and a virtual host per instance whose
+//!   `domains` are its `host:port`, as a mesh such as Istio generates per
+//!   service, so the filter's `:authority` rewrite picks it.
 //!
 //! The demo, the end-to-end tests and `syncd envoy-config` all render from
 //! here, so there is one Envoy configuration and not several drifting
@@ -15,8 +21,15 @@ use serde_json::{json, Value};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 
-/// The header the filter sets and the route reads to pick the cluster.
-pub const ROUTE_HEADER: &str = "x-ollama-lb-cluster";
+/// The header the filter sets and the fleet cluster's override-host
+/// policy reads: the ranked instances as `IP:port,IP:port,…`.
+pub const ENDPOINTS_HEADER: &str = "x-ollama-lb-endpoints";
+
+/// Name of the cluster holding every instance (endpoints layout).
+pub const FLEET_CLUSTER: &str = "ollama_fleet";
+
+/// Default most retries of one request (each on the next listed instance).
+pub const DEFAULT_RETRIES: u32 = 2;
 
 /// Default request-body limit, shared by the filter and Envoy's buffers.
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 32 << 20;
@@ -35,9 +48,9 @@ pub struct Upstream {
 /// `route_by`), and so which routes the bootstrap has.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum RouteBy {
-    /// One route reading the cluster from the filter's header.
+    /// One fleet cluster; the filter lists the instances to try in order.
     #[default]
-    Cluster,
+    Endpoints,
     /// A virtual host per instance authority, as in a service mesh.
     Host,
 }
@@ -45,7 +58,7 @@ pub enum RouteBy {
 impl RouteBy {
     fn as_str(self) -> &'static str {
         match self {
-            RouteBy::Cluster => "cluster",
+            RouteBy::Endpoints => "endpoints",
             RouteBy::Host => "host",
         }
     }
@@ -75,6 +88,28 @@ pub struct EnvoyConfig {
     /// Largest request body accepted; Envoy's buffers get a little more so
     /// the filter's own 413 answers first.
     pub max_body_bytes: u64,
+    /// Failover of the endpoints layout.
+    pub failover: Failover,
+}
+
+/// How Envoy retries a request on the next instance the filter listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failover {
+    /// The most retries of one request (the filter lists one instance more).
+    pub retries: u32,
+    /// Longest wait for an attempt's response to start (its headers); the
+    /// attempt is then abandoned and retried. `None`: no limit, since a
+    /// cold model load can take minutes before the first byte.
+    pub per_try_timeout: Option<std::time::Duration>,
+}
+
+impl Default for Failover {
+    fn default() -> Self {
+        Failover {
+            retries: DEFAULT_RETRIES,
+            per_try_timeout: None,
+        }
+    }
 }
 
 impl EnvoyConfig {
@@ -89,9 +124,14 @@ impl EnvoyConfig {
                     .or_insert(json!(self.max_body_bytes));
                 obj.entry("syncd_cluster")
                     .or_insert(json!(self.syncd.cluster));
-                if self.route_by != RouteBy::Cluster {
-                    obj.entry("route_by")
-                        .or_insert(json!(self.route_by.as_str()));
+                match self.route_by {
+                    RouteBy::Endpoints => {
+                        obj.entry("retries").or_insert(json!(self.failover.retries));
+                    }
+                    RouteBy::Host => {
+                        obj.entry("route_by")
+                            .or_insert(json!(self.route_by.as_str()));
+                    }
                 }
             }
             http_filters.push(json!({
@@ -121,11 +161,23 @@ impl EnvoyConfig {
             "name": "envoy.filters.http.router",
             "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
         }));
-        let mut clusters: Vec<Value> = self
-            .instances
-            .iter()
-            .map(|u| cluster(&u.cluster, &[(u.host.clone(), u.port)], buffer_limit))
-            .collect();
+        let mut clusters: Vec<Value> = match self.route_by {
+            RouteBy::Endpoints => {
+                let all: Vec<_> = self
+                    .instances
+                    .iter()
+                    .map(|u| (u.host.clone(), u.port))
+                    .collect();
+                let mut fleet = cluster(FLEET_CLUSTER, &all, buffer_limit);
+                fleet["load_balancing_policy"] = override_host_policy();
+                vec![fleet]
+            }
+            RouteBy::Host => self
+                .instances
+                .iter()
+                .map(|u| cluster(&u.cluster, &[(u.host.clone(), u.port)], buffer_limit))
+                .collect(),
+        };
         let mut syncd = vec![(self.syncd.host.clone(), self.syncd.port)];
         syncd.extend(self.syncd_replicas.iter().cloned());
         clusters.push(cluster(&self.syncd.cluster, &syncd, 1 << 20));
@@ -169,11 +221,11 @@ impl EnvoyConfig {
             }])
         };
         match self.route_by {
-            RouteBy::Cluster => json!([{
-                "name": "ollama",
-                "domains": ["*"],
-                "routes": to(("cluster_header", ROUTE_HEADER)),
-            }]),
+            RouteBy::Endpoints => {
+                let mut routes = to(("cluster", FLEET_CLUSTER));
+                routes[0]["route"]["retry_policy"] = self.failover.retry_policy();
+                json!([{"name": "ollama", "domains": ["*"], "routes": routes}])
+            }
             RouteBy::Host => {
                 let mut hosts: Vec<Value> = self
                     .instances
@@ -214,6 +266,62 @@ impl EnvoyConfig {
         emit_yaml(&mut out, &self.to_value(), 0);
         out
     }
+}
+
+impl Failover {
+    /// The route's retry policy. The filter's `x-envoy-max-retries` per
+    /// request (one less than it listed) takes precedence over
+    /// `num_retries`. Only what happens before the response starts is
+    /// retried (Envoy never replays a response it began to send): a
+    /// refused or failed connection, a reset before the response, and
+    /// Ollama's 503 (queue full).
+    fn retry_policy(&self) -> Value {
+        let mut policy = json!({
+            "retry_on": "connect-failure,reset,retriable-status-codes",
+            "retriable_status_codes": [503],
+            "num_retries": self.retries,
+        });
+        if let Some(t) = self.per_try_timeout {
+            policy["per_try_timeout"] = json!(format!("{:.3}s", t.as_secs_f64()));
+        }
+        policy
+    }
+}
+
+/// `override_host` reading the filter's list, with a fallback that finds
+/// no host (a subset policy whose subsets nothing matches, and
+/// `NO_FALLBACK`): when the list is used up, the request fails with 503
+/// instead of going to an instance the filter did not choose.
+fn override_host_policy() -> Value {
+    let typed = |name: &str, ty: &str, config: Value| {
+        let mut typed_config = json!({"@type": format!("type.googleapis.com/{ty}")});
+        if let (Some(t), Some(c)) = (typed_config.as_object_mut(), config.as_object()) {
+            t.extend(c.clone());
+        }
+        json!({"policies": [{"typed_extension_config": {"name": name, "typed_config": typed_config}}]})
+    };
+    let round_robin = typed(
+        "envoy.load_balancing_policies.round_robin",
+        "envoy.extensions.load_balancing_policies.round_robin.v3.RoundRobin",
+        json!({}),
+    );
+    let nowhere = typed(
+        "envoy.load_balancing_policies.subset",
+        "envoy.extensions.load_balancing_policies.subset.v3.Subset",
+        json!({
+            "fallback_policy": "NO_FALLBACK",
+            "subset_selectors": [{"keys": ["ollama_lb_never"]}],
+            "subset_lb_policy": round_robin,
+        }),
+    );
+    typed(
+        "envoy.load_balancing_policies.override_host",
+        "envoy.extensions.load_balancing_policies.override_host.v3.OverrideHost",
+        json!({
+            "override_host_sources": [{"header": ENDPOINTS_HEADER}],
+            "fallback_policy": nowhere,
+        }),
+    )
 }
 
 fn socket(addr: SocketAddr) -> Value {
@@ -334,10 +442,11 @@ mod tests {
                 port: 11435,
             },
             syncd_replicas: vec![],
-            route_by: RouteBy::Cluster,
+            route_by: RouteBy::Endpoints,
             wasm_path: Some("/x/filter.wasm".into()),
             plugin_config: json!({"policy": "random"}),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            failover: Failover::default(),
         }
     }
 
@@ -349,7 +458,7 @@ mod tests {
             "\"@type\": \"type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm\""
         ));
         assert!(yaml.contains("allow_on_headers_stop_iteration: true"));
-        assert!(yaml.contains("cluster_header: \"x-ollama-lb-cluster\""));
+        assert!(yaml.contains("cluster: \"ollama_fleet\""));
     }
 
     #[test]
@@ -358,6 +467,53 @@ mod tests {
         let text = v.to_string();
         assert!(text.contains(r#"\"max_body_bytes\":33554432"#), "{text}");
         assert!(text.contains(r#"\"syncd_cluster\":\"syncd\""#), "{text}");
+    }
+
+    #[test]
+    fn endpoints_layout_is_one_fleet_cluster_with_retries_and_no_fallback() {
+        let mut config = sample();
+        config.instances.push(Upstream {
+            cluster: "b".into(),
+            host: "10.0.0.2".into(),
+            port: 11434,
+        });
+        config.failover.per_try_timeout = Some(std::time::Duration::from_millis(1500));
+        let v = config.to_value();
+        let clusters = v["static_resources"]["clusters"].as_array().unwrap();
+        assert_eq!(clusters.len(), 2, "the fleet and syncd");
+        let fleet = &clusters[0];
+        assert_eq!(fleet["name"], FLEET_CLUSTER);
+        let endpoints = fleet["load_assignment"]["endpoints"][0]["lb_endpoints"]
+            .as_array()
+            .unwrap();
+        assert_eq!(endpoints.len(), 2);
+        let policy = &fleet["load_balancing_policy"]["policies"][0]["typed_extension_config"];
+        assert_eq!(
+            policy["name"],
+            "envoy.load_balancing_policies.override_host"
+        );
+        let config_ = &policy["typed_config"];
+        assert_eq!(
+            config_["override_host_sources"][0]["header"],
+            ENDPOINTS_HEADER
+        );
+        let fallback = &config_["fallback_policy"]["policies"][0]["typed_extension_config"];
+        assert_eq!(fallback["typed_config"]["fallback_policy"], "NO_FALLBACK");
+        let hcm = &v["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+            ["typed_config"];
+        let route = &hcm["route_config"]["virtual_hosts"][0]["routes"][0]["route"];
+        assert_eq!(route["cluster"], FLEET_CLUSTER);
+        assert_eq!(route["retry_policy"]["num_retries"], 2);
+        assert_eq!(
+            route["retry_policy"]["retriable_status_codes"],
+            json!([503])
+        );
+        assert_eq!(route["retry_policy"]["per_try_timeout"], "1.500s");
+        let plugin = hcm["http_filters"][0]["typed_config"]["config"]["configuration"]["value"]
+            .as_str()
+            .unwrap();
+        assert!(plugin.contains(r#""retries":2"#), "{plugin}");
+        assert!(!plugin.contains("route_by"), "{plugin}");
     }
 
     #[test]

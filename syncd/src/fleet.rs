@@ -25,6 +25,11 @@ use crate::ollama::{Observation, PollError};
 pub struct Published {
     pub map: ModelMap,
     pub json: Bytes,
+    /// When this daemon first published this content (ms since the Unix
+    /// epoch). Sent beside the map so a client can say how new its map is:
+    /// a daemon that restarted has only newer maps than a client's, and
+    /// answers at once (see `server::get_map`).
+    pub published_ms: u64,
 }
 
 /// The latest map, `None` until the first full round.
@@ -34,6 +39,8 @@ pub type MapReceiver = watch::Receiver<Option<Arc<Published>>>;
 #[derive(Debug, Clone)]
 pub struct Slot {
     pub instance: Instance,
+    /// `IP:port` from the last resolution of the instance's host.
+    pub address: String,
     pub health: Health,
     /// Last known models; kept while the instance is down.
     pub held: Vec<Held>,
@@ -90,6 +97,7 @@ impl Fleet {
             .iter()
             .map(|instance| Slot {
                 instance: instance.clone(),
+                address: String::new(),
                 health: Health::default(),
                 held: Vec::new(),
                 version: None,
@@ -156,15 +164,25 @@ impl Fleet {
 
     /// Records one poll of slot `idx`, republishes the map if its content
     /// changed, and returns the wait before this instance's next poll.
+    /// `address` is the instance's host as resolved for this poll (kept
+    /// from the last poll that resolved it when `None`).
     pub fn record(
         &self,
         idx: usize,
         outcome: Result<Observation, PollError>,
         latency: Duration,
+        address: Option<String>,
     ) -> Duration {
         let mut slots = self.lock();
         let Some(slot) = slots.get_mut(idx) else {
             return self.settings.interval;
+        };
+        let moved = match address {
+            Some(a) if a != slot.address => {
+                slot.address = a;
+                true
+            }
+            _ => false,
         };
         slot.latency = Some(latency);
         slot.latency_histogram.observe(latency);
@@ -189,7 +207,7 @@ impl Fleet {
         let delay = slot.health.next_delay(&self.settings);
         // Rebuilding is skipped when nothing the map shows has changed, so
         // a large quiet fleet costs no hashing per poll.
-        if transition.is_some() || content_changed || self.published.borrow().is_none() {
+        if transition.is_some() || content_changed || moved || self.published.borrow().is_none() {
             self.republish(&slots);
         }
         delay
@@ -233,6 +251,7 @@ impl Fleet {
             .iter()
             .map(|s| InstanceView {
                 instance: &s.instance,
+                address: &s.address,
                 healthy: s.health.healthy,
                 version: s.version.as_deref(),
                 held: &s.held,
@@ -264,8 +283,11 @@ impl Fleet {
             }
             past.push_back(map.id.clone());
         }
-        self.published
-            .send_replace(Some(Arc::new(Published { map, json })));
+        self.published.send_replace(Some(Arc::new(Published {
+            map,
+            json,
+            published_ms: u64::try_from(Utc::now().timestamp_millis()).unwrap_or(0),
+        })));
     }
 
     /// Per-instance status for `/v1/instances` and `syncd status`.

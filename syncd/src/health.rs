@@ -1,6 +1,8 @@
 //! Health of one instance: consecutive successes and failures against the
 //! `--up-after` / `--down-after` thresholds, and the wait before the next
-//! poll (doubling while down, capped at `--max-backoff`).
+//! poll (doubling while down, capped at `--max-backoff`, which may be
+//! shorter than the interval so that a restarted instance is seen soon:
+//! polling a dead address costs a refused connection, nothing more).
 //!
 //! The first poll result decides directly: at start-up a reachable instance
 //! is routable at once and an unreachable one is down at once, instead of
@@ -61,7 +63,7 @@ impl Health {
     /// Wait between the start of the last poll and the next one: the
     /// interval, or while down `interval × 2^k` (k = failures beyond the
     /// threshold, counting the one that crossed it), capped at
-    /// `max_backoff` but never below the interval.
+    /// `max_backoff`.
     pub fn next_delay(&self, settings: &PollSettings) -> Duration {
         if self.healthy || self.consecutive_failures == 0 {
             return settings.interval;
@@ -72,7 +74,6 @@ impl Health {
             .interval
             .saturating_mul(factor)
             .min(settings.max_backoff)
-            .max(settings.interval)
     }
 }
 
@@ -139,6 +140,22 @@ mod tests {
             h.record_failure(&s);
         }
         assert_eq!(h.next_delay(&s).as_secs(), 30, "no overflow");
+    }
+
+    #[test]
+    fn a_short_backoff_polls_a_down_instance_more_often_than_the_interval() {
+        let s = PollSettings {
+            max_backoff: Duration::from_secs(1),
+            ..settings()
+        };
+        let mut h = Health::default();
+        h.record_success(&s);
+        h.record_failure(&s);
+        assert_eq!(h.next_delay(&s), s.interval, "still up: the interval");
+        h.record_failure(&s);
+        h.record_failure(&s);
+        assert!(!h.healthy);
+        assert_eq!(h.next_delay(&s), Duration::from_secs(1));
     }
 
     #[test]

@@ -34,6 +34,7 @@ pub mod health;
 pub mod metrics;
 pub mod ollama;
 pub mod poller;
+pub mod resolve;
 pub mod server;
 pub mod status;
 pub mod sync;

@@ -17,11 +17,17 @@ use crate::ollama::Probe;
 /// every poll while it is unknown or the last poll failed.
 pub async fn run_poller<P: Probe>(fleet: Arc<Fleet>, idx: usize, probe: P, version_every: u32) {
     let mut round: u64 = 0;
+    let authority = fleet
+        .slots()
+        .get(idx)
+        .map(|s| s.instance.authority.clone())
+        .unwrap_or_default();
     loop {
         let started = Instant::now();
         let with_version = round % u64::from(version_every.max(1)) == 0 || fleet.wants_version(idx);
+        let address = crate::resolve::envoy_address(&authority).await;
         let outcome = probe.poll(with_version).await;
-        let delay = fleet.record(idx, outcome, started.elapsed());
+        let delay = fleet.record(idx, outcome, started.elapsed(), address);
         round += 1;
         tokio::time::sleep_until(started + delay).await;
     }

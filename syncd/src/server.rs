@@ -9,6 +9,11 @@
 //!   never published (another replica's map, perhaps newer) is held too,
 //!   until this daemon's map changes, so filters polling several replicas
 //!   in turn do not swing between their maps while one lags a poll behind.
+//!   Unless the client also sends `at=<ms>`, the publish time it got with
+//!   its map (`x-ollama-lb-map-time`), and this daemon's map is at least as
+//!   new: then it answers at once. So a restarted daemon, whose maps are all
+//!   newer than the one a filter kept from its previous life, is installed
+//!   without waiting for its next change.
 //! - `GET /v1/instances`, `GET /healthz`, `GET /readyz`, `GET /metrics`.
 
 use std::sync::Arc;
@@ -52,6 +57,19 @@ struct MapQuery {
     since: Option<String>,
     /// Seconds to hold the request while the map is still `since`.
     wait: Option<f64>,
+    /// When the client's map was published (`x-ollama-lb-map-time`), ms.
+    at: Option<u64>,
+}
+
+/// Response header with [`Published::published_ms`].
+pub const MAP_TIME_HEADER: &str = "x-ollama-lb-map-time";
+
+/// The long-poll wait asked for, clamped to [`MAX_WAIT`] before it becomes
+/// a `Duration` (any finite or infinite, positive or negative number).
+fn clamp_wait(wait: Option<f64>) -> Duration {
+    wait.filter(|w| *w > 0.0)
+        .and_then(|w| Duration::try_from_secs_f64(w.min(MAX_WAIT.as_secs_f64())).ok())
+        .unwrap_or(Duration::ZERO)
 }
 
 fn not_ready() -> Response {
@@ -68,10 +86,7 @@ async fn get_map(
     let current = rx.borrow_and_update().clone();
     // `since` is the id the client holds, when it is the current one;
     // `None` here means there is no map yet.
-    let wait = q
-        .wait
-        .filter(|w| w.is_finite() && *w > 0.0)
-        .map_or(Duration::ZERO, |w| Duration::from_secs_f64(w).min(MAX_WAIT));
+    let wait = clamp_wait(q.wait);
     let since = match &current {
         None => None,
         Some(current) => {
@@ -81,7 +96,8 @@ async fn get_map(
                 Some(foreign)
                     if !wait.is_zero()
                         && !foreign.is_empty()
-                        && !state.fleet.published_before(&foreign) =>
+                        && !state.fleet.published_before(&foreign)
+                        && q.at.is_none_or(|at| at > current.published_ms) =>
                 {
                     return hold_foreign(&state, rx, current, foreign, wait).await;
                 }
@@ -182,6 +198,10 @@ fn map_response(p: &Published) -> Response {
                 HeaderValue::from_static("application/json"),
             ),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+            (
+                header::HeaderName::from_static(MAP_TIME_HEADER),
+                HeaderValue::from(p.published_ms),
+            ),
         ],
         p.json.clone(),
     )

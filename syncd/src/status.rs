@@ -233,6 +233,7 @@ mod tests {
             url: format!("http://{name}:11434"),
             cluster: name.into(),
             authority: format!("{name}:11434"),
+            address: String::new(),
             healthy,
             version: None,
         }

@@ -76,6 +76,39 @@ async fn a_long_poll_from_another_replicas_map_waits_for_a_change_here() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_map_older_than_this_daemons_is_answered_at_once_even_if_foreign() {
+    let a = emu("a", &["llama3"]).await;
+    let d = Daemon::start(&[&a], fast()).await;
+    let map = d.ready().await;
+    let resp = d.get("/v1/map").await;
+    let at: u64 = resp.headers()["x-ollama-lb-map-time"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // A filter kept a map from this daemon's previous life (an id it never
+    // published, from before it started): answered now, not after a change.
+    let older = format!("/v1/map?since=0123456789abcdef&at={}&wait=60", at - 1);
+    let resp = tokio::time::timeout(Duration::from_secs(30), d.get(&older))
+        .await
+        .expect("answered without waiting for a change");
+    assert_eq!(resp.status(), 200);
+    let body: model_map::ModelMap = resp.json().await.unwrap();
+    assert_eq!(body.id, map.id);
+    // A newer foreign map (another replica ahead of this one) is still held.
+    let newer = format!("/v1/map?since=0123456789abcdef&at={}&wait=0.3", at + 60_000);
+    let (resp, took) = timed(d.get(&newer)).await;
+    assert_eq!(resp.status(), 200);
+    assert!(took >= Duration::from_millis(300), "{took:?}");
+    // Any wait, however large or odd, is clamped before it is used.
+    for wait in ["1e300", "-1e300", "inf", "NaN", "0", "-0.5"] {
+        let resp = d.get(&format!("/v1/map?wait={wait}")).await;
+        assert_eq!(resp.status(), 200, "wait={wait}");
+    }
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_poll_sees_a_change_within_100ms_of_the_poll_that_found_it() {
     let a = emu("a", &["llama3"]).await;
     let d = Daemon::start(&[&a], fast()).await;

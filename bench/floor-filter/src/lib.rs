@@ -1,8 +1,10 @@
 //! The floor of the overhead benchmark: a proxy-wasm filter that does only
 //! what any filter routing by a JSON body must. It holds the headers, reads
-//! the first body window the way ollama-lb's filter does, sets the routing
-//! header to the cluster named in its plugin configuration, clears the
-//! route cache and lets the request go. No map, no policy, no metrics.
+//! the first body window the way ollama-lb's filter does, sets the
+//! override-host header of the fleet cluster to the `IP:port` named in its
+//! plugin configuration and lets the request go (the same mechanism as
+//! ollama-lb's endpoints mode: no route-cache clearing). No map, no
+//! policy, no metrics.
 //!
 //! Measured beside plain Envoy and ollama-lb's filter, it splits the
 //! filter's overhead into what Envoy and v8 charge any such filter and
@@ -16,11 +18,11 @@ mod wasm {
     use proxy_wasm::traits::{Context, HttpContext, RootContext};
     use proxy_wasm::types::{Action, ContextType, MapType};
 
-    const ROUTE_HEADER: &str = "x-ollama-lb-cluster";
+    const ENDPOINTS_HEADER: &str = "x-ollama-lb-endpoints";
     const WINDOW: usize = 64 * 1024;
 
     struct Root {
-        cluster: Rc<str>,
+        endpoint: Rc<str>,
     }
 
     impl Context for Root {}
@@ -28,17 +30,17 @@ mod wasm {
     impl RootContext for Root {
         fn on_configure(&mut self, _size: usize) -> bool {
             let bytes = self.get_plugin_configuration().unwrap_or_default();
-            // The cluster name, bare or as a JSON string.
-            self.cluster = String::from_utf8_lossy(&bytes)
+            // The endpoint, bare or as a JSON string.
+            self.endpoint = String::from_utf8_lossy(&bytes)
                 .trim()
                 .trim_matches('"')
                 .into();
-            !self.cluster.is_empty()
+            !self.endpoint.is_empty()
         }
 
         fn create_http_context(&self, _id: u32) -> Option<Box<dyn HttpContext>> {
             Some(Box::new(Request {
-                cluster: Rc::clone(&self.cluster),
+                endpoint: Rc::clone(&self.endpoint),
                 routed: false,
             }))
         }
@@ -49,7 +51,7 @@ mod wasm {
     }
 
     struct Request {
-        cluster: Rc<str>,
+        endpoint: Rc<str>,
         /// Routed already: later body callbacks pass through (routing
         /// again after the router started costs Envoy dearly).
         routed: bool,
@@ -60,10 +62,9 @@ mod wasm {
             self.routed = true;
             let _ = hostcalls::set_map_value(
                 MapType::HttpRequestHeaders,
-                ROUTE_HEADER,
-                Some(&self.cluster),
+                ENDPOINTS_HEADER,
+                Some(&self.endpoint),
             );
-            let _ = hostcalls::call_foreign_function("clear_route_cache", None);
             Action::Continue
         }
     }
@@ -94,7 +95,9 @@ mod wasm {
     // constructors in an `unsafe` block.
     proxy_wasm::main! {{
         proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
-            Box::new(Root { cluster: Rc::from("") })
+            Box::new(Root {
+                endpoint: Rc::from(""),
+            })
         });
     }}
 }

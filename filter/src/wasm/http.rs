@@ -14,6 +14,7 @@ use proxy_wasm::types::{Action, MapType};
 use super::root::Worker;
 use super::shared::{self, EnvoyLoad};
 use crate::body_scan::BodyScanner;
+use crate::config::RouteBy;
 use crate::endpoint::{classify, BodyRoute, Endpoint};
 use crate::errors::{Api, LbError};
 use crate::fleet_reads::{self, LocalAnswer};
@@ -29,10 +30,8 @@ pub struct Request {
     api: Api,
     affinity: Option<String>,
     body: Option<BodyRead>,
-    routed: Option<String>,
-    /// The per-model in-flight gauge raised for this request.
-    model_gauge: Option<String>,
-    /// A cool-down was already started for this request's instance.
+    routed: Option<Routed>,
+    /// A cool-down was already started for the serving instance.
     cooled: bool,
 }
 
@@ -46,6 +45,19 @@ struct BodyRead {
     scanned: usize,
 }
 
+/// Where a routed request went, for the gauges and cool-downs.
+struct Routed {
+    /// The instance the request is counted on: the first listed until the
+    /// response shows that Envoy's retries ended elsewhere.
+    instance: String,
+    /// The instances listed to Envoy, best first: `(name, address)`.
+    listed: Vec<(String, String)>,
+    /// The request's model, with the map it was routed by.
+    model: Option<(String, Rc<RoutingMap>)>,
+    /// The per-model in-flight gauge raised for this request.
+    model_gauge: Option<String>,
+}
+
 impl Request {
     pub fn new(worker: Rc<RefCell<Worker>>) -> Self {
         Request {
@@ -54,7 +66,6 @@ impl Request {
             affinity: None,
             body: None,
             routed: None,
-            model_gauge: None,
             cooled: false,
         }
     }
@@ -92,46 +103,147 @@ impl Request {
         Action::Pause
     }
 
-    /// Sends the request to `instance` (its cluster, or its host in host
-    /// mode).
-    fn route_to(&mut self, instance: &InstanceState) -> Action {
+    /// How many instances a request may list: the first choice and one
+    /// per retry (endpoints mode), or just the first (host mode).
+    fn places(&self) -> usize {
+        let config = &self.worker.borrow().config;
+        match config.route_by {
+            RouteBy::Endpoints => 1 + config.retries as usize,
+            RouteBy::Host => 1,
+        }
+    }
+
+    /// Sends the request to `ranked` (best first) and counts it on the
+    /// first; `model` is its routing key and the map it was ranked by.
+    fn route_to(
+        &mut self,
+        ranked: &[&InstanceState],
+        model: Option<(String, Rc<RoutingMap>)>,
+    ) -> Action {
+        let Some(first) = ranked.first() else {
+            return self.fail(&LbError::NoHealthyInstance);
+        };
         let config = self.worker.borrow().config.clone();
-        for (name, value) in route::routing_headers(config.route_by, &config.route_header, instance)
+        for (name, value) in
+            route::routing_headers(config.route_by, &config.endpoints_header, ranked)
         {
-            shared::set_request_header(name, Some(value));
+            shared::set_request_header(name, Some(&value));
         }
-        // The route was chosen before this filter ran; without this the new
-        // header (or authority) would not be looked at.
-        if let Err(e) = hostcalls::call_foreign_function("clear_route_cache", None) {
-            warn!("ollama-lb: clear_route_cache failed ({e:?}); the route may ignore the model");
+        if config.route_by == RouteBy::Host {
+            // The route was chosen before this filter ran; without this the
+            // new authority would not be looked at. (Endpoints mode has one
+            // route for every request: the header is read when the fleet
+            // cluster picks its host.)
+            if let Err(e) = hostcalls::call_foreign_function("clear_route_cache", None) {
+                warn!(
+                    "ollama-lb: clear_route_cache failed ({e:?}); the route may ignore the model"
+                );
+            }
         }
-        let worker = self.worker.borrow();
-        worker
-            .metrics
-            .add_gauge(&shared::inflight_gauge(&instance.name), 1);
-        worker
-            .metrics
-            .count(&format!("ollama_lb.routed.{}", instance.name), 1);
-        worker.metrics.count("ollama_lb.outcome.routed", 1);
-        drop(worker);
-        self.routed = Some(instance.name.clone());
+        let mut routed = Routed {
+            instance: first.name.clone(),
+            listed: ranked
+                .iter()
+                .map(|i| (i.name.clone(), i.address.clone()))
+                .collect(),
+            model,
+            model_gauge: None,
+        };
+        {
+            let worker = self.worker.borrow();
+            worker
+                .metrics
+                .count(&format!("ollama_lb.routed.{}", first.name), 1);
+            worker.metrics.count("ollama_lb.outcome.routed", 1);
+        }
+        self.count_on(&mut routed, 0, 1);
+        self.routed = Some(routed);
         Action::Continue
     }
 
-    fn route_any(&mut self, map: &RoutingMap) -> Action {
-        let picked = {
-            let worker = &mut *self.worker.borrow_mut();
-            worker.sync_cooldowns();
-            let load = EnvoyLoad::new(&worker.metrics, &worker.cooldowns, worker.config.warm_ms);
-            let choice = Choice {
-                policy: worker.config.policy,
-                picker: &mut worker.picker,
-                affinity: self.affinity.as_deref(),
-            };
-            route::any(map, &load, choice).cloned()
+    /// Adds `by` to the in-flight gauges of `routed.listed[at]` (and, for
+    /// `loaded_least_request`, its per-model gauge); on arrival (`by` > 0)
+    /// also remembers a request sent where the map does not show the
+    /// model loaded (a load has started there, or the map is behind).
+    fn count_on(&self, routed: &mut Routed, at: usize, by: i64) {
+        let Some((name, _)) = routed.listed.get(at) else {
+            return;
         };
-        match picked {
-            Ok(instance) => self.route_to(&instance),
+        let worker = self.worker.borrow();
+        let config = &worker.config;
+        worker.metrics.add_gauge(&shared::inflight_gauge(name), by);
+        let Some((key, map)) = &routed.model else {
+            return;
+        };
+        if config.policy != Policy::LoadedLeastRequest {
+            return;
+        }
+        let gauge = shared::model_inflight_gauge(name, key);
+        worker.metrics.add_gauge(&gauge, by);
+        routed.model_gauge = (by > 0).then_some(gauge);
+        if by > 0 && config.warm_ms > 0 && !route::loaded_on(map, key, name) {
+            shared::mark_sent(name, key, config.warm_ms);
+        }
+    }
+
+    /// The response came from the instance at `upstream.address`. Those
+    /// listed before it were tried and failed (Envoy takes the list in
+    /// order), so they cool down; if it is not the one counted, the
+    /// request's gauges move to it.
+    fn account_served(&mut self) {
+        let Some(mut routed) = self.routed.take() else {
+            return;
+        };
+        let served = shared::property_text(&["upstream", "address"]).unwrap_or_default();
+        if let Some(at) = routed.listed.iter().position(|(_, a)| *a == served) {
+            let worker = self.worker.borrow();
+            for (name, _) in &routed.listed[..at] {
+                shared::start_cooldown(&worker.metrics, name, worker.config.cooldown_ms);
+            }
+            drop(worker);
+            if routed.listed[at].0 != routed.instance {
+                self.uncount(&routed);
+                self.worker
+                    .borrow()
+                    .metrics
+                    .count("ollama_lb.outcome.retried", 1);
+                self.count_on(&mut routed, at, 1);
+                routed.instance = routed.listed[at].0.clone();
+            }
+        }
+        self.routed = Some(routed);
+    }
+
+    /// Takes the request off the gauges it is counted on.
+    fn uncount(&self, routed: &Routed) {
+        let worker = self.worker.borrow();
+        worker
+            .metrics
+            .add_gauge(&shared::inflight_gauge(&routed.instance), -1);
+        if let Some(gauge) = &routed.model_gauge {
+            worker.metrics.add_gauge(gauge, -1);
+        }
+    }
+
+    fn load_choice<T>(&self, f: impl FnOnce(&EnvoyLoad<'_>, Choice<'_, '_>) -> T) -> T {
+        let worker = &mut *self.worker.borrow_mut();
+        worker.sync_cooldowns();
+        let load = EnvoyLoad::new(&worker.metrics, &worker.cooldowns, worker.config.warm_ms);
+        let choice = Choice {
+            policy: worker.config.policy,
+            picker: &mut worker.picker,
+            affinity: self.affinity.as_deref(),
+        };
+        f(&load, choice)
+    }
+
+    fn route_any(&mut self, map: &RoutingMap) -> Action {
+        let n = self.places();
+        let ranked = self.load_choice(|load, choice| {
+            route::any(map, load, choice, n).map(|r| r.into_iter().cloned().collect::<Vec<_>>())
+        });
+        match ranked {
+            Ok(ranked) => self.route_to(&ranked.iter().collect::<Vec<_>>(), None),
             Err(e) => self.fail(&e),
         }
     }
@@ -147,34 +259,15 @@ impl Request {
             Err(e) => return self.fail(&e),
         };
         let map = Rc::clone(&read.map);
-        let picked = {
-            let worker = &mut *self.worker.borrow_mut();
-            worker.sync_cooldowns();
-            let load = EnvoyLoad::new(&worker.metrics, &worker.cooldowns, worker.config.warm_ms);
-            let choice = Choice {
-                policy: worker.config.policy,
-                picker: &mut worker.picker,
-                affinity: self.affinity.as_deref(),
-            };
-            route::for_model(&map, read.route, &model, &load, choice).cloned()
-        };
-        match picked {
-            Ok(instance) => {
-                // Remembered only where the map does not show it loaded
-                // yet: a load has started there (or the map is behind).
-                let config = self.worker.borrow().config.clone();
-                if config.warm_ms > 0
-                    && config.policy == Policy::LoadedLeastRequest
-                    && !route::loaded_on(&map, &model.key, &instance.name)
-                {
-                    shared::mark_sent(&instance.name, &model.key, config.warm_ms);
-                }
-                if config.policy == Policy::LoadedLeastRequest {
-                    let gauge = shared::model_inflight_gauge(&instance.name, &model.key);
-                    self.worker.borrow().metrics.add_gauge(&gauge, 1);
-                    self.model_gauge = Some(gauge);
-                }
-                self.route_to(&instance)
+        let n = self.places();
+        let ranked = self.load_choice(|load, choice| {
+            route::for_model(&map, read.route, &model, load, choice, n)
+                .map(|r| r.into_iter().cloned().collect::<Vec<_>>())
+        });
+        match ranked {
+            Ok(ranked) => {
+                let refs: Vec<&InstanceState> = ranked.iter().collect();
+                self.route_to(&refs, Some((model.key, map)))
             }
             Err(e) => self.fail(&e),
         }
@@ -190,10 +283,11 @@ impl Context for Request {}
 impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
         let config = self.worker.borrow().config.clone();
-        let head = shared::request_head(&config.route_header, config.affinity_header.as_deref());
-        // A client never chooses the cluster.
-        if head.has_route_header {
-            shared::set_request_header(&config.route_header, None);
+        let head =
+            shared::request_head(&config.endpoints_header, config.affinity_header.as_deref());
+        // A client never chooses the instances.
+        if head.has_endpoints_header {
+            shared::set_request_header(&config.endpoints_header, None);
         }
         let endpoint = classify(&head.method, &head.path);
         self.api = endpoint.api(&head.path);
@@ -216,7 +310,7 @@ impl HttpContext for Request {
         if let Some(name) = pinned {
             shared::set_request_header(crate::errors::INSTANCE_HEADER, None);
             return match route::pinned(&map, &name).cloned() {
-                Ok(instance) => self.route_to(&instance),
+                Ok(instance) => self.route_to(&[&instance], None),
                 Err(e) => self.fail(&e),
             };
         }
@@ -284,39 +378,37 @@ impl HttpContext for Request {
     }
 
     fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
-        let Some(instance) = &self.routed else {
+        if self.routed.is_none() {
             return Action::Continue;
-        };
-        // Ollama's queue-full answer, and Envoy's own answer when the
-        // instance cannot be reached, both arrive here as 503.
+        }
+        self.account_served();
+        // Ollama's queue-full answer, and Envoy's own answer when no listed
+        // instance could be reached, both arrive here as 503.
         if shared::header(MapType::HttpResponseHeaders, ":status").as_deref() == Some("503") {
-            let worker = self.worker.borrow();
-            shared::start_cooldown(&worker.metrics, instance, worker.config.cooldown_ms);
-            self.cooled = true;
+            if let Some(routed) = &self.routed {
+                let worker = self.worker.borrow();
+                shared::start_cooldown(
+                    &worker.metrics,
+                    &routed.instance,
+                    worker.config.cooldown_ms,
+                );
+                self.cooled = true;
+            }
         }
         Action::Continue
     }
 
     fn on_log(&mut self) {
-        if let Some(instance) = self.routed.take() {
-            // An instance that dropped the connection mid-stream (crashed,
-            // killed) is avoided too; a client hanging up is not its fault.
-            let details = hostcalls::get_property(vec!["response", "code_details"])
-                .ok()
-                .flatten()
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .unwrap_or_default();
-            if !self.cooled && details.starts_with("upstream_reset") {
-                let worker = self.worker.borrow();
-                shared::start_cooldown(&worker.metrics, &instance, worker.config.cooldown_ms);
-            }
+        let Some(routed) = self.routed.take() else {
+            return;
+        };
+        // An instance that dropped the connection mid-stream (crashed,
+        // killed) is avoided too; a client hanging up is not its fault.
+        let details = shared::property_text(&["response", "code_details"]).unwrap_or_default();
+        if !self.cooled && details.starts_with("upstream_reset") {
             let worker = self.worker.borrow();
-            worker
-                .metrics
-                .add_gauge(&shared::inflight_gauge(&instance), -1);
-            if let Some(gauge) = self.model_gauge.take() {
-                worker.metrics.add_gauge(&gauge, -1);
-            }
+            shared::start_cooldown(&worker.metrics, &routed.instance, worker.config.cooldown_ms);
         }
+        self.uncount(&routed);
     }
 }

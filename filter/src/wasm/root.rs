@@ -150,14 +150,13 @@ impl Root {
         }
         let config = self.config();
         let since = shared::get_text(shared::MAP_ID_KEY).unwrap_or_default();
-        let path = if since.is_empty() {
-            config.map_path.clone()
-        } else {
-            format!(
-                "{}?since={since}&wait={}",
-                config.map_path, config.long_poll_seconds
-            )
-        };
+        let at = shared::get_text(shared::MAP_AT_KEY);
+        let path = crate::map_store::poll_path(
+            &config.map_path,
+            &since,
+            at.as_deref(),
+            config.long_poll_seconds,
+        );
         let headers = vec![
             (":method", "GET"),
             (":path", path.as_str()),
@@ -186,7 +185,10 @@ impl Root {
         match decode_map(body) {
             Ok(map) => {
                 let id = map.id.clone();
+                let at = shared::header(MapType::HttpCallResponseHeaders, "x-ollama-lb-map-time")
+                    .unwrap_or_default();
                 let stored = shared::set(shared::MAP_KEY, body, None)
+                    .and_then(|()| shared::set(shared::MAP_AT_KEY, at.as_bytes(), None))
                     .and_then(|()| shared::set(shared::MAP_ID_KEY, id.as_bytes(), None));
                 if let Err(e) = stored {
                     warn!("ollama-lb: cannot share map {id}: {e:?}");

@@ -20,6 +20,10 @@ pub const MAP_KEY: &str = "ollama_lb.map";
 pub const MAP_ID_KEY: &str = "ollama_lb.map_id";
 /// Shared-data key of the last time syncd confirmed the map (ms).
 pub const MAP_TIME_KEY: &str = "ollama_lb.map_time";
+/// Shared-data key of when syncd published the shared map (its
+/// `x-ollama-lb-map-time`, ms), sent back as `at=` on the next poll so a
+/// restarted syncd answers at once.
+pub const MAP_AT_KEY: &str = "ollama_lb.map_at";
 /// Shared-data key of the fetch lease: `<owner> <expires_ms>`.
 pub const LEASE_KEY: &str = "ollama_lb.fetch_lease";
 
@@ -268,6 +272,14 @@ pub fn header(map: MapType, name: &str) -> Option<String> {
         .map(|b| String::from_utf8_lossy(&b).into_owned())
 }
 
+/// A stream property (e.g. `upstream.address`) as text, if the host has it.
+pub fn property_text(path: &[&str]) -> Option<String> {
+    hostcalls::get_property(path.to_vec())
+        .ok()
+        .flatten()
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+}
+
 /// Sets (or with `None` removes) a request header.
 pub fn set_request_header(name: &str, value: Option<&str>) {
     if let Err(e) = hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value) {
@@ -278,11 +290,11 @@ pub fn set_request_header(name: &str, value: Option<&str>) {
 /// The request headers the filter needs, in one host call. (The SDK reads
 /// header names as UTF-8 without a fallback; Envoy's codecs only accept
 /// token characters in names, so that cannot fail here.)
-pub fn request_head(route_header: &str, affinity_header: Option<&str>) -> RequestHead {
+pub fn request_head(endpoints_header: &str, affinity_header: Option<&str>) -> RequestHead {
     let pairs = hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default();
     RequestHead::from_pairs(
         pairs.iter().map(|(n, v)| (n.as_str(), v.as_slice())),
-        route_header,
+        endpoints_header,
         affinity_header,
     )
 }

@@ -57,6 +57,7 @@ pub async fn poll_once(config: &Config) -> (ModelMap, Vec<(String, String)>) {
         .zip(&held)
         .map(|(instance, (held, healthy, version))| InstanceView {
             instance,
+            address: "",
             healthy: *healthy,
             version: version.as_deref(),
             held,

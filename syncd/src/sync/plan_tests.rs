@@ -12,6 +12,7 @@ fn map(instances: &[&str], holdings: &[&str]) -> ModelMap {
             url: format!("http://{}:11434", i.trim_end_matches('!')),
             cluster: i.trim_end_matches('!').into(),
             authority: String::new(),
+            address: String::new(),
             healthy: !i.ends_with('!'),
             version: None,
         })

@@ -173,10 +173,11 @@ impl Rig {
                 .collect(),
             syncd: upstream("syncd", syncd),
             syncd_replicas: Vec::new(),
-            route_by: RouteBy::Cluster,
+            route_by: RouteBy::Endpoints,
             wasm_path: Some(paths::filter_wasm().display().to_string()),
             plugin_config: serde_json::json!({}),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            failover: Default::default(),
         }
     }
 

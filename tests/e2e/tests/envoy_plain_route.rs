@@ -1,5 +1,6 @@
-//! The rig itself: the real Envoy, with a plain header-routed route and no
-//! filter, in front of two emulators, streaming a chat through it.
+//! The rig itself: the real Envoy with the fleet cluster and no filter, in
+//! front of two emulators, streaming a chat through it from the instance
+//! the override-host header names.
 
 use e2e::rig::Rig;
 use std::time::Instant;
@@ -41,7 +42,7 @@ async fn envoy_streams_a_chat_from_either_emulator() -> anyhow::Result<()> {
         let started = Instant::now();
         let mut resp = e2e::http()
             .post(format!("{}/api/chat", envoy.url))
-            .header("x-ollama-lb-cluster", &emu.name)
+            .header("x-ollama-lb-endpoints", emu.addr.to_string())
             .json(&serde_json::json!({
                 "model": "llama3.2",
                 "messages": [{"role": "user", "content": "hi"}],

@@ -34,6 +34,7 @@ fn map_of(instances: &[(&Emu, bool)], down: &[&str], holds: &[Holds]) -> ModelMa
             url: e.url.clone(),
             cluster: e.name.clone(),
             authority: e.addr.to_string(),
+            address: e.addr.to_string(),
             healthy: *healthy,
             version: Some("0.12.0".into()),
         })
@@ -44,6 +45,7 @@ fn map_of(instances: &[(&Emu, bool)], down: &[&str], holds: &[Holds]) -> ModelMa
             url: "http://127.0.0.1:9".into(),
             cluster: name.to_string(),
             authority: "127.0.0.1:9".into(),
+            address: "127.0.0.1:9".into(),
             healthy: false,
             version: None,
         });
@@ -522,17 +524,34 @@ async fn filter_keeps_a_conversation_on_one_instance_and_avoids_a_failed_one() -
         seen.values().any(|i| i == "a") && seen.values().any(|i| i == "b"),
         "{seen:?}"
     );
-    // b dies: its conversations fail once, then move to a while b cools down.
+    // b dies: its conversations move to a at once (Envoy retries the
+    // refused connection on the next instance the filter listed), and stay
+    // there while b cools down.
     let (on_b, _) = seen
         .iter()
         .find(|(_, i)| *i == "b")
         .expect("some chat on b");
     let h = [("x-openwebui-chat-id", on_b.as_str())];
     rig.kill(b.proc);
-    let (status, _, _) = send(&envoy, "POST", "/api/show", &h, Some(show)).await?;
-    assert_eq!(status, 503, "connection refused");
-    let (status, instance, _) = send(&envoy, "POST", "/api/show", &h, Some(show)).await?;
-    assert_eq!((status, instance.as_deref()), (200, Some(a.name.as_str())));
+    for attempt in 0..3 {
+        let (status, instance, _) = send(&envoy, "POST", "/api/show", &h, Some(show)).await?;
+        assert_eq!(
+            (status, instance.as_deref()),
+            (200, Some(a.name.as_str())),
+            "request {attempt} after b died"
+        );
+    }
+    assert!(
+        envoy
+            .stat("cluster.ollama_fleet.upstream_rq_retry_success")
+            .await
+            >= Some(1)
+    );
+    assert!(
+        envoy.errors(&mut rig).is_empty(),
+        "{:?}",
+        envoy.errors(&mut rig)
+    );
     Ok(())
 }
 
