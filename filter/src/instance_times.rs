@@ -64,6 +64,11 @@ impl InstanceTimes {
         }
     }
 
+    /// Drops the entries of these names.
+    pub fn remove(&mut self, names: &[&str]) {
+        self.entries.retain(|(n, _)| !names.contains(&n.as_str()));
+    }
+
     /// Drops the entries older than `cutoff`.
     pub fn forget_before(&mut self, cutoff: u64) {
         self.entries.retain(|(_, ms)| *ms >= cutoff);
@@ -117,5 +122,7 @@ mod tests {
         t.forget_before(150);
         assert_eq!(t.get("a"), None);
         assert_eq!(t.get("b"), Some(200));
+        t.remove(&["b", "zz"]);
+        assert!(t.is_empty());
     }
 }

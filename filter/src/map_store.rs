@@ -26,7 +26,6 @@ pub fn decode_map(bytes: &[u8]) -> Result<ModelMap, MapError> {
     Ok(map)
 }
 
-/// The lease as stored: `<owner> <expires_ms>`.
 /// The path of the next map poll: the plain map path at first, then a
 /// long poll from `since`, with `at` (when the map was published, as syncd
 /// said; ignored unless it is a number) so a restarted syncd answers at
@@ -42,6 +41,18 @@ pub fn poll_path(map_path: &str, since: &str, at: Option<&str>, wait_s: u32) -> 
     format!("{map_path}?since={since}{at}&wait={wait_s}")
 }
 
+/// Instances that are down in `old` and healthy in `new`: syncd has just
+/// seen them answer again, which outweighs a cool-down from the failures
+/// that happened while they were down.
+pub fn revived<'m>(old: &ModelMap, new: &'m ModelMap) -> Vec<&'m str> {
+    new.instances
+        .iter()
+        .filter(|i| i.healthy && old.instance(&i.name).is_some_and(|o| !o.healthy))
+        .map(|i| i.name.as_str())
+        .collect()
+}
+
+/// The lease as stored: `<owner> <expires_ms>`.
 pub fn lease_value(owner: &str, expires_ms: u64) -> String {
     format!("{owner} {expires_ms}")
 }
@@ -101,5 +112,16 @@ mod tests {
             poll_path("/v1/map", "abc", None, 3),
             "/v1/map?since=abc&wait=3"
         );
+    }
+
+    #[test]
+    fn revived_are_the_instances_back_up() {
+        let old = crate::test_fixtures::fleet();
+        let mut new = old.clone();
+        for i in &mut new.instances {
+            i.healthy = i.name != "a";
+        }
+        assert_eq!(revived(&old, &new), ["c"], "c was down; a went down");
+        assert!(revived(&new, &new).is_empty());
     }
 }

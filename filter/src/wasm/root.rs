@@ -195,6 +195,7 @@ impl Root {
                     return self.back_off(now);
                 }
                 let _ = shared::set(shared::MAP_TIME_KEY, now.to_string().as_bytes(), None);
+                self.end_cooldowns_of_revived(&map);
                 self.worker.borrow().metrics.count(shared::MAP_UPDATES, 1);
                 self.backoff_ms = 100;
                 self.next_poll_ms = now;
@@ -203,6 +204,23 @@ impl Root {
                 warn!("ollama-lb: syncd sent a map that does not decode: {e}");
                 self.back_off(now);
             }
+        }
+    }
+
+    /// Instances the new map shows back up are no longer ranked last for
+    /// failures from while they were down (for every worker).
+    fn end_cooldowns_of_revived(&self, new: &model_map::ModelMap) {
+        let worker = self.worker.borrow();
+        let Some(old) = &worker.map else {
+            return;
+        };
+        let revived = crate::map_store::revived(old, new);
+        if revived.is_empty() {
+            return;
+        }
+        match shared::update_times(shared::COOLDOWNS_KEY, |t| t.remove(&revived)) {
+            Ok(()) => worker.metrics.count(shared::COOLDOWNS_STARTED, 1),
+            Err(e) => warn!("ollama-lb: cannot end the cool-downs of {revived:?}: {e:?}"),
         }
     }
 

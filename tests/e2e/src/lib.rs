@@ -10,12 +10,14 @@
 //! - [`envoy`]: starting Envoy from a rendered bootstrap.
 //! - [`map_server`]: an in-process stand-in for syncd that serves a fixed,
 //!   test-controlled model map, for filter cases that need exact health.
+//! - [`load`]: a bounded concurrent load that counts every outcome.
 //!
 //! Binaries are not built here: the test command builds them first
 //! (`scripts/test.sh`), so tests never race cargo for the build lock.
 #![forbid(unsafe_code)]
 
 pub mod envoy;
+pub mod load;
 pub use syncd::envoy_config;
 pub mod map_server;
 pub mod paths;

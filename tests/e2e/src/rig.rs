@@ -64,9 +64,24 @@ impl Rig {
         &mut self.procs[index]
     }
 
+    /// The log of the process at `index` so far.
+    pub fn output_of(&self, index: usize) -> String {
+        self.procs[index].output()
+    }
+
     /// Stops one process (the others keep running).
     pub fn kill(&mut self, index: usize) {
         self.procs[index].kill();
+    }
+
+    /// Freezes (`STOP`) or resumes (`CONT`) a process, as a hung server.
+    pub fn signal(&mut self, index: usize, signal: &str) -> anyhow::Result<()> {
+        let pid = self.procs[index].pid().to_string();
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()?;
+        anyhow::ensure!(status.success(), "kill -{signal} {pid} failed");
+        Ok(())
     }
 
     /// Starts `ollama-emu --name NAME --listen 127.0.0.1:0 ARGS…` and waits
@@ -110,7 +125,17 @@ impl Rig {
     /// Starts `syncd run` for these instances (polling every 200 ms) and
     /// waits until it is ready (first full poll round).
     pub async fn syncd(&mut self, instances: &[&Emu], args: &[&str]) -> anyhow::Result<Syncd> {
-        let addr = free_port()?;
+        self.syncd_on(free_port()?, instances, args).await
+    }
+
+    /// Like [`Rig::syncd`] on a given address (e.g. to restart syncd where
+    /// Envoy already reaches it).
+    pub async fn syncd_on(
+        &mut self,
+        addr: SocketAddr,
+        instances: &[&Emu],
+        args: &[&str],
+    ) -> anyhow::Result<Syncd> {
         let mut cmd = Command::new(paths::bin("syncd"));
         cmd.arg("run")
             .args(["--listen", &addr.to_string(), "--interval", "200ms"])

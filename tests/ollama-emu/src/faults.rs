@@ -22,6 +22,18 @@ pub struct Faults {
     pub fail_pull: Option<usize>,
     /// Every non-control route answers this status with an Ollama error.
     pub status: Option<u16>,
+    /// Limits `status` to paths starting with one of these (empty: all),
+    /// e.g. the generation routes only, while `/api/tags` stays fine.
+    pub status_paths: Vec<String>,
+}
+
+impl Faults {
+    /// The status fault's code, if it applies to `path`.
+    pub fn status_for(&self, path: &str) -> Option<u16> {
+        let applies =
+            self.status_paths.is_empty() || self.status_paths.iter().any(|p| path.starts_with(p));
+        self.status.filter(|_| applies)
+    }
 }
 
 /// The body of `POST /_emu/fault`.
@@ -50,6 +62,9 @@ pub enum FaultRequest {
     },
     Status {
         code: u16,
+        /// Only paths starting with one of these (default: every route).
+        #[serde(default)]
+        paths: Vec<String>,
     },
 }
 
@@ -76,11 +91,12 @@ impl Faults {
             FaultRequest::TagsHuge { bytes } => self.tags_huge = Some(bytes),
             FaultRequest::CutStream { after_chunks } => self.cut_stream = Some(after_chunks),
             FaultRequest::FailPull { after_chunks } => self.fail_pull = Some(after_chunks),
-            FaultRequest::Status { code } => {
+            FaultRequest::Status { code, paths } => {
                 if !(100..=599).contains(&code) {
                     return Err(format!("status code {code} is not an HTTP status"));
                 }
                 self.status = Some(code);
+                self.status_paths = paths;
             }
         }
         Ok(Applied::Done)

@@ -42,6 +42,18 @@ async fn hang_holds_requests_until_cleared_and_spares_control() {
     assert_eq!(emu.get("/_emu/stats").await.status(), 200);
     emu.control("/_emu/fault", json!({"kind": "none"})).await;
     assert_eq!(emu.get("/api/tags").await.status(), 200);
+
+    // Busy on generation only: what syncd polls stays fine.
+    emu.control(
+        "/_emu/fault",
+        json!({"kind": "status", "code": 503, "paths": ["/api/chat", "/v1/"]}),
+    )
+    .await;
+    let (s, _) = emu.call("/api/chat", json!({"model": "llama3"})).await;
+    assert_eq!(s, 503);
+    assert_eq!(emu.get("/v1/models").await.status(), 503);
+    assert_eq!(emu.get("/api/tags").await.status(), 200);
+    assert_eq!(emu.get("/api/ps").await.status(), 200);
 }
 
 #[tokio::test]

@@ -94,7 +94,7 @@ fn host_ok(state: &EmuState, req: &Request) -> bool {
 
 async fn faulted(state: &Arc<EmuState>, path: &str, req: Request, next: Next) -> Response {
     let faults = state.faults();
-    if let Some(code) = faults.status {
+    if let Some(code) = faults.status_for(path) {
         let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let message = if code == 503 {
             SchedError::QueueFull.to_string()
