@@ -29,6 +29,7 @@ import yaml
 
 BACKEND_PROFILES = ("gpu", "emulated")
 WASM_PATH = "/etc/envoy/filter.wasm"
+FLEET_CLUSTER = "ollama_fleet"
 
 
 class Report:
@@ -166,7 +167,7 @@ def check_compose(root: Path, r: Report, syncd_bin: str | None) -> None:
 
 
 def check_envoy_bootstrap(root: Path, r: Report, base_urls: str, instances: list[dict] | None) -> None:
-    """envoy/compose.yaml must reach the same hosts under the clusters syncd names."""
+    """envoy/compose.yaml's fleet cluster must reach every instance syncd polls."""
     path = root / "envoy" / "compose.yaml"
     if not path.exists():
         r.warn("envoy/compose.yaml not rendered yet: bootstrap cross-checks skipped")
@@ -174,17 +175,20 @@ def check_envoy_bootstrap(root: Path, r: Report, base_urls: str, instances: list
     boot = yaml.safe_load(path.read_text())
     clusters = {}
     for c in boot["static_resources"]["clusters"]:
-        addr = c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
-        clusters[c["name"]] = (addr["address"], addr["port_value"])
-    endpoints = set(clusters.values())
+        clusters[c["name"]] = {
+            (e["endpoint"]["address"]["socket_address"]["address"], e["endpoint"]["address"]["socket_address"]["port_value"])
+            for e in c["load_assignment"]["endpoints"][0]["lb_endpoints"]
+        }
+    fleet = clusters.get(FLEET_CLUSTER, set())
+    r.check(bool(fleet), f"envoy/compose.yaml: the fleet cluster {FLEET_CLUSTER} exists", f"clusters are {sorted(clusters)}")
     for host, port in hosts_of(base_urls):
-        r.check((host, port) in endpoints, f"envoy/compose.yaml: a cluster reaches {host}:{port}")
-    r.check(("syncd", 11435) in endpoints, "envoy/compose.yaml: a cluster reaches syncd:11435")
+        r.check((host, port) in fleet, f"envoy/compose.yaml: {FLEET_CLUSTER} reaches {host}:{port}")
+    r.check(("syncd", 11435) in clusters.get("syncd", set()), "envoy/compose.yaml: the syncd cluster reaches syncd:11435")
     if instances is not None:
-        for inst in instances:
-            r.check(inst["cluster"] in clusters, f"envoy/compose.yaml: cluster {inst['cluster']} (syncd's name) exists", f"clusters are {sorted(clusters)}")
+        r.check(len(fleet) == len(instances), f"envoy/compose.yaml: one {FLEET_CLUSTER} endpoint per instance syncd polls")
     text = path.read_text()
     r.check(WASM_PATH in text, f"envoy/compose.yaml: loads the filter from {WASM_PATH}")
+    r.check("envoy.load_balancing_policies.override_host" in text, "envoy/compose.yaml: the fleet cluster takes the filter's endpoint list (override_host)")
 
 
 # --- Kubernetes and Istio ------------------------------------------------

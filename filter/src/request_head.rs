@@ -15,7 +15,20 @@ pub struct RequestHead {
     pub affinity: Option<String>,
     /// The client sent the routing header (which the filter removes).
     pub has_endpoints_header: bool,
+    /// The client sent one of [`RETRY_HEADERS`] (which the filter removes).
+    pub has_retry_headers: bool,
 }
+
+/// Envoy's request headers that change how often or how long a request is
+/// retried: the filter and the route decide that, never a client.
+pub const RETRY_HEADERS: [&str; 6] = [
+    "x-envoy-max-retries",
+    "x-envoy-retry-on",
+    "x-envoy-retriable-status-codes",
+    "x-envoy-retriable-header-names",
+    "x-envoy-upstream-rq-timeout-ms",
+    "x-envoy-upstream-rq-per-try-timeout-ms",
+];
 
 impl RequestHead {
     /// Reads the headers the filter needs from `(name, value)` pairs; the
@@ -44,6 +57,8 @@ impl RequestHead {
                 }
             } else if name.eq_ignore_ascii_case(endpoints_header) {
                 head.has_endpoints_header = true;
+            } else if RETRY_HEADERS.iter().any(|h| name.eq_ignore_ascii_case(h)) {
+                head.has_retry_headers = true;
             }
             if affinity_header.is_some_and(|h| name.eq_ignore_ascii_case(h))
                 && head.affinity.is_none()
@@ -80,9 +95,11 @@ mod tests {
                 ("x-chat", "c1"),
                 ("x-chat", "c2"),
                 ("X-Ollama-LB-Endpoints", "6.6.6.6:1"),
+                ("X-Envoy-Retry-On", "5xx"),
             ],
             Some("x-chat"),
         );
+        assert!(h.has_retry_headers);
         assert_eq!(h.method, "POST");
         assert_eq!(h.path, "/api/chat");
         assert_eq!(h.content_length, Some(42));
@@ -101,7 +118,7 @@ mod tests {
         assert_eq!(h.content_length, None);
         assert_eq!(h.pinned, None);
         assert_eq!(h.affinity, None, "an empty affinity value is none");
-        assert!(!h.has_endpoints_header);
+        assert!(!h.has_endpoints_header && !h.has_retry_headers);
         let bytes = RequestHead::from_pairs(
             [(":path", &b"/api/\xff"[..])],
             "x-ollama-lb-endpoints",

@@ -289,6 +289,11 @@ impl HttpContext for Request {
         if head.has_endpoints_header {
             shared::set_request_header(&config.endpoints_header, None);
         }
+        if head.has_retry_headers {
+            for name in crate::request_head::RETRY_HEADERS {
+                shared::set_request_header(name, None);
+            }
+        }
         let endpoint = classify(&head.method, &head.path);
         self.api = endpoint.api(&head.path);
         self.affinity = head.affinity;

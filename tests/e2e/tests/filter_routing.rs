@@ -180,7 +180,8 @@ async fn send(
 #[tokio::test]
 async fn filter_routes_by_model_and_answers_like_ollama() -> anyhow::Result<()> {
     let mut rig = Rig::new("filter_routing");
-    let (_a, _b, _maps, envoy) = fleet(&mut rig, 2).await?;
+    let (a, _b, _maps, envoy) = fleet(&mut rig, 2).await?;
+    let a_addr = a.addr.to_string();
     let chat = r#""messages":[{"role":"user","content":"hi"}],"stream":false"#;
     let cases: Vec<Case> = vec![
         (
@@ -204,7 +205,13 @@ async fn filter_routes_by_model_and_answers_like_ollama() -> anyhow::Result<()> 
         (
             "POST",
             "/api/chat",
-            vec![("x-ollama-lb-cluster", "a")],
+            // A client listing a (which lacks mistral) and asking for no
+            // retries still reaches b: the filter's list and retry count win.
+            vec![
+                ("x-ollama-lb-endpoints", a_addr.as_str()),
+                ("x-envoy-max-retries", "0"),
+                ("x-envoy-retry-on", "5xx"),
+            ],
             format!(r#"{{{chat},"model":"mistral:latest"}}"#),
             200,
             Some("b"),

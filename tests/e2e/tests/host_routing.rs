@@ -88,14 +88,14 @@ async fn host_mode_routes_by_authority_and_ignores_spoofed_headers() -> anyhow::
             "chat.completion",
         ),
         // A client naming b every way it could still reaches a, which
-        // holds the model: the filter's authority wins, the cluster header
-        // is removed and the instance header overwritten.
+        // holds the model: the filter's authority wins, the endpoints
+        // header is removed and the instance header overwritten.
         (
             "POST",
             "/api/generate",
             vec![
                 ("host", b_host.clone()),
-                ("x-ollama-lb-cluster", "b".into()),
+                ("x-ollama-lb-endpoints", b.addr.to_string()),
                 ("x-ollama-lb-instance", "b".into()),
             ],
             gen,
