@@ -230,6 +230,7 @@ fn floor_config(instances: Vec<e2e::envoy_config::Upstream>) -> serde_json::Valu
         syncd_replicas: Vec::new(),
         route_by: Default::default(),
         failover: Default::default(),
+        fleet_endpoints: e2e::envoy_config::FleetEndpoints::Static,
     }
     .to_value()
 }

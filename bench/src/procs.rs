@@ -53,6 +53,7 @@ pub fn filter_config(
         syncd_replicas: Vec::new(),
         route_by: Default::default(),
         failover: Default::default(),
+        fleet_endpoints: e2e::envoy_config::FleetEndpoints::Static,
     }
     .to_value()
 }
@@ -80,6 +81,7 @@ pub fn plain_config(instances: Vec<Upstream>, cluster: &str) -> Value {
         syncd_replicas: Vec::new(),
         route_by: Default::default(),
         failover: Default::default(),
+        fleet_endpoints: e2e::envoy_config::FleetEndpoints::Static,
     }
     .to_value();
     let hcm = &mut v["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]

@@ -175,17 +175,24 @@ def check_envoy_bootstrap(root: Path, r: Report, base_urls: str, instances: list
     boot = yaml.safe_load(path.read_text())
     clusters = {}
     for c in boot["static_resources"]["clusters"]:
-        clusters[c["name"]] = {
+        clusters[c["name"]] = c
+    def endpoints(c: dict) -> set:
+        return {
             (e["endpoint"]["address"]["socket_address"]["address"], e["endpoint"]["address"]["socket_address"]["port_value"])
-            for e in c["load_assignment"]["endpoints"][0]["lb_endpoints"]
+            for e in c.get("load_assignment", {"endpoints": [{"lb_endpoints": []}]})["endpoints"][0]["lb_endpoints"]
         }
-    fleet = clusters.get(FLEET_CLUSTER, set())
-    r.check(bool(fleet), f"envoy/compose.yaml: the fleet cluster {FLEET_CLUSTER} exists", f"clusters are {sorted(clusters)}")
-    for host, port in hosts_of(base_urls):
-        r.check((host, port) in fleet, f"envoy/compose.yaml: {FLEET_CLUSTER} reaches {host}:{port}")
-    r.check(("syncd", 11435) in clusters.get("syncd", set()), "envoy/compose.yaml: the syncd cluster reaches syncd:11435")
-    if instances is not None:
-        r.check(len(fleet) == len(instances), f"envoy/compose.yaml: one {FLEET_CLUSTER} endpoint per instance syncd polls")
+    fleet = clusters.get(FLEET_CLUSTER)
+    r.check(fleet is not None, f"envoy/compose.yaml: the fleet cluster {FLEET_CLUSTER} exists", f"clusters are {sorted(clusters)}")
+    r.check(("syncd", 11435) in endpoints(clusters.get("syncd", {})), "envoy/compose.yaml: the syncd cluster reaches syncd:11435")
+    if fleet is not None and fleet.get("type") == "EDS":
+        # The endpoints are the instances syncd polls, served by syncd itself.
+        source = fleet["eds_cluster_config"]["eds_config"]["api_config_source"]
+        r.check(source.get("cluster_names") == ["syncd"], f"envoy/compose.yaml: {FLEET_CLUSTER} takes its endpoints from syncd (EDS)")
+    elif fleet is not None:
+        for host, port in hosts_of(base_urls):
+            r.check((host, port) in endpoints(fleet), f"envoy/compose.yaml: {FLEET_CLUSTER} reaches {host}:{port}")
+        if instances is not None:
+            r.check(len(endpoints(fleet)) == len(instances), f"envoy/compose.yaml: one {FLEET_CLUSTER} endpoint per instance syncd polls")
     text = path.read_text()
     r.check(WASM_PATH in text, f"envoy/compose.yaml: loads the filter from {WASM_PATH}")
     r.check("envoy.load_balancing_policies.override_host" in text, "envoy/compose.yaml: the fleet cluster takes the filter's endpoint list (override_host)")

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{Config, ConfigError, PollSettings, Sources};
-use crate::envoy_config::{EnvoyConfig, Failover, RouteBy, Upstream};
+use crate::config::{Config, ConfigError, Discovery, PollSettings, Sources};
+use crate::envoy_config::{EnvoyConfig, Failover, FleetEndpoints, RouteBy, Upstream};
 
 /// Exit code for a configuration or usage error (`EX_USAGE`).
 pub const EXIT_CONFIG: u8 = 64;
@@ -173,6 +173,11 @@ pub struct EnvoyConfigArgs {
     /// the model (endpoints layout; 0 to 10).
     #[arg(long, env = "ENVOY_RETRIES", default_value = "2", value_parser = clap::value_parser!(u32).range(0..=10))]
     pub retries: u32,
+    /// Where Envoy learns the fleet's instances: `eds` (from syncd while
+    /// Envoy runs; instances can come and go) or `static` (fixed in the
+    /// bootstrap).
+    #[arg(long, env = "ENVOY_FLEET_ENDPOINTS", value_enum, default_value = "eds")]
+    pub fleet_endpoints: FleetEndpoints,
     /// Longest wait for an instance to start answering (e.g. 30s) before
     /// the attempt is abandoned and retried on the next one; bounds a hung
     /// instance. Off by default: a cold model load can take minutes before
@@ -225,6 +230,7 @@ impl EnvoyConfigArgs {
                 retries: self.retries,
                 per_try_timeout: self.per_try_timeout,
             },
+            fleet_endpoints: self.fleet_endpoints,
         };
         Ok(envoy.to_yaml())
     }
@@ -248,6 +254,11 @@ fn upstream(cluster: &str, authority: &str) -> Result<Upstream, ConfigError> {
         host: host.to_string(),
         port,
     })
+}
+
+/// Parses `--discover dns:NAME:PORT`.
+fn parse_discovery(s: &str) -> Result<Discovery, String> {
+    Discovery::parse(s).map_err(|e| e.to_string())
 }
 
 /// Parses a JSON object for `--plugin-config`.
@@ -275,9 +286,19 @@ pub struct ConfigArgs {
         value_delimiter = ','
     )]
     pub instances: Vec<String>,
-    /// TOML file with `[[instance]]` tables (`name`, `url`, optional `cluster`).
+    /// TOML file with `[[instance]]` tables (`name`, `url`, optional
+    /// `cluster`); `syncd run` reads it again on SIGHUP and when it changes.
     #[arg(long, env = "SYNCD_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// A DNS name whose every address is an instance, as dns:NAME:PORT (a
+    /// Kubernetes headless Service, a compose service with replicas);
+    /// resolved again at every poll interval; repeatable.
+    #[arg(long, env = "SYNCD_DISCOVER", value_name = "dns:NAME:PORT", value_delimiter = ',', value_parser = parse_discovery)]
+    pub discover: Vec<Discovery>,
+    /// Ask this DNS server (IP:PORT) for --discover names instead of the
+    /// system's resolver.
+    #[arg(long, env = "SYNCD_DNS_SERVER", value_name = "IP:PORT")]
+    pub dns_server: Option<SocketAddr>,
     /// Address of the HTTP API that publishes the map.
     #[arg(long, env = "SYNCD_LISTEN", default_value = "127.0.0.1:11435")]
     pub listen: SocketAddr,
@@ -314,6 +335,8 @@ impl ConfigArgs {
             file: self.config.clone(),
             instance_flags: self.instances.clone(),
             base_urls: self.base_urls.clone(),
+            discover: self.discover.clone(),
+            dns_server: self.dns_server,
         };
         let poll = PollSettings {
             interval: self.interval,

@@ -76,14 +76,18 @@ impl Default for PollSettings {
 pub struct Config {
     /// Address of the publishing HTTP API.
     pub listen: SocketAddr,
-    /// Instances in configuration order (the map keeps this order).
+    /// Instances in configuration order (the map keeps this order), as
+    /// resolved at start; the file and DNS names in `sources` may change
+    /// them at run time (see [`crate::membership`]).
     pub instances: Vec<Instance>,
     /// Polling and health settings.
     pub poll: PollSettings,
+    /// Where `instances` came from, read again on reload.
+    pub sources: Sources,
 }
 
 /// Where instances come from, as the user gave them.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Sources {
     /// `--config FILE`.
     pub file: Option<PathBuf>,
@@ -91,6 +95,57 @@ pub struct Sources {
     pub instance_flags: Vec<String>,
     /// `OLLAMA_BASE_URLS`, `;`-separated.
     pub base_urls: Option<String>,
+    /// `--discover dns:NAME:PORT`: every address of NAME is an instance.
+    pub discover: Vec<Discovery>,
+    /// `--dns-server IP:PORT`: ask this DNS server for `discover` names
+    /// instead of the system's resolver.
+    pub dns_server: Option<SocketAddr>,
+}
+
+/// A DNS name whose every A/AAAA record is an Ollama instance on `port`
+/// (a Kubernetes headless Service, a scaled compose service).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Discovery {
+    pub name: String,
+    pub port: u16,
+}
+
+impl Discovery {
+    /// Parses `dns:NAME:PORT` (`dns:NAME` means Ollama's port 11434).
+    pub fn parse(spec: &str) -> Result<Discovery, ConfigError> {
+        let bad = |fix: &str| ConfigError::Value {
+            what: "--discover".into(),
+            value: spec.into(),
+            fix: fix.into(),
+        };
+        let rest = spec.strip_prefix("dns:").ok_or_else(|| {
+            bad("give dns:NAME:PORT, e.g. dns:ollama.default.svc.cluster.local:11434")
+        })?;
+        let (name, port) = match rest.rsplit_once(':') {
+            Some((name, port)) => (
+                name,
+                port.parse()
+                    .map_err(|_| bad("the port must be a number from 1 to 65535"))?,
+            ),
+            None => (rest, DEFAULT_OLLAMA_PORT),
+        };
+        let label_ok = |l: &str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        };
+        let name = name.trim_end_matches('.');
+        if port == 0 || name.is_empty() || name.len() > 253 || !name.split('.').all(label_ok) {
+            return Err(bad(
+                "give a DNS name of letters, digits, '-' and '.', and a port from 1 to 65535",
+            ));
+        }
+        Ok(Discovery {
+            name: name.to_string(),
+            port,
+        })
+    }
 }
 
 /// A configuration that cannot be used, naming the value and the fix.
@@ -164,26 +219,46 @@ impl Config {
         poll: PollSettings,
     ) -> Result<Config, ConfigError> {
         check_poll(&poll)?;
-        let mut found = Vec::new();
-        if let Some(path) = &sources.file {
-            found.extend(instances_from_file(path)?);
-        }
-        for flag in &sources.instance_flags {
-            found.push(instance_from_flag(flag)?);
-        }
-        if let Some(urls) = &sources.base_urls {
-            found.extend(instances_from_base_urls(urls)?);
-        }
-        if found.is_empty() {
+        let instances = static_instances(sources)?;
+        if instances.is_empty() && sources.discover.is_empty() {
             return Err(ConfigError::NoInstances);
         }
-        check_unique(&found)?;
-        let instances = found.into_iter().map(|(i, _)| i).collect();
         Ok(Config {
             listen,
             instances,
             poll,
+            sources: sources.clone(),
         })
+    }
+}
+
+/// The instances the file, the flags and `OLLAMA_BASE_URLS` name (read
+/// again on every reload), validated and unique.
+pub fn static_instances(sources: &Sources) -> Result<Vec<Instance>, ConfigError> {
+    let mut found = Vec::new();
+    if let Some(path) = &sources.file {
+        found.extend(instances_from_file(path)?);
+    }
+    for flag in &sources.instance_flags {
+        found.push(instance_from_flag(flag)?);
+    }
+    if let Some(urls) = &sources.base_urls {
+        found.extend(instances_from_base_urls(urls)?);
+    }
+    check_unique(&found)?;
+    Ok(found.into_iter().map(|(i, _)| i).collect())
+}
+
+/// The instance at a discovered address: `http://IP:PORT`, named from it
+/// (`10.0.0.5_11434`), so an instance that stays keeps its name.
+pub fn discovered_instance(addr: SocketAddr) -> Instance {
+    let authority = addr.to_string();
+    let name = derive_name(&authority);
+    Instance {
+        cluster: name.clone(),
+        name,
+        url: format!("http://{authority}"),
+        authority,
     }
 }
 

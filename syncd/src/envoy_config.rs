@@ -3,7 +3,9 @@
 //! per replica), and admin on loopback.
 //!
 //! Two layouts match the filter's `route_by`:
-//! - `endpoints` (the default): one fleet cluster holding every instance,
+//! - `endpoints` (the default): one fleet cluster holding every instance
+//!   (served by syncd over EDS, so instances come and go while Envoy
+//!   runs; or fixed in the bootstrap with `--fleet-endpoints static`),
 //!   whose `override_host` policy takes the filter's ranked `IP:port` list
 //!   from a header, and one route whose retry policy moves a request that
 //!   has not started its response to the next listed instance. The
@@ -30,6 +32,17 @@ pub const FLEET_CLUSTER: &str = "ollama_fleet";
 
 /// Default most retries of one request (each on the next listed instance).
 pub const DEFAULT_RETRIES: u32 = 2;
+
+/// Where Envoy learns the fleet cluster's endpoints.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum FleetEndpoints {
+    /// From syncd over EDS (REST-JSON): membership changes need no restart.
+    #[default]
+    Eds,
+    /// The instances' hosts in the bootstrap (`STRICT_DNS`): a change of
+    /// members means rendering again and restarting Envoy.
+    Static,
+}
 
 /// Default request-body limit, shared by the filter and Envoy's buffers.
 pub const DEFAULT_MAX_BODY_BYTES: u64 = 32 << 20;
@@ -90,6 +103,8 @@ pub struct EnvoyConfig {
     pub max_body_bytes: u64,
     /// Failover of the endpoints layout.
     pub failover: Failover,
+    /// Where the fleet cluster's endpoints come from (endpoints layout).
+    pub fleet_endpoints: FleetEndpoints,
 }
 
 /// How Envoy retries a request on the next instance the filter listed.
@@ -162,16 +177,7 @@ impl EnvoyConfig {
             "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
         }));
         let mut clusters: Vec<Value> = match self.route_by {
-            RouteBy::Endpoints => {
-                let all: Vec<_> = self
-                    .instances
-                    .iter()
-                    .map(|u| (u.host.clone(), u.port))
-                    .collect();
-                let mut fleet = cluster(FLEET_CLUSTER, &all, buffer_limit);
-                fleet["load_balancing_policy"] = override_host_policy();
-                vec![fleet]
-            }
+            RouteBy::Endpoints => vec![self.fleet_cluster(buffer_limit)],
             RouteBy::Host => self
                 .instances
                 .iter()
@@ -182,6 +188,8 @@ impl EnvoyConfig {
         syncd.extend(self.syncd_replicas.iter().cloned());
         clusters.push(cluster(&self.syncd.cluster, &syncd, 1 << 20));
         json!({
+            // xDS needs a node; it names this gateway to syncd.
+            "node": {"id": "ollama-lb", "cluster": "ollama-lb"},
             "admin": {"address": socket(self.admin)},
             "static_resources": {
                 "listeners": [{
@@ -209,6 +217,38 @@ impl EnvoyConfig {
                 "clusters": clusters,
             },
         })
+    }
+
+    /// Every instance as an endpoint, with the override-host policy.
+    fn fleet_cluster(&self, buffer_limit: u64) -> Value {
+        let mut fleet = match self.fleet_endpoints {
+            FleetEndpoints::Static => {
+                let all: Vec<_> = self
+                    .instances
+                    .iter()
+                    .map(|u| (u.host.clone(), u.port))
+                    .collect();
+                cluster(FLEET_CLUSTER, &all, buffer_limit)
+            }
+            FleetEndpoints::Eds => json!({
+                "name": FLEET_CLUSTER,
+                "type": "EDS",
+                "connect_timeout": "2s",
+                "per_connection_buffer_limit_bytes": buffer_limit,
+                "eds_cluster_config": {"eds_config": {
+                    "resource_api_version": "V3",
+                    "api_config_source": {
+                        "api_type": "REST",
+                        "transport_api_version": "V3",
+                        "cluster_names": [self.syncd.cluster],
+                        "refresh_delay": "0.5s",
+                        "request_timeout": "1s",
+                    },
+                }},
+            }),
+        };
+        fleet["load_balancing_policy"] = override_host_policy();
+        fleet
     }
 
     fn virtual_hosts(&self) -> Value {
@@ -447,6 +487,7 @@ mod tests {
             plugin_config: json!({"policy": "random"}),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             failover: Failover::default(),
+            fleet_endpoints: FleetEndpoints::Static,
         }
     }
 
@@ -514,6 +555,24 @@ mod tests {
             .unwrap();
         assert!(plugin.contains(r#""retries":2"#), "{plugin}");
         assert!(!plugin.contains("route_by"), "{plugin}");
+    }
+
+    #[test]
+    fn eds_endpoints_come_from_syncd() {
+        let mut config = sample();
+        config.fleet_endpoints = FleetEndpoints::Eds;
+        let v = config.to_value();
+        let fleet = &v["static_resources"]["clusters"][0];
+        assert_eq!(fleet["type"], "EDS");
+        let source = &fleet["eds_cluster_config"]["eds_config"]["api_config_source"];
+        assert_eq!(source["api_type"], "REST");
+        assert_eq!(source["cluster_names"], json!(["syncd"]));
+        assert!(fleet.get("load_assignment").is_none());
+        assert_eq!(
+            fleet["load_balancing_policy"]["policies"][0]["typed_extension_config"]["name"],
+            "envoy.load_balancing_policies.override_host"
+        );
+        assert_eq!(v["node"]["id"], "ollama-lb");
     }
 
     #[test]

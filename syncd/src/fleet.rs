@@ -75,6 +75,32 @@ pub struct InstanceReport {
     pub poll_latency_ms: Option<f64>,
 }
 
+/// What [`Fleet::set_members`] changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct MemberChange {
+    /// Instances to start polling.
+    pub added: Vec<Instance>,
+    /// Names of instances no longer in the fleet (their pollers stop).
+    pub removed: Vec<String>,
+}
+
+impl Slot {
+    fn new(instance: Instance) -> Slot {
+        Slot {
+            instance,
+            address: String::new(),
+            health: Health::default(),
+            held: Vec::new(),
+            version: None,
+            last_seen: None,
+            last_error: None,
+            latency: None,
+            latency_histogram: Histogram::default(),
+            failures_total: 0,
+        }
+    }
+}
+
 /// Shared by the pollers, the HTTP API and the metrics.
 #[derive(Debug)]
 pub struct Fleet {
@@ -92,22 +118,7 @@ const PAST_IDS: usize = 1024;
 impl Fleet {
     /// One empty slot per configured instance; nothing published yet.
     pub fn new(config: &Config) -> Arc<Fleet> {
-        let slots = config
-            .instances
-            .iter()
-            .map(|instance| Slot {
-                instance: instance.clone(),
-                address: String::new(),
-                health: Health::default(),
-                held: Vec::new(),
-                version: None,
-                last_seen: None,
-                last_error: None,
-                latency: None,
-                latency_histogram: Histogram::default(),
-                failures_total: 0,
-            })
-            .collect();
+        let slots = config.instances.iter().cloned().map(Slot::new).collect();
         Arc::new(Fleet {
             settings: config.poll.clone(),
             slots: Mutex::new(slots),
@@ -147,13 +158,38 @@ impl Fleet {
         self.lock().clone()
     }
 
-    /// Whether the next poll of slot `idx` should ask `/api/version`
+    /// Whether the next poll of `instance` should ask `/api/version`
     /// anyway: while it is unknown, and after failures (the instance may
     /// have been upgraded while unreachable).
-    pub fn wants_version(&self, idx: usize) -> bool {
+    pub fn wants_version(&self, instance: &str) -> bool {
         self.lock()
-            .get(idx)
+            .iter()
+            .find(|s| s.instance.name == instance)
             .is_some_and(|s| s.version.is_none() || s.health.consecutive_failures > 0)
+    }
+
+    /// Makes the fleet `instances`: instances that stay keep their slot
+    /// (health, models, metrics), new ones get an empty slot (left out of
+    /// the map until their first poll), gone ones are dropped from the map
+    /// at once. An instance whose URL changed counts as gone and new.
+    pub fn set_members(&self, instances: &[Instance]) -> MemberChange {
+        let mut slots = self.lock();
+        let mut old: Vec<Slot> = std::mem::take(&mut *slots);
+        let mut change = MemberChange::default();
+        for instance in instances {
+            match old.iter().position(|s| s.instance == *instance) {
+                Some(at) => slots.push(old.swap_remove(at)),
+                None => {
+                    change.added.push(instance.clone());
+                    slots.push(Slot::new(instance.clone()));
+                }
+            }
+        }
+        change.removed = old.into_iter().map(|s| s.instance.name).collect();
+        if !change.removed.is_empty() {
+            self.republish(&slots);
+        }
+        change
     }
 
     fn lock(&self) -> MutexGuard<'_, Vec<Slot>> {
@@ -162,21 +198,21 @@ impl Fleet {
         self.slots.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Records one poll of slot `idx`, republishes the map if its content
-    /// changed, and returns the wait before this instance's next poll.
-    /// `address` is the instance's host as resolved for this poll (kept
-    /// from the last poll that resolved it when `None`).
+    /// Records one poll of `instance`, republishes the map if its content
+    /// changed, and returns the wait before this instance's next poll, or
+    /// `None` if it is no longer a member (its poller stops). `address` is
+    /// the instance's host as resolved for this poll (kept from the last
+    /// poll that resolved it when `None`).
     pub fn record(
         &self,
-        idx: usize,
+        instance: &str,
         outcome: Result<Observation, PollError>,
         latency: Duration,
         address: Option<String>,
-    ) -> Duration {
+    ) -> Option<Duration> {
         let mut slots = self.lock();
-        let Some(slot) = slots.get_mut(idx) else {
-            return self.settings.interval;
-        };
+        let slot = slots.iter_mut().find(|s| s.instance.name == instance)?;
+        let first_poll = !slot.health.polled;
         let moved = match address {
             Some(a) if a != slot.address => {
                 slot.address = a;
@@ -207,10 +243,15 @@ impl Fleet {
         let delay = slot.health.next_delay(&self.settings);
         // Rebuilding is skipped when nothing the map shows has changed, so
         // a large quiet fleet costs no hashing per poll.
-        if transition.is_some() || content_changed || moved || self.published.borrow().is_none() {
+        if transition.is_some()
+            || content_changed
+            || moved
+            || first_poll
+            || self.published.borrow().is_none()
+        {
             self.republish(&slots);
         }
-        delay
+        Some(delay)
     }
 
     /// Returns the transition and whether the models or version changed.
@@ -243,12 +284,17 @@ impl Fleet {
         slot.health.record_failure(&self.settings)
     }
 
+    /// Builds and publishes the map if its id changed. The first map waits
+    /// for every instance's first poll; later ones leave out instances
+    /// added since that have not been polled yet.
     fn republish(&self, slots: &[Slot]) {
-        if !slots.iter().all(|s| s.health.polled) {
+        let first = self.published.borrow().is_none();
+        if first && !slots.iter().all(|s| s.health.polled) {
             return;
         }
         let views: Vec<_> = slots
             .iter()
+            .filter(|s| s.health.polled)
             .map(|s| InstanceView {
                 instance: &s.instance,
                 address: &s.address,

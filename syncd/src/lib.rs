@@ -28,9 +28,12 @@
 pub mod build;
 pub mod cli;
 pub mod config;
+pub mod dns;
+pub mod eds;
 pub mod envoy_config;
 pub mod fleet;
 pub mod health;
+pub mod membership;
 pub mod metrics;
 pub mod ollama;
 pub mod poller;
@@ -117,13 +120,30 @@ pub async fn run_with_sync(
     sync: SyncSettings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
+    let reload = Arc::new(tokio::sync::Notify::new());
+    serve(listener, config, fleet, sync, reload, shutdown).await
+}
+
+/// [`run_with_sync`] with a reload trigger: each notification reads the
+/// instance file again (the binary notifies it on SIGHUP).
+pub async fn serve(
+    listener: TcpListener,
+    config: &Config,
+    fleet: Arc<Fleet>,
+    sync: SyncSettings,
+    reload: Arc<tokio::sync::Notify>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
     let http = ollama::OllamaClient::http_client(&config.poll);
     let mut pollers = JoinSet::new();
-    for (idx, instance) in config.instances.iter().enumerate() {
-        let client = ollama::OllamaClient::new(http.clone(), instance, &config.poll);
-        let every = config.poll.version_every.get();
-        pollers.spawn(poller::run_poller(fleet.clone(), idx, client, every));
-    }
+    pollers.spawn(membership::run_membership(
+        fleet.clone(),
+        config.sources.clone(),
+        config.poll.clone(),
+        http,
+        config.instances.clone(),
+        reload,
+    ));
     let exec = sync::Executor::new(&config.poll, sync.per_instance);
     if let Some(every) = sync.reconcile {
         tracing::info!(every = ?every, placement = sync.placement.is_some(), "reconcile on");

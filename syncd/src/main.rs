@@ -42,7 +42,9 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                     .await
                     .with_context(|| format!("binding --listen {}", config.listen))?;
                 let fleet = syncd::Fleet::new(&config);
-                syncd::run_with_sync(listener, &config, fleet, sync, shutdown_signal()).await?;
+                let reload = std::sync::Arc::new(tokio::sync::Notify::new());
+                notify_on_sighup(reload.clone());
+                syncd::serve(listener, &config, fleet, sync, reload, shutdown_signal()).await?;
                 Ok(ExitCode::SUCCESS)
             })
         }
@@ -94,6 +96,27 @@ fn init_logging() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+}
+
+/// Notifies `reload` on every SIGHUP (the instance file is read again).
+fn notify_on_sighup(reload: std::sync::Arc<tokio::sync::Notify>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::hangup()) {
+            Ok(mut hup) => {
+                tokio::spawn(async move {
+                    while hup.recv().await.is_some() {
+                        tracing::info!("SIGHUP: reading the instances again");
+                        reload.notify_one();
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP; reload by editing the file")
+            }
+        }
+    }
 }
 
 /// Completes on SIGINT or SIGTERM.

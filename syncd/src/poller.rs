@@ -6,28 +6,33 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
+use crate::config::Instance;
 use crate::fleet::Fleet;
 use crate::ollama::Probe;
 
-/// Polls slot `idx` through `probe` until the task is aborted.
+/// Polls `instance` through `probe` until the task is aborted or the
+/// instance leaves the fleet.
 ///
 /// Polls start `interval` apart (or the backoff while down); a poll that
 /// overruns is followed by the next one at once, never by two at a time.
 /// `/api/version` is asked on polls 0, K, 2K… (`--version-every K`) and on
 /// every poll while it is unknown or the last poll failed.
-pub async fn run_poller<P: Probe>(fleet: Arc<Fleet>, idx: usize, probe: P, version_every: u32) {
+pub async fn run_poller<P: Probe>(
+    fleet: Arc<Fleet>,
+    instance: Instance,
+    probe: P,
+    version_every: u32,
+) {
     let mut round: u64 = 0;
-    let authority = fleet
-        .slots()
-        .get(idx)
-        .map(|s| s.instance.authority.clone())
-        .unwrap_or_default();
     loop {
         let started = Instant::now();
-        let with_version = round % u64::from(version_every.max(1)) == 0 || fleet.wants_version(idx);
-        let address = crate::resolve::envoy_address(&authority).await;
+        let with_version =
+            round % u64::from(version_every.max(1)) == 0 || fleet.wants_version(&instance.name);
+        let address = crate::resolve::envoy_address(&instance.authority).await;
         let outcome = probe.poll(with_version).await;
-        let delay = fleet.record(idx, outcome, started.elapsed(), address);
+        let Some(delay) = fleet.record(&instance.name, outcome, started.elapsed(), address) else {
+            return;
+        };
         round += 1;
         tokio::time::sleep_until(started + delay).await;
     }
@@ -86,6 +91,7 @@ mod tests {
                 max_backoff: Duration::from_secs(10),
                 ..PollSettings::default()
             },
+            sources: Default::default(),
         })
     }
 
@@ -97,7 +103,8 @@ mod tests {
             start: Some(Instant::now()),
             ..Scripted::default()
         };
-        let task = tokio::spawn(run_poller(fleet.clone(), 0, probe.clone(), 15));
+        let instance = fleet.slots()[0].instance.clone();
+        let task = tokio::spawn(run_poller(fleet.clone(), instance, probe.clone(), 15));
         tokio::time::sleep(Duration::from_millis(100)).await;
         let map = fleet.current().expect("published after the first poll");
         assert!(map.map.instances[0].healthy);

@@ -14,6 +14,9 @@
 //!   new: then it answers at once. So a restarted daemon, whose maps are all
 //!   newer than the one a filter kept from its previous life, is installed
 //!   without waiting for its next change.
+//! - `POST /v3/discovery:endpoints`: the fleet cluster's endpoints for
+//!   Envoy (EDS over REST-JSON, see [`crate::eds`]); 304 when Envoy's
+//!   `version_info` is current.
 //! - `GET /v1/instances`, `GET /healthz`, `GET /readyz`, `GET /metrics`.
 
 use std::sync::Arc;
@@ -46,6 +49,10 @@ pub fn router(fleet: Arc<Fleet>, stopping: watch::Receiver<bool>) -> Router {
     Router::new()
         .route("/v1/map", get(get_map))
         .route("/v1/instances", get(get_instances))
+        .route(
+            "/v3/discovery:endpoints",
+            axum::routing::post(discover_endpoints),
+        )
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -229,6 +236,15 @@ async fn get_instances(State(state): State<AppState>) -> Json<InstancesBody> {
         map_id: current.map(|p| p.map.id.clone()),
         instances: state.fleet.reports(),
     })
+}
+
+async fn discover_endpoints(State(state): State<AppState>, body: bytes::Bytes) -> Response {
+    let (cluster, known) = crate::eds::read_request(&body);
+    let endpoints = crate::eds::fleet_endpoints(&state.fleet.slots());
+    if known == crate::eds::version(&endpoints) {
+        return StatusCode::NOT_MODIFIED.into_response();
+    }
+    Json(crate::eds::response(&cluster, &endpoints)).into_response()
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {

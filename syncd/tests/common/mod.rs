@@ -96,6 +96,7 @@ impl Daemon {
             listen: listener.local_addr().unwrap(),
             instances,
             poll,
+            sources: Default::default(),
         };
         let url = format!("http://{}", config.listen);
         let fleet = Fleet::new(&config);

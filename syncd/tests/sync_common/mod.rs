@@ -65,6 +65,7 @@ pub fn config(emus: &[&EmuHandle]) -> Config {
             })
             .collect(),
         poll: fast(),
+        sources: Default::default(),
     }
 }
 

@@ -203,6 +203,7 @@ impl Rig {
             plugin_config: serde_json::json!({}),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             failover: Default::default(),
+            fleet_endpoints: Default::default(),
         }
     }
 

@@ -36,6 +36,7 @@ async fn envoy_streams_a_chat_from_either_emulator() -> anyhow::Result<()> {
         .await?;
     let mut config = rig.envoy_config(&[&a, &b], e2e::rig::free_port()?);
     config.wasm_path = None;
+    config.fleet_endpoints = e2e::envoy_config::FleetEndpoints::Static;
     let envoy = rig.envoy(&config, 1).await?;
 
     for emu in [&a, &b] {

@@ -130,6 +130,8 @@ async fn fleet(rig: &mut Rig, workers: u32) -> anyhow::Result<(Emu, Emu, MapServ
         ],
     ));
     let mut config = rig.envoy_config(&[&a, &b], maps.addr);
+    // The stand-in map server serves no endpoints: a fixed fleet cluster.
+    config.fleet_endpoints = e2e::envoy_config::FleetEndpoints::Static;
     config.plugin_config =
         json!({"long_poll_seconds": 2, "affinity_header": "x-openwebui-chat-id"});
     let envoy = rig.envoy(&config, workers).await?;
@@ -459,6 +461,8 @@ async fn filter_waits_for_the_map_then_follows_it() -> anyhow::Result<()> {
     let b = rig.emulator("b", &["--model", "llama3"]).await?;
     let maps = MapServer::start().await?;
     let mut config = rig.envoy_config(&[&a, &b], maps.addr);
+    // The stand-in map server serves no endpoints: a fixed fleet cluster.
+    config.fleet_endpoints = e2e::envoy_config::FleetEndpoints::Static;
     config.plugin_config = json!({"long_poll_seconds": 2});
     let envoy = rig.envoy(&config, 2).await?;
     let gen = r#"{"model":"llama3","prompt":"hi","stream":false}"#;
@@ -629,6 +633,8 @@ async fn filter_spreads_streams_by_in_flight_count_across_workers() -> anyhow::R
     ];
     maps.set(map_of(&[(&a, true), (&b, true)], &[], &holds));
     let mut config = rig.envoy_config(&[&a, &b], maps.addr);
+    // The stand-in map server serves no endpoints: a fixed fleet cluster.
+    config.fleet_endpoints = e2e::envoy_config::FleetEndpoints::Static;
     config.plugin_config = json!({"policy": "least_request"});
     let envoy = rig.envoy(&config, 2).await?;
     wait_for_map(&envoy).await?;
@@ -704,6 +710,8 @@ async fn filter_cools_down_an_instance_that_dies_mid_stream() -> anyhow::Result<
     ];
     maps.set(map_of(&[(&a, true), (&b, true)], &[], &holds));
     let mut config = rig.envoy_config(&[&a, &b], maps.addr);
+    // The stand-in map server serves no endpoints: a fixed fleet cluster.
+    config.fleet_endpoints = e2e::envoy_config::FleetEndpoints::Static;
     config.plugin_config = json!({"affinity_header": "x-chat", "cooldown_ms": 60000});
     let envoy = rig.envoy(&config, 1).await?;
     wait_for_map(&envoy).await?;
