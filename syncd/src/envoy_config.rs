@@ -151,6 +151,7 @@ impl EnvoyConfig {
                                 "virtual_hosts": self.virtual_hosts(),
                             },
                             "http_filters": http_filters,
+                            "access_log": access_log(),
                         },
                     }]}],
                 }],
@@ -214,6 +215,36 @@ impl EnvoyConfig {
         emit_yaml(&mut out, &self.to_value(), 0);
         out
     }
+}
+
+/// One JSON line per request on Envoy's stdout: the model (set by the
+/// filter as the `ollama_lb_model` property, so Envoy keeps it in filter
+/// state), the cluster and host that served it, and how many attempts that
+/// took (above 1: retried). Fleet reads the filter answers itself have no
+/// upstream (`-`/`null`). Field meanings are in docs/operations.md.
+fn access_log() -> Value {
+    json!([{
+        "name": "envoy.access_loggers.stdout",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+            "log_format": {"json_format": {
+                "time": "%START_TIME%",
+                "method": "%REQ(:METHOD)%",
+                "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
+                "status": "%RESPONSE_CODE%",
+                "model": "%FILTER_STATE(wasm.ollama_lb_model:PLAIN)%",
+                "cluster": "%UPSTREAM_CLUSTER%",
+                "upstream_host": "%UPSTREAM_HOST%",
+                "attempts": "%UPSTREAM_REQUEST_ATTEMPT_COUNT%",
+                "response_flags": "%RESPONSE_FLAGS%",
+                "details": "%RESPONSE_CODE_DETAILS%",
+                "duration_ms": "%DURATION%",
+                "bytes_received": "%BYTES_RECEIVED%",
+                "bytes_sent": "%BYTES_SENT%",
+                "request_id": "%REQ(X-REQUEST-ID)%",
+            }},
+        },
+    }])
 }
 
 fn socket(addr: SocketAddr) -> Value {
