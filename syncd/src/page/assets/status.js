@@ -37,8 +37,13 @@ function tile(label, value, warn) {
     el("div", { class: "value" }, value), el("div", { class: "label" }, label));
 }
 
+// Whether any gateway answered: else the counts are unknown, not zero.
+function known(s) {
+  return s.inflight.configured && s.inflight.gateways.some((g) => !g.error);
+}
+
 function inflightOf(s, instance) {
-  return s.inflight.configured ? String(s.inflight.instances[instance] || 0) : "–";
+  return known(s) ? String(s.inflight.instances[instance] || 0) : "–";
 }
 
 function renderSummary(s) {
@@ -49,7 +54,7 @@ function renderSummary(s) {
     tile("instances up", up + " / " + s.instances.length, up < s.instances.length),
     tile("models", s.models.length),
     tile("digest disagreements", s.digest_mismatches, s.digest_mismatches > 0),
-    tile("in flight", s.inflight.configured ? total : "–"),
+    tile("in flight", known(s) ? total : "–", s.inflight.configured && !known(s)),
     tile("syncs running", running),
   );
 }
@@ -102,7 +107,7 @@ function renderGrid(s) {
         m.digest_mismatch ? el("span", { class: "badge down" }, "digests disagree") : null,
         el("div", { class: "url" }, "canonical " + m.canonical_digest)),
       names.map((n) => cell(m, byInst.get(n))),
-      el("td", { class: "num" }, s.inflight.configured ? total : "–"));
+      el("td", { class: "num" }, known(s) ? total : "–"));
   });
   fill(document.querySelector("#grid tbody"), rows);
 }
@@ -136,7 +141,7 @@ function renderSource(s) {
   const parts = s.inflight.gateways.map((g) =>
     el("span", { class: g.error ? "error" : "" }, g.admin + (g.error ? " (" + g.error + ")" : " (ok)")));
   li.replaceChildren("In flight: the filter's gauges read from the Envoy admin of each gateway, summed, at most once a second: ",
-    parts.flatMap((p, i) => (i ? [", ", p] : [p])), ".");
+    ...parts.flatMap((p, i) => (i ? [", ", p] : [p])), ".");
 }
 
 function render(s) {
