@@ -131,6 +131,7 @@ impl EnvoyConfig {
         clusters.push(cluster(&self.syncd.cluster, &syncd, 1 << 20));
         json!({
             "admin": {"address": socket(self.admin)},
+            "stats_config": stats_config(),
             "static_resources": {
                 "listeners": [{
                     "name": "ollama",
@@ -215,6 +216,19 @@ impl EnvoyConfig {
         emit_yaml(&mut out, &self.to_value(), 0);
         out
     }
+}
+
+/// Turns the instance in the filter's per-instance stat names
+/// (`wasmcustom.ollama_lb.inflight.<instance>`, `….routed.<instance>`)
+/// into an `instance` tag, so Prometheus gets `ollama_lb_inflight{instance}`
+/// rather than one metric name per instance. The per-model gauges stay
+/// untagged: instance names and model keys both may contain dots, so no
+/// pattern can split them (syncd's status page splits them with the map).
+fn stats_config() -> Value {
+    json!({"stats_tags": [{
+        "tag_name": "instance",
+        "regex": r"^wasmcustom\.ollama_lb\.(?:inflight|routed)(\.(.+))$",
+    }]})
 }
 
 /// One JSON line per request on Envoy's stdout: the model (set by the
@@ -381,6 +395,21 @@ mod tests {
         ));
         assert!(yaml.contains("allow_on_headers_stop_iteration: true"));
         assert!(yaml.contains("cluster_header: \"x-ollama-lb-cluster\""));
+    }
+
+    #[test]
+    fn requests_are_logged_with_model_upstream_and_attempts() {
+        let v = sample().to_value();
+        let hcm = &v["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+            ["typed_config"];
+        let fields = &hcm["access_log"][0]["typed_config"]["log_format"]["json_format"];
+        assert_eq!(
+            fields["model"],
+            "%FILTER_STATE(wasm.ollama_lb_model:PLAIN)%"
+        );
+        assert_eq!(fields["upstream_host"], "%UPSTREAM_HOST%");
+        assert_eq!(fields["attempts"], "%UPSTREAM_REQUEST_ATTEMPT_COUNT%");
+        assert_eq!(v["stats_config"]["stats_tags"][0]["tag_name"], "instance");
     }
 
     #[test]
