@@ -10,6 +10,8 @@
 //!   until this daemon's map changes, so filters polling several replicas
 //!   in turn do not swing between their maps while one lags a poll behind.
 //! - `GET /v1/instances`, `GET /healthz`, `GET /readyz`, `GET /metrics`.
+//!
+//! The status page and `/v1/status` are in [`crate::page`].
 
 use std::sync::Arc;
 use std::time::Duration;
