@@ -115,7 +115,7 @@ function renderGrid(s) {
 function renderSyncs(s) {
   const jobs = s.syncs.slice().reverse();
   const rows = jobs.map((j) => {
-    const pct = j.total ? Math.floor((100 * (j.completed || 0)) / j.total) : null;
+    const pct = j.ok === true ? 100 : j.total ? Math.floor((100 * (j.completed || 0)) / j.total) : null;
     const state = j.ok === undefined ? "running" : j.ok ? "done" : "failed";
     return el("tr", { "data-state": state },
       el("td", { "data-label": "instance" }, j.instance),
