@@ -22,6 +22,8 @@ const READ_PAGE: &str = r##"(() => !document.getElementById("footer") ? null : (
   inflight: Object.fromEntries([...document.querySelectorAll("#instances tbody tr")]
     .map((tr) => [tr.dataset.instance, tr.querySelector("[data-label='in flight']")?.textContent])),
   models: [...document.querySelectorAll("#grid tbody tr")].map((tr) => tr.dataset.model),
+  modelInflight: Object.fromEntries([...document.querySelectorAll("#grid tbody tr")]
+    .map((tr) => [tr.dataset.model, tr.lastElementChild.textContent])),
   loaded: [...document.querySelectorAll("#grid td[data-loaded='yes']")]
     .map((td) => td.dataset.model + "@" + td.dataset.instance),
   syncs: [...document.querySelectorAll("#syncs tbody tr")].map((tr) => tr.dataset.state),
@@ -135,13 +137,17 @@ async fn the_status_page_shows_the_fleet_and_follows_it_live() -> anyhow::Result
     let want = format!("{SLOW}@c");
     let (_, took) = browser
         .wait_for(READ_PAGE, DEADLINE, |p| {
-            strings(&p["loaded"]).contains(&want) && p["inflight"]["c"] == "1"
+            strings(&p["loaded"]).contains(&want)
+                && p["inflight"]["c"] == "1"
+                && p["modelInflight"][SLOW] == "1"
         })
         .await?;
     println!("a model loaded and a request in flight: on the page {took:?} after the first token ({:?} since)", sent.elapsed());
     drop(stream);
     browser
-        .wait_for(READ_PAGE, DEADLINE, |p| p["inflight"]["c"] == "0")
+        .wait_for(READ_PAGE, DEADLINE, |p| {
+            p["inflight"]["c"] == "0" && p["modelInflight"][SLOW] == "0"
+        })
         .await?;
 
     // Envoy's access log names the model and the instance that served it.
