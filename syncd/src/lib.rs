@@ -14,6 +14,9 @@
 //! - [`poller`]: one task per instance.
 //! - [`server`]: the HTTP API (`/v1/map` with long poll, `/v1/instances`,
 //!   `/healthz`, `/readyz`, `/metrics`); [`metrics`] renders the last.
+//! - [`page`]: the status page (`GET /`), its live feed and
+//!   `/v1/status`; [`gateways`] reads the in-flight counts it shows from
+//!   Envoy admins (`--envoy-admin`).
 //! - [`envoy_config`]: renders the Envoy bootstrap (`envoy-config`).
 //! - [`sync`]: fleet model sync: placement, planner, executor, progress,
 //!   `POST /v1/sync` and the reconcile loop.
@@ -32,10 +35,12 @@ pub mod dns;
 pub mod eds;
 pub mod envoy_config;
 pub mod fleet;
+pub mod gateways;
 pub mod health;
 pub mod membership;
 pub mod metrics;
 pub mod ollama;
+pub mod page;
 pub mod poller;
 pub mod resolve;
 pub mod server;
@@ -56,7 +61,8 @@ use tokio::task::JoinSet;
 pub use config::Config;
 pub use fleet::Fleet;
 
-/// The daemon's sync settings: `POST /v1/sync` and `--reconcile`.
+/// The daemon's settings beyond polling: `POST /v1/sync`, `--reconcile`,
+/// and the gateways whose in-flight counts the status page shows.
 #[derive(Debug, Clone)]
 pub struct SyncSettings {
     /// Bearer token `POST /v1/sync` requires; without one only loopback
@@ -69,6 +75,8 @@ pub struct SyncSettings {
     /// `Some(every)`: keep the placement held, re-planning on every map
     /// change and at least this often.
     pub reconcile: Option<Duration>,
+    /// `--envoy-admin`: admin base URLs of the Envoys running the filter.
+    pub envoy_admins: Vec<String>,
 }
 
 impl Default for SyncSettings {
@@ -78,6 +86,7 @@ impl Default for SyncSettings {
             placement: None,
             per_instance: NonZeroUsize::MIN,
             reconcile: None,
+            envoy_admins: Vec::new(),
         }
     }
 }
@@ -155,12 +164,16 @@ pub async fn serve(
         ));
     }
     let (stop_tx, stop_rx) = watch::channel(false);
-    let app = server::router(fleet.clone(), stop_rx).merge(sync::api::router(
-        fleet,
-        exec,
-        sync.api_token,
-        sync.placement,
-    ));
+    let gateways = Arc::new(gateways::Gateways::new(sync.envoy_admins));
+    let page = page::router(fleet.clone(), exec.board.clone(), gateways, stop_rx.clone());
+    let app = server::router(fleet.clone(), stop_rx)
+        .merge(sync::api::router(
+            fleet,
+            exec,
+            sync.api_token,
+            sync.placement,
+        ))
+        .merge(page);
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(listen = %addr, instances = config.instances.len(), "syncd serving");
     }

@@ -18,6 +18,8 @@
 //!   Envoy (EDS over REST-JSON, see [`crate::eds`]); 304 when Envoy's
 //!   `version_info` is current.
 //! - `GET /v1/instances`, `GET /healthz`, `GET /readyz`, `GET /metrics`.
+//!
+//! The status page and `/v1/status` are in [`crate::page`].
 
 use std::sync::Arc;
 use std::time::Duration;

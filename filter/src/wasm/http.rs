@@ -258,6 +258,8 @@ impl Request {
             Ok(m) => m,
             Err(e) => return self.fail(&e),
         };
+        // For the access log (`%FILTER_STATE(wasm.ollama_lb_model:PLAIN)%`).
+        let _ = hostcalls::set_property(vec!["ollama_lb_model"], Some(model.key.as_bytes()));
         let map = Rc::clone(&read.map);
         let n = self.places();
         let ranked = self.load_choice(|load, choice| {

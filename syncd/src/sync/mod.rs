@@ -6,6 +6,7 @@
 //! - [`progress`]: bars on a terminal, plain lines elsewhere.
 //! - [`reconcile`]: the daemon's loop that keeps the placement held.
 //! - [`api`]: `POST /v1/sync` on the daemon, progress as NDJSON.
+//! - [`board`]: the running and recent sync jobs, for the status page.
 //! - [`command`]: the `syncd sync` command.
 //!
 //! `syncd sync` gets the map by polling every instance once through the
@@ -13,6 +14,7 @@
 //! running daemon to sync (`--url`, `POST /v1/sync`).
 
 pub mod api;
+pub mod board;
 pub mod command;
 pub mod placement;
 pub mod plan;

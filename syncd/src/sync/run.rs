@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
 
+use super::board::SyncBoard;
 use super::plan::{Action, ActionKind, Plan};
 use crate::config::{Instance, PollSettings};
 use crate::ollama::{OllamaClient, Tags};
@@ -115,6 +116,8 @@ pub struct Executor {
     /// of one load.
     pub stall: Duration,
     pub locks: Arc<KeyLocks>,
+    /// Every event also lands here, for the status page.
+    pub board: Arc<SyncBoard>,
 }
 
 impl Executor {
@@ -126,6 +129,7 @@ impl Executor {
             per_instance,
             stall: Duration::from_secs(300),
             locks: Arc::default(),
+            board: Arc::default(),
         }
     }
 
@@ -137,7 +141,7 @@ impl Executor {
         plan: &Plan,
         events: &mpsc::UnboundedSender<Event>,
     ) -> Summary {
-        let _ = events.send(Event::Plan(plan.clone()));
+        self.emit(events, Event::Plan(plan.clone()));
         // One job per (instance, model): its pull, then its load.
         let mut jobs: BTreeMap<(String, String), Vec<Action>> = BTreeMap::new();
         for a in &plan.actions {
@@ -193,7 +197,7 @@ impl Executor {
         }
         summary.failed += summary.actions - done;
         summary.failures.sort();
-        let _ = events.send(Event::Summary(summary.clone()));
+        self.emit(events, Event::Summary(summary.clone()));
         summary
     }
 
@@ -220,7 +224,7 @@ impl Executor {
                 match action.kind {
                     ActionKind::Pull => self.pull(client, &action, &key, events).await,
                     ActionKind::Warm => {
-                        progress(events, &action, "loading", None, None);
+                        self.progress(events, &action, "loading", None, None);
                         client
                             .warm(&action.model, self.stall)
                             .await
@@ -229,13 +233,14 @@ impl Executor {
                 }
             };
             failed |= outcome.is_err();
-            let _ = events.send(Event::Result {
+            let result = Event::Result {
                 instance: action.instance.clone(),
                 model: action.model.clone(),
                 kind: action.kind,
                 ok: outcome.is_ok(),
                 error: outcome.as_ref().err().cloned(),
-            });
+            };
+            self.emit(events, result);
             out.push((action, outcome));
         }
         out
@@ -250,11 +255,11 @@ impl Executor {
     ) -> Result<(), String> {
         client
             .pull(&action.model, self.stall, |p| {
-                progress(events, action, &p.status, p.completed, p.total)
+                self.progress(events, action, &p.status, p.completed, p.total)
             })
             .await
             .map_err(|e| e.to_string())?;
-        progress(events, action, "verifying", None, None);
+        self.progress(events, action, "verifying", None, None);
         let tags: Tags = client.get("/api/tags").await.map_err(|e| e.to_string())?;
         let digest = tags.models.iter().find_map(|m| {
             let name = if m.name.is_empty() { &m.model } else { &m.name };
@@ -279,18 +284,28 @@ fn short(digest: &str) -> &str {
     digest.get(..12).unwrap_or(digest)
 }
 
-fn progress(
-    events: &mpsc::UnboundedSender<Event>,
-    action: &Action,
-    status: &str,
-    completed: Option<u64>,
-    total: Option<u64>,
-) {
-    let _ = events.send(Event::Progress {
-        instance: action.instance.clone(),
-        model: action.model.clone(),
-        status: status.to_string(),
-        completed,
-        total,
-    });
+impl Executor {
+    /// Sends `event` to the sync's caller and records it on the board.
+    fn emit(&self, events: &mpsc::UnboundedSender<Event>, event: Event) {
+        self.board.record(&event);
+        let _ = events.send(event);
+    }
+
+    fn progress(
+        &self,
+        events: &mpsc::UnboundedSender<Event>,
+        action: &Action,
+        status: &str,
+        completed: Option<u64>,
+        total: Option<u64>,
+    ) {
+        let event = Event::Progress {
+            instance: action.instance.clone(),
+            model: action.model.clone(),
+            status: status.to_string(),
+            completed,
+            total,
+        };
+        self.emit(events, event);
+    }
 }

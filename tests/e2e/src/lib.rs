@@ -8,6 +8,8 @@
 //! - [`process`]: one child process with its log file.
 //! - [`rig`]: [`Rig`], which owns the processes of one test.
 //! - [`envoy`]: starting Envoy from a rendered bootstrap.
+//! - [`browser`]: headless Chromium over the DevTools protocol, for the
+//!   status page.
 //! - [`map_server`]: an in-process stand-in for syncd that serves a fixed,
 //!   test-controlled model map, for filter cases that need exact health.
 //! - [`load`]: a bounded concurrent load that counts every outcome.
@@ -16,6 +18,7 @@
 //! (`scripts/test.sh`), so tests never race cargo for the build lock.
 #![forbid(unsafe_code)]
 
+pub mod browser;
 pub mod envoy;
 pub mod load;
 pub use syncd::envoy_config;
@@ -24,6 +27,7 @@ pub mod paths;
 pub mod process;
 pub mod rig;
 
+pub use browser::Browser;
 pub use envoy::Envoy;
 pub use map_server::MapServer;
 pub use rig::{Emu, Rig, Syncd};
