@@ -397,6 +397,7 @@ fn access_log() -> Value {
                 "model": "%FILTER_STATE(wasm.ollama_lb_model:PLAIN)%",
                 "cluster": "%UPSTREAM_CLUSTER%",
                 "upstream_host": "%UPSTREAM_HOST%",
+                "listed": "%REQ(X-OLLAMA-LB-ENDPOINTS)%",
                 "attempts": "%UPSTREAM_REQUEST_ATTEMPT_COUNT%",
                 "response_flags": "%RESPONSE_FLAGS%",
                 "details": "%RESPONSE_CODE_DETAILS%",

@@ -16,6 +16,7 @@ use tokio::sync::watch;
 
 use crate::build::{build_map, holdings, Held, InstanceView};
 use crate::config::{Config, Instance, PollSettings};
+use crate::eds::EndpointAcks;
 use crate::health::{Health, Transition};
 use crate::metrics::Histogram;
 use crate::ollama::{Observation, PollError};
@@ -110,6 +111,8 @@ pub struct Fleet {
     map_changes: AtomicU64,
     /// Ids published so far, newest last, at most [`PAST_IDS`].
     past_ids: Mutex<VecDeque<String>>,
+    /// What each Envoy has of the fleet cluster's endpoints.
+    acks: Mutex<EndpointAcks>,
 }
 
 /// How many published ids [`Fleet::published_before`] remembers.
@@ -125,6 +128,7 @@ impl Fleet {
             published: watch::Sender::new(None),
             map_changes: AtomicU64::new(0),
             past_ids: Mutex::new(VecDeque::new()),
+            acks: Mutex::new(EndpointAcks::default()),
         })
     }
 
@@ -284,17 +288,56 @@ impl Fleet {
         slot.health.record_failure(&self.settings)
     }
 
+    /// An EDS poll from `gateway`, which has version `acked`: the fleet
+    /// cluster's endpoints for it as a `DiscoveryResponse` for `cluster`.
+    /// When what the gateway has changed, instances it now knows may
+    /// enter the map.
+    pub fn eds_poll(&self, gateway: &str, acked: &str, cluster: &str) -> serde_json::Value {
+        let slots = self.lock();
+        let endpoints = crate::eds::fleet_endpoints(&slots);
+        let version = crate::eds::version(&endpoints);
+        let changed = self.acks.lock().unwrap_or_else(|p| p.into_inner()).poll(
+            gateway,
+            acked,
+            &version,
+            &endpoints,
+            std::time::Instant::now(),
+        );
+        if changed {
+            self.republish(&slots);
+        }
+        crate::eds::response(cluster, &endpoints)
+    }
+
+    /// Whether slot `s` may be in the next map: polled, and either in the
+    /// current map already or known to every Envoy that polls endpoints
+    /// (see [`EndpointAcks`]).
+    fn admitted(&self, s: &Slot, acks: &EndpointAcks, now: std::time::Instant) -> bool {
+        if !s.health.polled {
+            return false;
+        }
+        let mapped = self
+            .published
+            .borrow()
+            .as_ref()
+            .is_some_and(|p| p.map.instance(&s.instance.name).is_some());
+        mapped || acks.known_everywhere(&s.address, now)
+    }
+
     /// Builds and publishes the map if its id changed. The first map waits
     /// for every instance's first poll; later ones leave out instances
-    /// added since that have not been polled yet.
+    /// added since that have not been polled yet, or that an Envoy does
+    /// not know yet.
     fn republish(&self, slots: &[Slot]) {
         let first = self.published.borrow().is_none();
         if first && !slots.iter().all(|s| s.health.polled) {
             return;
         }
+        let acks = self.acks.lock().unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
         let views: Vec<_> = slots
             .iter()
-            .filter(|s| s.health.polled)
+            .filter(|s| first || self.admitted(s, &acks, now))
             .map(|s| InstanceView {
                 instance: &s.instance,
                 address: &s.address,

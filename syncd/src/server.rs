@@ -15,8 +15,7 @@
 //!   newer than the one a filter kept from its previous life, is installed
 //!   without waiting for its next change.
 //! - `POST /v3/discovery:endpoints`: the fleet cluster's endpoints for
-//!   Envoy (EDS over REST-JSON, see [`crate::eds`]); 304 when Envoy's
-//!   `version_info` is current.
+//!   Envoy (EDS over REST-JSON, see [`crate::eds`]).
 //! - `GET /v1/instances`, `GET /healthz`, `GET /readyz`, `GET /metrics`.
 //!
 //! The status page and `/v1/status` are in [`crate::page`].
@@ -240,13 +239,25 @@ async fn get_instances(State(state): State<AppState>) -> Json<InstancesBody> {
     })
 }
 
-async fn discover_endpoints(State(state): State<AppState>, body: bytes::Bytes) -> Response {
-    let (cluster, known) = crate::eds::read_request(&body);
-    let endpoints = crate::eds::fleet_endpoints(&state.fleet.slots());
-    if known == crate::eds::version(&endpoints) {
-        return StatusCode::NOT_MODIFIED.into_response();
-    }
-    Json(crate::eds::response(&cluster, &endpoints)).into_response()
+/// Always 200: Envoy's REST subscription logs any other status (304
+/// included) as a failed update, and skips a response whose
+/// `version_info` it already has.
+async fn discover_endpoints(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+) -> Response {
+    // A gateway is its node id and its address (replicas share a node id).
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_default();
+    let Ok(body) = axum::body::to_bytes(request.into_body(), 1 << 20).await else {
+        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    };
+    let poll = crate::eds::read_request(&body);
+    let gateway = format!("{} {peer}", poll.node);
+    Json(state.fleet.eds_poll(&gateway, &poll.version, &poll.cluster)).into_response()
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {

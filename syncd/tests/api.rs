@@ -109,6 +109,33 @@ async fn a_map_older_than_this_daemons_is_answered_at_once_even_if_foreign() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_serve_envoy_the_same_endpoints() {
+    let a = emu("a", &["llama3"]).await;
+    let b = emu("b", &["llama3"]).await;
+    let one = Daemon::start(&[&a, &b], fast()).await;
+    let two = Daemon::start(&[&a, &b], fast()).await;
+    one.ready().await;
+    two.ready().await;
+    let ask = |url: String| async move {
+        let resp = reqwest::Client::new()
+            .post(format!("{url}/v3/discovery:endpoints"))
+            .body(r#"{"node":{"id":"t"},"resource_names":["ollama_fleet"]}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        resp.json::<Value>().await.unwrap()
+    };
+    let (x, y) = (ask(one.url.clone()).await, ask(two.url.clone()).await);
+    assert_eq!(x, y, "identical endpoints and version");
+    let eps = &x["resources"][0]["endpoints"][0]["lb_endpoints"];
+    assert_eq!(eps.as_array().map(Vec::len), Some(2), "{x}");
+    assert_eq!(x["resources"][0]["cluster_name"], "ollama_fleet");
+    one.stop().await;
+    two.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_poll_sees_a_change_within_100ms_of_the_poll_that_found_it() {
     let a = emu("a", &["llama3"]).await;
     let d = Daemon::start(&[&a], fast()).await;

@@ -71,6 +71,24 @@ impl Envoy {
             .collect()
     }
 
+    /// Waits until `workers` filter workers logged installing map `id`.
+    pub async fn installed(&self, rig: &Rig, id: &str, workers: usize) -> anyhow::Result<()> {
+        let line = format!("installed model map {id}");
+        crate::until(
+            &format!("map {id} installed"),
+            Duration::from_secs(30),
+            || async { (rig.output_of(self.proc).matches(&line).count() >= workers).then_some(()) },
+        )
+        .await
+    }
+
+    /// Requests the filter routed to `instance` first (0 before any).
+    pub async fn routed(&self, instance: &str) -> i64 {
+        self.stat(&format!("wasmcustom.ollama_lb.routed.{instance}"))
+            .await
+            .unwrap_or(0)
+    }
+
     /// One stat from the admin interface (`/stats?filter=^NAME$`), if set.
     pub async fn stat(&self, name: &str) -> Option<i64> {
         let text = crate::http()

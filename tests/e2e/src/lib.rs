@@ -13,12 +13,14 @@
 //! - [`map_server`]: an in-process stand-in for syncd that serves a fixed,
 //!   test-controlled model map, for filter cases that need exact health.
 //! - [`load`]: a bounded concurrent load that counts every outcome.
+//! - [`dns_server`]: a DNS server whose answers the test sets.
 //!
 //! Binaries are not built here: the test command builds them first
 //! (`scripts/test.sh`), so tests never race cargo for the build lock.
 #![forbid(unsafe_code)]
 
 pub mod browser;
+pub mod dns_server;
 pub mod envoy;
 pub mod load;
 pub use syncd::envoy_config;
@@ -38,4 +40,23 @@ pub fn http() -> reqwest::Client {
         .no_proxy()
         .build()
         .unwrap_or_else(|_| reqwest::Client::new())
+}
+
+/// Polls `check` every 25 ms until it gives a value; an error naming
+/// `what` after `limit` (a generous deadline, not a measured bound).
+pub async fn until<T, F, Fut>(what: &str, limit: std::time::Duration, check: F) -> anyhow::Result<T>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return Ok(v);
+        }
+        if start.elapsed() > limit {
+            anyhow::bail!("{what}: not after {limit:?}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
 }

@@ -82,22 +82,15 @@ impl Fleet {
             .expect("an instance of the fleet")
     }
 
-    /// Polls `check` until it gives a value (every 25 ms, at most `limit`).
+    /// Polls `check` until it gives a value; the rig's logs on failure.
     async fn until<T, F, Fut>(&self, what: &str, limit: Duration, check: F) -> anyhow::Result<T>
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Option<T>>,
     {
-        let start = Instant::now();
-        loop {
-            if let Some(v) = check().await {
-                return Ok(v);
-            }
-            if start.elapsed() > limit {
-                anyhow::bail!("{what}: not after {limit:?}\n{}", self.rig.logs());
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        e2e::until(what, limit, check)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}\n{}", self.rig.logs()))
     }
 
     async fn stat(&self, name: &str) -> i64 {
@@ -106,8 +99,7 @@ impl Fleet {
 
     /// Requests the filter routed to `instance` first.
     async fn routed(&self, instance: &str) -> i64 {
-        self.stat(&format!("wasmcustom.ollama_lb.routed.{instance}"))
-            .await
+        self.envoy.routed(instance).await
     }
 
     async fn routed_total(&self) -> i64 {
@@ -160,22 +152,13 @@ impl Fleet {
         self.installed(&id).await
     }
 
-    /// Waits until both Envoy workers logged installing map `id`.
+    /// Waits until both Envoy workers installed map `id`.
     async fn installed(&self, id: &str) -> anyhow::Result<Instant> {
-        let line = format!("installed model map {id}");
-        let proc = self.envoy.proc;
-        let rig = &self.rig;
-        let start = Instant::now();
-        loop {
-            let log = rig.output_of(proc);
-            if log.matches(&line).count() >= 2 {
-                return Ok(Instant::now());
-            }
-            if start.elapsed() > Duration::from_secs(30) {
-                anyhow::bail!("map {id} never installed\n{}", rig.logs());
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        self.envoy
+            .installed(&self.rig, id, 2)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}\n{}", self.rig.logs()))?;
+        Ok(Instant::now())
     }
 
     /// Waits until no request is counted in flight anywhere.

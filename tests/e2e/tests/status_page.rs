@@ -162,7 +162,8 @@ async fn the_status_page_shows_the_fleet_and_follows_it_live() -> anyhow::Result
         .await?;
     let entry: Value = serde_json::from_str(line.trim())?;
     assert_eq!(entry["path"], "/api/generate", "{line}");
-    assert_eq!(entry["cluster"], "c", "{line}");
+    assert_eq!(entry["cluster"], "ollama_fleet", "{line}");
+    assert_eq!(entry["listed"], c.addr.to_string(), "{line}");
     assert_eq!(
         entry["attempts"].to_string().trim_matches('"'),
         "1",
