@@ -35,7 +35,7 @@ render envoy/demo.yaml \
   --wasm target/wasm32-wasip1/wasm/filter.wasm
 
 render envoy/compose.yaml \
-  --base-urls "http://ollama-a:11434;http://ollama-b:11434" \
+  --discover dns:ollama:11434 \
   --envoy-listen 0.0.0.0:11434 --admin 127.0.0.1:9901 --syncd syncd:11435 \
   --wasm /etc/envoy/filter.wasm
 

@@ -129,10 +129,14 @@ def check_compose(root: Path, r: Report, syncd_bin: str | None) -> None:
             elif source:
                 r.check(source in volumes, f"{where}: volume {source} is declared")
 
-    # Both backend profiles must answer at every name syncd polls, once each,
-    # so Envoy's bootstrap and OLLAMA_BASE_URLS need not change.
-    base_urls = services["syncd"]["environment"]["OLLAMA_BASE_URLS"]
-    wanted = [h for h, _ in hosts_of(base_urls)]
+    # Both backend profiles must answer at every name syncd polls (once
+    # each for a fixed list; at least once for a discovered name), so
+    # Envoy's bootstrap and syncd's settings need not change.
+    syncd_env = services["syncd"]["environment"]
+    base_urls = syncd_env.get("OLLAMA_BASE_URLS", "")
+    discover = syncd_env.get("SYNCD_DISCOVER", "")
+    wanted = [h for h, _ in hosts_of(base_urls)] if base_urls else []
+    found_name = discover.removeprefix("dns:").rsplit(":", 1)[0] if discover else ""
     for profile in BACKEND_PROFILES:
         names: list[str] = []
         for name, svc in services.items():
@@ -144,14 +148,17 @@ def check_compose(root: Path, r: Report, syncd_bin: str | None) -> None:
                 names.extend((net or {}).get("aliases", []))
         for host in wanted:
             r.check(names.count(host) == 1, f"profile {profile}: exactly one service answers as {host}", f"found {names.count(host)}")
+        if found_name:
+            r.check(names.count(found_name) >= 2, f"profile {profile}: the Ollama services answer as {found_name} (SYNCD_DISCOVER)", f"found {names.count(found_name)}")
 
+    env = {k: v for k, v in (("OLLAMA_BASE_URLS", base_urls), ("SYNCD_DISCOVER", discover)) if v}
     try:
-        instances = syncd_check_config(syncd_bin, {"OLLAMA_BASE_URLS": base_urls}, [])
+        instances = syncd_check_config(syncd_bin, env, [])
     except ValueError as e:
-        r.fail(f"syncd check-config rejects the compose OLLAMA_BASE_URLS: {e}")
+        r.fail(f"syncd check-config rejects the compose syncd settings: {e}")
         instances = None
     if instances is not None:
-        r.check(len(instances) == len(wanted), f"syncd check-config accepts the compose OLLAMA_BASE_URLS ({len(instances)} instances)")
+        r.check(len(instances) == len(wanted), f"syncd check-config accepts the compose syncd settings ({len(instances)} fixed instances, discovery {discover or 'off'})")
 
     webui = services["open-webui"]["environment"]
     r.check("OLLAMA_BASE_URLS" not in webui, "open-webui: no OLLAMA_BASE_URLS (the balancer is its only Ollama)")
@@ -226,6 +233,14 @@ def check_k8s(root: Path, r: Report, syncd_bin: str | None) -> None:
     headless = next(s for s in by_kind["Service"] if s["metadata"]["name"] == svc_name)
     r.check(headless["spec"].get("clusterIP") == "None", f"Service {svc_name} is headless (pods get DNS names)")
     pod_hosts = [f"{sts['metadata']['name']}-{i}.{svc_name}.{ns}.svc.cluster.local" for i in range(sts["spec"]["replicas"])]
+
+    syncd_dep = next(d for d in by_kind["Deployment"] if d["metadata"]["name"] == "syncd")
+    args = syncd_dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    want = f"dns:{svc_name}.{ns}.svc.cluster.local:11434"
+    r.check(want in args and "--discover" in args, f"syncd discovers the StatefulSet through its headless Service ({want})", f"args are {args}")
+    istio = yaml.safe_load((k8s / "istio" / "kustomization.yaml").read_text())
+    patched = [p for p in istio.get("patches", []) if p.get("target", {}).get("name") == "syncd"]
+    r.check(bool(patched) and "/etc/syncd/syncd.toml" in patched[0].get("patch", ""), "the Istio overlay has syncd read syncd-config (host mode needs pod names)")
 
     cm = next(c for c in by_kind["ConfigMap"] if c["metadata"]["name"] == "syncd-config")
     toml_text = cm["data"]["syncd.toml"]

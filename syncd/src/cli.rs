@@ -420,6 +420,21 @@ pub fn describe(config: &Config) -> String {
         p.version_every,
         p.max_response_bytes
     );
+    for d in &config.sources.discover {
+        let server = config
+            .sources
+            .dns_server
+            .map_or("the system's resolver".to_string(), |s| s.to_string());
+        out.push_str(&format!(
+            "discover every address of {} (port {}) via {server}, again every {:?}\n",
+            d.name,
+            d.port,
+            p.interval.min(std::time::Duration::from_secs(1))
+        ));
+    }
+    if !config.sources.discover.is_empty() {
+        out.push('\n');
+    }
     let width = |f: fn(&crate::config::Instance) -> &str| {
         config
             .instances
