@@ -156,22 +156,22 @@ impl Request {
                 .count(&format!("ollama_lb.routed.{}", first.name), 1);
             worker.metrics.count("ollama_lb.outcome.routed", 1);
         }
-        self.count_on(&mut routed, 0, 1);
+        self.count_on(&mut routed, 0);
         self.routed = Some(routed);
         Action::Continue
     }
 
-    /// Adds `by` to the in-flight gauges of `routed.listed[at]` (and, for
-    /// `loaded_least_request`, its per-model gauge); on arrival (`by` > 0)
-    /// also remembers a request sent where the map does not show the
-    /// model loaded (a load has started there, or the map is behind).
-    fn count_on(&self, routed: &mut Routed, at: usize, by: i64) {
+    /// Counts the request on `routed.listed[at]`: its in-flight gauge (and,
+    /// for `loaded_least_request`, its per-model gauge), and remembers a
+    /// request sent where the map does not show the model loaded (a load
+    /// has started there, or the map is behind).
+    fn count_on(&self, routed: &mut Routed, at: usize) {
         let Some((name, _)) = routed.listed.get(at) else {
             return;
         };
         let worker = self.worker.borrow();
         let config = &worker.config;
-        worker.metrics.add_gauge(&shared::inflight_gauge(name), by);
+        worker.metrics.add_gauge(&shared::inflight_gauge(name), 1);
         let Some((key, map)) = &routed.model else {
             return;
         };
@@ -179,17 +179,17 @@ impl Request {
             return;
         }
         let gauge = shared::model_inflight_gauge(name, key);
-        worker.metrics.add_gauge(&gauge, by);
-        routed.model_gauge = (by > 0).then_some(gauge);
-        if by > 0 && config.warm_ms > 0 && !route::loaded_on(map, key, name) {
+        worker.metrics.add_gauge(&gauge, 1);
+        routed.model_gauge = Some(gauge);
+        if config.warm_ms > 0 && !route::loaded_on(map, key, name) {
             shared::mark_sent(name, key, config.warm_ms);
         }
     }
 
     /// The response came from the instance at `upstream.address`. Those
-    /// listed before it were tried and failed (Envoy takes the list in
-    /// order), so they cool down; if it is not the one counted, the
-    /// request's gauges move to it.
+    /// listed before it were tried and failed, or were not yet known to
+    /// Envoy (which takes the list in order), so they cool down; if it is
+    /// not the one counted, the request's gauges move to it.
     fn account_served(&mut self) {
         let Some(mut routed) = self.routed.take() else {
             return;
@@ -207,7 +207,7 @@ impl Request {
                     .borrow()
                     .metrics
                     .count("ollama_lb.outcome.retried", 1);
-                self.count_on(&mut routed, at, 1);
+                self.count_on(&mut routed, at);
                 routed.instance = routed.listed[at].0.clone();
             }
         }

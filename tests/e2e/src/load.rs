@@ -17,6 +17,23 @@ pub const MAX_PER_CLIENT: usize = 5_000;
 /// The longest a load runs.
 pub const MAX_RUN: Duration = Duration::from_secs(120);
 
+/// Emulator flags for `model`, loaded and quick to answer (8 tokens at
+/// 200/s, 8 parallel slots): the instances a load runs against.
+pub fn fast_model_args(model: &'static str) -> Vec<&'static str> {
+    vec![
+        "--model",
+        model,
+        "--loaded",
+        model,
+        "--tokens-per-second",
+        "200",
+        "--response-tokens",
+        "8",
+        "--num-parallel",
+        "8",
+    ]
+}
+
 /// The request kinds, taken in turn by each client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use e2e::envoy_config::EnvoyConfig;
-use e2e::load::{summary, Load, Outcome};
+use e2e::load::{fast_model_args, summary, Load, Outcome};
 use e2e::{Emu, Envoy, Rig, Syncd};
 
 const MODEL: &str = "m";
@@ -23,28 +23,13 @@ struct Fleet {
     envoy: Envoy,
 }
 
-fn emu_args() -> Vec<&'static str> {
-    vec![
-        "--model",
-        MODEL,
-        "--loaded",
-        MODEL,
-        "--tokens-per-second",
-        "200",
-        "--response-tokens",
-        "8",
-        "--num-parallel",
-        "8",
-    ]
-}
-
 /// Three instances all holding `m` (loaded), syncd, and Envoy (two
 /// workers) configured by `tune`, ready to route.
 async fn fleet(test: &str, tune: impl FnOnce(&mut EnvoyConfig)) -> anyhow::Result<Fleet> {
     let mut rig = Rig::new(test);
     let mut emus = Vec::new();
     for name in ["a", "b", "c"] {
-        emus.push(rig.emulator(name, &emu_args()).await?);
+        emus.push(rig.emulator(name, &fast_model_args("m")).await?);
     }
     let refs: Vec<&Emu> = emus.iter().collect();
     let syncd = rig.syncd(&refs, &[]).await?;
@@ -378,7 +363,7 @@ async fn a_restarted_instance_is_served_again() -> anyhow::Result<()> {
     f.rig.kill(b.proc);
     f.installed_down("b").await?;
     f.more_requests(30).await?;
-    let args = emu_args();
+    let args = fast_model_args("m");
     let restarted = f.rig.emulator_on("b", &b.addr.to_string(), &args).await?;
     let listening = Instant::now();
     f.emus.retain(|e| e.name != "b");

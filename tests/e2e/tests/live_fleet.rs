@@ -9,25 +9,10 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use e2e::dns_server::DnsServer;
-use e2e::load::{summary, Load};
+use e2e::load::{fast_model_args, summary, Load};
 use e2e::{Emu, Envoy, Rig, Syncd};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn emu_args() -> Vec<&'static str> {
-    vec![
-        "--model",
-        "m",
-        "--loaded",
-        "m",
-        "--tokens-per-second",
-        "200",
-        "--response-tokens",
-        "8",
-        "--num-parallel",
-        "8",
-    ]
-}
 
 fn instance_file(emus: &[&Emu]) -> String {
     emus.iter()
@@ -70,9 +55,9 @@ async fn start_syncd(rig: &mut Rig, args: &[&str]) -> anyhow::Result<Syncd> {
 async fn instances_added_to_the_file_get_traffic_and_a_broken_file_changes_nothing(
 ) -> anyhow::Result<()> {
     let mut rig = Rig::new("live_fleet_file");
-    let a = rig.emulator("a", &emu_args()).await?;
-    let b = rig.emulator("b", &emu_args()).await?;
-    let c = rig.emulator("c", &emu_args()).await?;
+    let a = rig.emulator("a", &fast_model_args("m")).await?;
+    let b = rig.emulator("b", &fast_model_args("m")).await?;
+    let c = rig.emulator("c", &fast_model_args("m")).await?;
     let file = rig.dir.join("instances.toml");
     std::fs::write(&file, instance_file(&[&a]))?;
     let path = file.display().to_string();
@@ -160,10 +145,12 @@ async fn pinned_stream(
 #[tokio::test]
 async fn instances_under_a_dns_name_come_and_go() -> anyhow::Result<()> {
     let mut rig = Rig::new("live_fleet_dns");
-    let one = rig.emulator_on("one", "127.0.0.2:0", &emu_args()).await?;
+    let one = rig
+        .emulator_on("one", "127.0.0.2:0", &fast_model_args("m"))
+        .await?;
     let port = one.addr.port();
     let _two = rig
-        .emulator_on("two", &format!("127.0.0.3:{port}"), &emu_args())
+        .emulator_on("two", &format!("127.0.0.3:{port}"), &fast_model_args("m"))
         .await?;
     let (ip1, ip2) = (Ipv4Addr::new(127, 0, 0, 2), Ipv4Addr::new(127, 0, 0, 3));
     let dns = DnsServer::start(&[ip1]).await?;
