@@ -17,11 +17,12 @@ use crate::wrk::{self, WrkResult};
 use crate::{Section, Settings};
 
 const MODEL: &str = "bench";
-const TARGETS: [&str; 4] = [
+const TARGETS: [&str; 5] = [
     "a direct",
     "b envoy plain",
     "c envoy+filter",
     "d envoy+floor filter",
+    "e floor + clear_route_cache",
 ];
 const BODIES: [&str; 3] = ["1 KB", "1 MB model first", "1 MB model last"];
 /// Envoy runs alone on CPU 0; wrk, the emulator and syncd share CPU 1.
@@ -84,19 +85,37 @@ pub async fn run(dir: &Path, s: &Settings, label: &str) -> anyhow::Result<Sectio
     let filter_cfg = filter_config(ups(), syncd.addr, serde_json::json!({}));
     let filtered = start_envoy(dir, "overhead-envoy-c", &filter_cfg, 1, ENVOY_CPU).await?;
     wait_routable(&filtered.url).await?;
-    let floor = start_envoy(dir, "overhead-envoy-d", &floor_config(ups()), 1, ENVOY_CPU).await?;
+    let floor = start_envoy(
+        dir,
+        "overhead-envoy-d",
+        &floor_config(ups(), false),
+        1,
+        ENVOY_CPU,
+    )
+    .await?;
     wait_routable(&floor.url).await?;
+    let clearing = start_envoy(
+        dir,
+        "overhead-envoy-e",
+        &floor_config(ups(), true),
+        1,
+        ENVOY_CPU,
+    )
+    .await?;
+    wait_routable(&clearing.url).await?;
     let urls = [
         emu.url(),
         plain.url.clone(),
         filtered.url.clone(),
         floor.url.clone(),
+        clearing.url.clone(),
     ];
     let pids = [
         None,
         Some(plain.proc.pid()),
         Some(filtered.proc.pid()),
         Some(floor.proc.pid()),
+        Some(clearing.proc.pid()),
     ];
 
     let mut scripts = Vec::new();
@@ -118,8 +137,8 @@ pub async fn run(dir: &Path, s: &Settings, label: &str) -> anyhow::Result<Sectio
             for (k, script) in scripts.iter().enumerate() {
                 // The Envoys' order rotates every round, so a drift in
                 // the machine's speed does not always favour one.
-                let envoys = [1, 2, 3];
-                for t in std::iter::once(0).chain((0..3).map(|i| envoys[(i + round) % 3])) {
+                let envoys = [1, 2, 3, 4];
+                for t in std::iter::once(0).chain((0..4).map(|i| envoys[(i + round) % 4])) {
                     let url = &urls[t];
                     let before = pids[t].and_then(cpu_seconds);
                     let mut r = wrk::run(script, url, conns, s.wrk_duration, LOAD_CPU)?;
@@ -212,9 +231,16 @@ fn med_vs(
 }
 
 /// A bootstrap like the filter's whose wasm filter is the floor filter,
-/// listing the first instance's address for every request.
-fn floor_config(instances: Vec<e2e::envoy_config::Upstream>) -> serde_json::Value {
+/// listing the first instance's address for every request; `clear` also
+/// clears the route cache after setting it (what the per-instance-cluster
+/// layout before the fleet cluster needed), to measure that call's cost.
+fn floor_config(instances: Vec<e2e::envoy_config::Upstream>, clear: bool) -> serde_json::Value {
     let endpoint = instances.first().map(|u| u.authority()).unwrap_or_default();
+    let endpoint = if clear {
+        format!("{endpoint} clear_route_cache")
+    } else {
+        endpoint
+    };
     e2e::envoy_config::EnvoyConfig {
         listen: "127.0.0.1:0".parse().expect("literal address"),
         admin: "127.0.0.1:0".parse().expect("literal address"),
@@ -277,10 +303,12 @@ fn report(
     let _ = writeln!(
         md,
         "Load: `wrk -t1` POSTing `/api/generate` (`stream: false`) with a fixed body, {} interleaved rounds of {:.1} s per cell \
-         (for each body, each round: a, then the three Envoys in an order that rotates every round). \
+         (for each body, each round: a, then the four Envoys in an order that rotates every round). \
          Target d is the floor: Envoy with `bench/floor-filter`, a wasm filter that does only what any filter routing by \
-         the body must (hold the headers, read the first 64 KiB body window, set the routing header, clear the route cache), \
-         with no map, policy or metrics: c−d is what ollama-lb's own logic costs. Envoy `--concurrency 1` pinned to CPU 0; wrk, the emulator and syncd pinned to CPU 1. \
+         the body must (hold the headers, read the first 64 KiB body window, set the fleet cluster's override-host header), \
+         with no map, policy or metrics: c−d is what ollama-lb's own logic costs. Target e is the same floor filter also calling \
+         `clear_route_cache` after setting the header, as routing by a per-instance cluster needed before the fleet cluster: \
+         e−d is what that call cost per request. Envoy `--concurrency 1` pinned to CPU 0; wrk, the emulator and syncd pinned to CPU 1. \
          The emulator (in the bench process) has the model loaded, load time 0 and replies with no tokens, so it answers at once. \
          Figures are medians over rounds; ratios are medians of per-round ratios.\n",
         s.rounds,
@@ -310,11 +338,11 @@ fn report(
                 );
             }
         }
-        md.push_str("\n| body | throughput c/b | floor d/b | c/d | p50 added by the filter (c−b) | by the floor (d−b) | p99 c/b | Envoy CPU per request b / d / c |\n|---|---:|---:|---:|---:|---:|---:|---:|\n");
+        md.push_str("\n| body | throughput c/b | floor d/b | c/d | p50 added by the filter (c−b) | by the floor (d−b) | p99 c/b | Envoy CPU per request b / d / c | clearing the route cache: e/d throughput, e−d CPU |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         for (k, b) in BODIES.iter().enumerate() {
             let _ = writeln!(
                 md,
-                "| {b} | **{:.2}** | {:.2} | {:.2} | **{:.0} µs** | {:.0} µs | {:.2} | {:.0} / {:.0} / {:.0} µs |",
+                "| {b} | **{:.2}** | {:.2} | {:.2} | **{:.0} µs** | {:.0} µs | {:.2} | {:.0} / {:.0} / {:.0} µs | {:.2}, {:+.0} µs |",
                 med_pair(grid, k, |c, b| c.rps / b.rps),
                 med_vs(grid, k, 3, 1, |d, b| d.rps / b.rps),
                 med_vs(grid, k, 2, 3, |c, d| c.rps / d.rps),
@@ -324,6 +352,8 @@ fn report(
                 med(&grid[k][1], |r| r.cpu_us),
                 med(&grid[k][3], |r| r.cpu_us),
                 med(&grid[k][2], |r| r.cpu_us),
+                med_vs(grid, k, 4, 3, |e, d| e.rps / d.rps),
+                med_vs(grid, k, 4, 3, |e, d| e.cpu_us - d.cpu_us),
             );
         }
         md.push('\n');

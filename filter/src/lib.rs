@@ -11,7 +11,7 @@
 //!   [`routing_map`]: the map with what routing precomputes.
 //! - [`request_head`]: the request headers the filter reads, in one read.
 //! - [`instance_times`]: the cool-down and recently-sent tables kept in
-//!   Envoy shared data.
+//!   Envoy shared data; [`cooldown`]: how long a cool-down lasts.
 //! - [`fleet_reads`]: `/api/tags`, `/api/ps`, `/api/version`, `/v1/models`
 //!   answered from the map.
 //! - [`map_store`]: decoding the map from syncd and the fetch-lease format.
@@ -24,6 +24,7 @@
 
 pub mod body_scan;
 pub mod config;
+pub mod cooldown;
 pub mod endpoint;
 pub mod errors;
 pub mod fleet_reads;

@@ -23,6 +23,8 @@ mod wasm {
 
     struct Root {
         endpoint: Rc<str>,
+        /// Also clear the route cache (the overhead bench's target e).
+        clear: bool,
     }
 
     impl Context for Root {}
@@ -30,17 +32,19 @@ mod wasm {
     impl RootContext for Root {
         fn on_configure(&mut self, _size: usize) -> bool {
             let bytes = self.get_plugin_configuration().unwrap_or_default();
-            // The endpoint, bare or as a JSON string.
-            self.endpoint = String::from_utf8_lossy(&bytes)
-                .trim()
-                .trim_matches('"')
-                .into();
+            // The endpoint, bare or as a JSON string, then optionally
+            // `clear_route_cache`.
+            let text = String::from_utf8_lossy(&bytes);
+            let mut words = text.trim().trim_matches('"').split_whitespace();
+            self.endpoint = words.next().unwrap_or("").into();
+            self.clear = words.next() == Some("clear_route_cache");
             !self.endpoint.is_empty()
         }
 
         fn create_http_context(&self, _id: u32) -> Option<Box<dyn HttpContext>> {
             Some(Box::new(Request {
                 endpoint: Rc::clone(&self.endpoint),
+                clear: self.clear,
                 routed: false,
             }))
         }
@@ -52,6 +56,7 @@ mod wasm {
 
     struct Request {
         endpoint: Rc<str>,
+        clear: bool,
         /// Routed already: later body callbacks pass through (routing
         /// again after the router started costs Envoy dearly).
         routed: bool,
@@ -65,6 +70,9 @@ mod wasm {
                 ENDPOINTS_HEADER,
                 Some(&self.endpoint),
             );
+            if self.clear {
+                let _ = hostcalls::call_foreign_function("clear_route_cache", None);
+            }
             Action::Continue
         }
     }
@@ -97,6 +105,7 @@ mod wasm {
         proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
             Box::new(Root {
                 endpoint: Rc::from(""),
+                clear: false,
             })
         });
     }}

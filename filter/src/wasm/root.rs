@@ -218,7 +218,9 @@ impl Root {
         if revived.is_empty() {
             return;
         }
-        match shared::update_times(shared::COOLDOWNS_KEY, |t| t.remove(&revived)) {
+        let ended = shared::update_times(shared::COOLDOWNS_KEY, |t| t.remove(&revived))
+            .and_then(|()| shared::update_times(shared::COOLDOWN_LENS_KEY, |t| t.remove(&revived)));
+        match ended {
             Ok(()) => worker.metrics.count(shared::COOLDOWNS_STARTED, 1),
             Err(e) => warn!("ollama-lb: cannot end the cool-downs of {revived:?}: {e:?}"),
         }

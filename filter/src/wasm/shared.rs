@@ -58,6 +58,9 @@ pub fn set(key: &str, value: &[u8], cas: Option<u32>) -> Result<(), Status> {
 /// Shared-data key of the cool-down table: until when (ms) each instance
 /// is avoided.
 pub const COOLDOWNS_KEY: &str = "ollama_lb.cooldowns";
+/// Shared-data key of each instance's last cool-down length (ms), for
+/// [`crate::cooldown::next`].
+pub const COOLDOWN_LENS_KEY: &str = "ollama_lb.cooldown_lens";
 /// Counter of cool-downs started; a worker re-reads [`COOLDOWNS_KEY`] only
 /// when it moved.
 pub const COOLDOWNS_STARTED: &str = "ollama_lb.cooldowns_started";
@@ -94,12 +97,22 @@ pub fn update_times(key: &str, change: impl Fn(&mut InstanceTimes)) -> Result<()
     Err(last)
 }
 
-/// Starts a cool-down of `ms` for `instance`, for every worker.
-pub fn start_cooldown(metrics: &Metrics, instance: &str, ms: u64) {
+/// Starts (or, for a fault that lasts, lengthens) a cool-down of
+/// `instance` for every worker; `base_ms` is the configured length.
+pub fn start_cooldown(metrics: &Metrics, instance: &str, base_ms: u64) {
     let now = now_ms();
-    let stored = update_times(COOLDOWNS_KEY, |t| {
-        t.forget_before(now);
-        t.set(instance, now.saturating_add(ms));
+    let until = read_times(COOLDOWNS_KEY).get(instance);
+    let len = read_times(COOLDOWN_LENS_KEY).get(instance);
+    let (next_until, next_len) = crate::cooldown::next(now, until.zip(len), base_ms);
+    if Some(next_until) == until {
+        return;
+    }
+    let forget = now.saturating_sub(crate::cooldown::memory(base_ms));
+    let stored = update_times(COOLDOWN_LENS_KEY, |t| t.set(instance, next_len)).and_then(|()| {
+        update_times(COOLDOWNS_KEY, |t| {
+            t.forget_before(forget);
+            t.set(instance, next_until);
+        })
     });
     match stored {
         Ok(()) => metrics.count(COOLDOWNS_STARTED, 1),
