@@ -31,6 +31,7 @@ fn tags_entry(m: &Model) -> Value {
         "size": m.size,
         "digest": m.digest,
         "details": m.details(),
+        "capabilities": m.capabilities(),
     })
 }
 

@@ -19,27 +19,54 @@ use crate::stream::{count_tokens, embedding, streamed, NDJSON_CT};
 
 type Shared = State<Arc<EmuState>>;
 
+/// `api.GenerateRequest`, in declaration order.
 const GENERATE_FIELDS: &[(&str, Kind)] = &[
     ("model", Kind::Str),
     ("prompt", Kind::Str),
     ("suffix", Kind::Str),
     ("system", Kind::Str),
     ("template", Kind::Str),
+    ("context", Kind::List("[]int", &Kind::Int)),
     ("stream", Kind::Bool),
     ("raw", Kind::Bool),
-    ("images", Kind::Array("[]api.ImageData")),
-    ("context", Kind::Array("[]int")),
-    ("options", Kind::Object("map[string]interface {}")),
+    ("format", Kind::Raw),
     ("keep_alive", Kind::Any),
+    ("images", Kind::Array("[]api.ImageData")),
+    ("options", Kind::Object("map[string]interface {}")),
+    ("think", Kind::Think),
+    ("truncate", Kind::Bool),
+    ("shift", Kind::Bool),
+    ("_debug_render_only", Kind::Bool),
+    ("logprobs", Kind::Bool),
+    ("top_logprobs", Kind::Int),
 ];
 
+/// `api.Message`, decoded by its own `UnmarshalJSON`.
+const MESSAGE_FIELDS: &[(&str, Kind)] = &[
+    ("role", Kind::Str),
+    ("content", Kind::Str),
+    ("thinking", Kind::Str),
+    ("images", Kind::Array("[]api.ImageData")),
+    ("tool_calls", Kind::Array("[]api.ToolCall")),
+    ("tool_name", Kind::Str),
+    ("tool_call_id", Kind::Str),
+];
+
+/// `api.ChatRequest`, in declaration order.
 const CHAT_FIELDS: &[(&str, Kind)] = &[
     ("model", Kind::Str),
-    ("messages", Kind::Array("[]api.Message")),
+    ("messages", Kind::Messages(MESSAGE_FIELDS)),
     ("stream", Kind::Bool),
+    ("format", Kind::Raw),
+    ("keep_alive", Kind::Any),
     ("tools", Kind::Array("api.Tools")),
     ("options", Kind::Object("map[string]interface {}")),
-    ("keep_alive", Kind::Any),
+    ("think", Kind::Think),
+    ("truncate", Kind::Bool),
+    ("shift", Kind::Bool),
+    ("_debug_render_only", Kind::Bool),
+    ("logprobs", Kind::Bool),
+    ("top_logprobs", Kind::Int),
 ];
 
 /// `stream` defaults to true on native routes (`*bool`, nil = true).
@@ -275,10 +302,11 @@ pub async fn embed(State(state): Shared, body: Bytes) -> Result<Response, ApiErr
         "EmbedRequest",
         &[
             ("model", Kind::Str),
-            ("dimensions", Kind::Int),
-            ("truncate", Kind::Bool),
             ("input", Kind::Any),
             ("keep_alive", Kind::Any),
+            ("truncate", Kind::Bool),
+            ("dimensions", Kind::Int),
+            ("options", Kind::Object("map[string]interface {}")),
         ],
     )?;
     let keep_alive = keep_alive_field(&req)?;
@@ -318,6 +346,7 @@ pub async fn embeddings(State(state): Shared, body: Bytes) -> Result<Response, A
             ("model", Kind::Str),
             ("prompt", Kind::Str),
             ("keep_alive", Kind::Any),
+            ("options", Kind::Object("map[string]interface {}")),
         ],
     )?;
     let keep_alive = keep_alive_field(&req)?;
