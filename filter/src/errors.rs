@@ -86,6 +86,14 @@ impl LbError {
     }
 
     /// The JSON body in the shape of `api`.
+    /// Whether Ollama's OpenAI middleware gives this error itself (gin's
+    /// `c.JSON`); the others come from the handler behind it, re-encoded
+    /// by the middleware's writer (a bare `application/json` and a
+    /// trailing newline). The balancer's own errors take the second form.
+    pub fn from_openai_middleware(&self) -> bool {
+        matches!(self, LbError::MissingBody | LbError::Json(_))
+    }
+
     pub fn body(&self, api: Api) -> String {
         error_body(self.status(), &self.message(api), api)
     }
@@ -104,7 +112,31 @@ pub fn error_body(status: u32, message: &str, api: Api) -> String {
             json!({"error": {"message": message, "type": kind, "param": null, "code": null}})
         }
     };
-    value.to_string()
+    go_json(&value)
+}
+
+/// `v` as Go's `json.Marshal` writes it: keys in the order they were put
+/// in (serde_json's `preserve_order`: declaration order for our literals,
+/// the instance's order for what it sent) and `<`, `>`, `&`, U+2028,
+/// U+2029 escaped as gin's `c.JSON` does. Those characters only occur
+/// inside strings, so escaping the serialised text is exact.
+pub fn go_json(v: &serde_json::Value) -> String {
+    let text = v.to_string();
+    if !text.contains(['<', '>', '&', '\u{2028}', '\u{2029}']) {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            '\u{2028}' => out.push_str("\\u2028"),
+            '\u{2029}' => out.push_str("\\u2029"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Go's `%q` for a string: `strconv.Quote`.

@@ -56,6 +56,7 @@ pub fn holdings(tags: &Tags, ps: &Ps) -> (Vec<Held>, Vec<String>) {
             expires_at,
             expires_unix,
             context_length: m.context_length,
+            entry: Some(m.raw.clone()),
         });
     }
     let mut held: BTreeMap<String, Held> = BTreeMap::new();
@@ -75,6 +76,7 @@ pub fn holdings(tags: &Tags, ps: &Ps) -> (Vec<Held>, Vec<String>) {
             modified_unix: unix_seconds(&m.modified_at),
             details: m.details.clone(),
             loaded: loaded.get(&key).cloned(),
+            listed: Some(m.raw.clone()),
         };
         held.entry(key.clone()).or_insert(Held {
             key,

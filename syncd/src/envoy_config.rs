@@ -259,7 +259,11 @@ fn emit_yaml(out: &mut String, value: &Value, indent: usize) {
     let pad = " ".repeat(indent);
     match value {
         Value::Object(map) => {
-            for (key, v) in map {
+            // Sorted, so the output does not depend on serde_json's map
+            // order (the workspace keeps insertion order, issue #15).
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            for (key, v) in entries {
                 let key = yaml_key(key);
                 if is_block(v) {
                     let _ = writeln!(out, "{pad}{key}:");

@@ -64,7 +64,9 @@ fn map_of(instances: &[(&Emu, bool)], down: &[&str], holds: &[Holds]) -> ModelMa
                 expires_at: "2030-01-01T00:00:00Z".into(),
                 expires_unix: 1_893_456_000,
                 context_length: Some(4096),
+                entry: None,
             }),
+            listed: None,
         };
         match models.iter_mut().find(|m| m.key == name.key()) {
             Some(m) => m.replicas.push(replica),
