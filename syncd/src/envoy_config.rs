@@ -93,6 +93,8 @@ impl EnvoyConfig {
                     obj.entry("route_by")
                         .or_insert(json!(self.route_by.as_str()));
                 }
+                // Sorted, as before the workspace kept insertion order.
+                obj.sort_keys();
             }
             http_filters.push(json!({
                 "name": "envoy.filters.http.wasm",
