@@ -19,6 +19,51 @@ const VALUE_CAP: usize = 1024;
 /// White space kept around a value, only for echoing it in messages.
 const PAD_CAP: usize = 256;
 
+/// The Go type of a top-level request field, as far as JSON's value kinds
+/// tell it apart: what the scan checks so that a body Ollama would reject
+/// with 400 is rejected before the model decides 404 or 503. Each carries
+/// the Go type name its error message gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A string (model fields are captured, others only checked).
+    Str,
+    Bool,
+    /// An integer or float field (the literal itself is not checked).
+    Number(&'static str),
+    Array(&'static str),
+    /// A map or a struct.
+    Object(&'static str),
+    /// `*api.ThinkValue`: a bool or a string, else its own error.
+    Think,
+    /// Anything (`any`, `json.RawMessage`, custom decoders).
+    Any,
+}
+
+impl Kind {
+    fn accepts(self, kind: &str) -> bool {
+        match self {
+            _ if kind == "null" => true,
+            Kind::Any => true,
+            Kind::Str => kind == "string",
+            Kind::Bool => kind == "bool",
+            Kind::Number(_) => kind == "number",
+            Kind::Array(_) => kind == "array",
+            Kind::Object(_) => kind == "object",
+            Kind::Think => kind == "bool" || kind == "string",
+        }
+    }
+
+    fn go_type(self) -> &'static str {
+        match self {
+            Kind::Str => "string",
+            Kind::Bool => "bool",
+            Kind::Number(t) | Kind::Array(t) | Kind::Object(t) => t,
+            Kind::Think => "api.ThinkValue",
+            Kind::Any => "interface {}",
+        }
+    }
+}
+
 /// Why the body gives no model, in Go's terms.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ScanError {
@@ -31,12 +76,17 @@ pub enum ScanError {
     /// The top-level value is not an object: `array`, `string`, `number`,
     /// `bool`.
     TopLevel(&'static str),
-    /// A wanted field holds a non-string (`number`, `bool`, `object`,
-    /// `array`); the first such field, as Go keeps the first error.
+    /// A wanted field holds a value of the wrong kind (`number`, `bool`,
+    /// `object`, `array`, `string`); the first such field in document
+    /// order, as Go keeps the first error.
     FieldType {
         field: &'static str,
         kind: &'static str,
+        go_type: &'static str,
     },
+    /// `think` is neither a bool nor a string: `ThinkValue.UnmarshalJSON`
+    /// fails and ends decoding with its own text.
+    Think,
 }
 
 impl ScanError {
@@ -50,9 +100,14 @@ impl ScanError {
             ScanError::TopLevel(kind) => {
                 format!("json: cannot unmarshal {kind} into Go value of type {pkg}.{strukt}")
             }
-            ScanError::FieldType { field, kind } => format!(
-                "json: cannot unmarshal {kind} into Go struct field {strukt}.{field} of type string"
+            ScanError::FieldType {
+                field,
+                kind,
+                go_type,
+            } => format!(
+                "json: cannot unmarshal {kind} into Go struct field {strukt}.{field} of type {go_type}"
             ),
+            ScanError::Think => "think must be a boolean or string (\"high\", \"medium\", \"low\", \"max\", true, or false)".into(),
         })
     }
 }
@@ -66,8 +121,12 @@ pub struct FieldValue {
     /// The value after Go's `strings.TrimSpace`; `None` when longer than
     /// any valid model name.
     pub trimmed: Option<String>,
-    /// Whether the decoded string was empty (for Go's `cmp.Or`).
+    /// Whether the decoded string was empty (for Go's `cmp.Or`); for a
+    /// field that is only checked, whether its array or object was empty.
     pub is_empty: bool,
+    /// The JSON kind of the value (`string` for captured fields; for the
+    /// others that of their last occurrence, `null` included).
+    pub kind: &'static str,
 }
 
 /// The wanted fields, in the order they were asked for; `None` when absent
@@ -138,6 +197,7 @@ impl ValueBuf {
             verbatim: format!("{}{}{}", self.lead, self.core, self.pending),
             trimmed: (!self.overflow).then_some(self.core),
             is_empty: self.len == 0,
+            kind: "string",
         }
     }
 }
@@ -182,6 +242,13 @@ impl CharSink for KeySink<'_> {
 /// already answered.
 pub struct BodyScanner {
     fields: &'static [&'static str],
+    /// The Go kind of each field, aligned with `fields` (missing: string).
+    kinds: &'static [Kind],
+    /// How many leading fields are captured (the model fields); string
+    /// values of the others are only skipped, on the fast path.
+    captured: usize,
+    /// The depth-1 field whose container value is open, to tell `[]`.
+    open_slot: Option<usize>,
     state: St,
     stack: Box<[u64; MAX_DEPTH / 64 + 1]>,
     depth: usize,
@@ -201,8 +268,28 @@ impl BodyScanner {
     /// A scanner for the top-level string fields `fields` (lowercase ASCII
     /// JSON names, at most 32).
     pub fn new(fields: &'static [&'static str]) -> Self {
+        Self::with_kinds(fields, &[], fields.len())
+    }
+
+    /// A scanner for a body route: its model fields, then the fields
+    /// whose kinds Ollama's decoder would reject.
+    pub fn for_route(route: &crate::endpoint::BodyRoute) -> Self {
+        Self::with_kinds(route.names, route.kinds, route.fields.len())
+    }
+
+    /// A scanner for `fields` of the given kinds (string where missing):
+    /// the first `captured` are read as strings, the others only have
+    /// their kind checked.
+    pub fn with_kinds(
+        fields: &'static [&'static str],
+        kinds: &'static [Kind],
+        captured: usize,
+    ) -> Self {
         BodyScanner {
             fields,
+            kinds,
+            captured,
+            open_slot: None,
             state: St::BeginValue,
             stack: Box::new([0; MAX_DEPTH / 64 + 1]),
             depth: 0,
@@ -288,10 +375,16 @@ impl BodyScanner {
             St::BeginValue if space => {}
             St::BeginValue => self.begin_value(c),
             St::BeginValueOrEmpty if space => {}
-            St::BeginValueOrEmpty if c == b']' => self.pop(),
+            St::BeginValueOrEmpty if c == b']' => {
+                self.mark_empty();
+                self.pop()
+            }
             St::BeginValueOrEmpty => self.begin_value(c),
             St::BeginStringOrEmpty if space => {}
-            St::BeginStringOrEmpty if c == b'}' => self.pop(),
+            St::BeginStringOrEmpty if c == b'}' => {
+                self.mark_empty();
+                self.pop()
+            }
             St::BeginStringOrEmpty | St::BeginString => self.begin_key(c, space),
             St::InString => self.in_string(c),
             St::InStringEsc => self.in_escape(c),
@@ -386,15 +479,46 @@ impl BodyScanner {
         if self.depth != 1 || self.top_kind != Some("object") {
             return;
         }
+        self.open_slot = None;
         let Some(slot) = self.slot else { return };
-        match kind {
-            "string" => self.capture = Capture::Value(slot, ValueBuf::default()),
-            "null" => {}
-            _ => {
-                if self.type_error.is_none() {
-                    let field = self.fields.get(slot).copied().unwrap_or("");
-                    self.type_error = Some(ScanError::FieldType { field, kind });
-                }
+        if slot >= self.captured {
+            if let Some(v) = self.values.get_mut(slot) {
+                *v = Some(FieldValue {
+                    kind,
+                    ..FieldValue::default()
+                });
+            }
+        }
+        let expected = self.kinds.get(slot).copied().unwrap_or(Kind::Str);
+        if matches!(kind, "array" | "object") {
+            self.open_slot = Some(slot);
+        }
+        if expected == Kind::Think && !expected.accepts(kind) {
+            // Its own decoder fails: that error ends decoding at once.
+            self.type_error = Some(ScanError::Think);
+            return;
+        }
+        if self.type_error == Some(ScanError::Think) {
+            return;
+        }
+        if kind == "string" && slot < self.captured {
+            self.capture = Capture::Value(slot, ValueBuf::default());
+        } else if !expected.accepts(kind) && self.type_error.is_none() {
+            let field = self.fields.get(slot).copied().unwrap_or("");
+            self.type_error = Some(ScanError::FieldType {
+                field,
+                kind,
+                go_type: expected.go_type(),
+            });
+        }
+    }
+
+    /// A container closed right after opening: if it is a top-level
+    /// field's value, that value is empty.
+    fn mark_empty(&mut self) {
+        if self.depth == 2 {
+            if let Some(Some(v)) = self.open_slot.and_then(|i| self.values.get_mut(i)) {
+                v.is_empty = true;
             }
         }
     }

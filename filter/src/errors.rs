@@ -30,6 +30,15 @@ pub enum LbError {
     ModelNotFound(String),
     /// 404 `model "<x>" not found` (copy).
     ModelNotFoundQuoted(String),
+    /// `model "x" not found, try pulling it first` (embed routes).
+    ModelNotFoundPull(String),
+    /// Both `:local` and `:cloud`: Ollama's modelref text, as is.
+    NameConflict(String),
+    /// A check of the OpenAI middleware after decoding (`messages`,
+    /// `input`), with its text.
+    Middleware(String),
+    /// Embed's `input` is neither a string nor an array.
+    InvalidInputType,
     /// 503: holders exist but none is healthy.
     ModelUnavailable(String),
     /// 503: no healthy instance at all.
@@ -49,7 +58,9 @@ impl LbError {
     /// HTTP status of the answer.
     pub fn status(&self) -> u32 {
         match self {
-            LbError::ModelNotFound(_) | LbError::ModelNotFoundQuoted(_) => 404,
+            LbError::ModelNotFound(_)
+            | LbError::ModelNotFoundQuoted(_)
+            | LbError::ModelNotFoundPull(_) => 404,
             LbError::ModelUnavailable(_) | LbError::NoHealthyInstance | LbError::NoMap => 503,
             LbError::TooLarge(_) => 413,
             _ => 400,
@@ -61,12 +72,16 @@ impl LbError {
         match self {
             LbError::MissingBody if api == Api::OpenAi => "EOF".into(),
             LbError::MissingBody => "missing request body".into(),
-            LbError::Json(m) => m.clone(),
+            LbError::Json(m) | LbError::NameConflict(m) | LbError::Middleware(m) => m.clone(),
+            LbError::InvalidInputType => "invalid input type".into(),
             LbError::ModelRequired => "model is required".into(),
             LbError::InvalidModelName => "invalid model name".into(),
             LbError::InvalidField { field, value } => format!("{field} {} is invalid", go_quote(value)),
             LbError::ModelNotFound(m) => format!("model '{m}' not found"),
             LbError::ModelNotFoundQuoted(m) => format!("model {} not found", go_quote(m)),
+            LbError::ModelNotFoundPull(m) => {
+                format!("model {} not found, try pulling it first", go_quote(m))
+            }
             LbError::ModelUnavailable(m) => {
                 format!("model '{m}' is not available: every instance holding it is down")
             }
@@ -91,7 +106,10 @@ impl LbError {
     /// by the middleware's writer (a bare `application/json` and a
     /// trailing newline). The balancer's own errors take the second form.
     pub fn from_openai_middleware(&self) -> bool {
-        matches!(self, LbError::MissingBody | LbError::Json(_))
+        matches!(
+            self,
+            LbError::MissingBody | LbError::Json(_) | LbError::Middleware(_)
+        )
     }
 
     pub fn body(&self, api: Api) -> String {

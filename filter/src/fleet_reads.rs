@@ -257,7 +257,7 @@ pub fn openai_models(map: &ModelMap) -> String {
 
 /// `/v1/models/{model}`: the id echoes the request.
 pub fn openai_model(map: &ModelMap, requested: &str) -> LocalAnswer {
-    let parsed = ModelName::parse(requested).ok();
+    let parsed = ModelName::parse_ref(requested).ok().map(|(n, _)| n);
     let found = parsed.as_ref().and_then(|n| {
         let key = n.key();
         listed(map)

@@ -15,4 +15,4 @@ pub mod map;
 pub mod name;
 
 pub use map::{InstanceState, Loaded, ModelEntry, ModelMap, Replica, MAP_FORMAT};
-pub use name::{ModelName, NameError};
+pub use name::{ModelName, NameError, Source};

@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use model_map::name::ModelName;
+use model_map::name::{ModelName, NameError};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -100,7 +100,13 @@ pub fn find_for_show(state: &EmuState, raw: &str) -> Result<Model, ApiError> {
         return Err(ApiError::bad_request("model is required"));
     }
     state.count_model(raw);
-    let name = ModelName::parse(raw).map_err(|_| ApiError::bad_request("invalid model name"))?;
+    let name = match ModelName::parse_ref(raw) {
+        Ok((name, _)) => name,
+        Err(e @ NameError::ConflictingSource(_)) => {
+            return Err(ApiError::bad_request(e.to_string()))
+        }
+        Err(_) => return Err(ApiError::bad_request("invalid model name")),
+    };
     state.find(&name).ok_or_else(|| {
         ApiError::not_found(format!("model '{}' not found", name.display_shortest()))
     })
