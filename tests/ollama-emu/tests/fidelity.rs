@@ -9,72 +9,7 @@ mod common;
 use common::{config, start};
 use serde_json::{json, Value};
 
-/// (route, body, status, message). `/v1/*` answers carry the message in
-/// the OpenAI error object.
-const MALFORMED: &[(&str, &[u8], u16, &str)] = &[
-    ("/api/generate", b"", 400, "missing request body"),
-    ("/api/generate", b"\xef\xbb\xbf{}", 400, "invalid character '\u{ef}' looking for beginning of value"),
-    ("/api/generate", b"{\"model\":tru}", 400, "invalid character '}' in literal true (expecting 'e')"),
-    ("/api/generate", b"{\"model\":01}", 400, "invalid character '1' after object key:value pair"),
-    ("/api/generate", b"{\"model\":\"m\",\"options\":{\"t\":1.}}", 400, "invalid character '}' after decimal point in numeric literal"),
-    ("/api/generate", b"{\"model\":\"m\",\"prompt\":\"\\q\"}", 400, "invalid character 'q' in string escape code"),
-    ("/api/generate", b"{\"model\":\"nope\",\"options\":{\"t\":1e400}}", 400, "json: cannot unmarshal number 1e400 into Go struct field GenerateRequest.options of type float64"),
-    ("/api/generate", b"{\"model\":\"nope\",\"top_logprobs\":1.5}", 400, "json: cannot unmarshal number 1.5 into Go struct field GenerateRequest.top_logprobs of type int"),
-    ("/api/generate", b"{\"model\":\"nope\",\"context\":[1,\"a\"]}", 400, "json: cannot unmarshal string into Go struct field GenerateRequest.context of type int"),
-    ("/api/generate", b"{\"model\":\"nope\",\"think\":\"extreme\"}", 400, "invalid think value: \"extreme\" (must be \"high\", \"medium\", \"low\", \"max\", true, or false)"),
-    ("/api/generate", b"{\"model\":\"nope\",\"think\":1}", 400, "think must be a boolean or string (\"high\", \"medium\", \"low\", \"max\", true, or false)"),
-    ("/api/generate", b"[]", 400, "json: cannot unmarshal array into Go value of type api.GenerateRequest"),
-    ("/api/generate", b"{\"model\":\"nope\",\"prompt\":\"x\"} trailing", 404, "model 'nope' not found"),
-    ("/api/chat", b"{\"model\":\"nope\",\"messages\":[{\"role\":1}]}", 400, "json: cannot unmarshal number into Go struct field ChatRequest.messages.role of type string"),
-    ("/api/chat", b"{\"model\":\"nope\",\"messages\":[\"hi\"]}", 400, "json: cannot unmarshal string into Go struct field ChatRequest.messages of type api.Alias"),
-    ("/api/chat", b"{\"model\":\"nope\",\"messages\":{}}", 400, "json: cannot unmarshal object into Go struct field ChatRequest.messages of type []api.Message"),
-    ("/api/chat", b"{\"model\":\"nope\",\"stream\":\"no\"}", 400, "json: cannot unmarshal string into Go struct field ChatRequest.stream of type bool"),
-    ("/api/embed", b"{\"model\":\"nope\",\"input\":\"x\"}", 404, "model \"nope\" not found, try pulling it first"),
-    ("/api/embed", b"{\"model\":\"nope\",\"dimensions\":\"8\"}", 400, "json: cannot unmarshal string into Go struct field EmbedRequest.dimensions of type int"),
-    ("/api/embeddings", b"{\"model\":\"nope\",\"prompt\":\"x\"}", 404, "model \"nope\" not found, try pulling it first"),
-    ("/api/show", b"{\"model\":5}", 400, "json: cannot unmarshal number into Go struct field ShowRequest.model of type string"),
-    ("/v1/chat/completions", b"", 400, "EOF"),
-    ("/v1/chat/completions", b"{\"model\":\"nope\",\"messages\":[]}", 400, "[] is too short - 'messages'"),
-    ("/v1/chat/completions", b"{\"model\":\"nope\",\"messages\":[{\"role\":\"user\",\"content\":5}]}", 400, "invalid message content type: float64"),
-    ("/v1/chat/completions", b"{\"model\":\"nope\",\"messages\":[{\"role\":\"user\",\"content\":[{\"type\":\"text\"}]}]}", 400, "invalid message format"),
-    ("/v1/chat/completions", b"{\"model\":\"nope\",\"messages\":[{\"role\":5}]}", 400, "json: cannot unmarshal number into Go struct field Message.messages.role of type string"),
-    ("/v1/chat/completions", b"{\"model\":\"nope\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"stream_options\":true}", 400, "json: cannot unmarshal bool into Go struct field ChatCompletionRequest.stream_options of type openai.StreamOptions"),
-    ("/v1/completions", b"{\"model\":\"nope\",\"stream_options\":{\"include_usage\":\"yes\"}}", 400, "json: cannot unmarshal string into Go struct field StreamOptions.stream_options.include_usage of type bool"),
-    ("/v1/embeddings", b"{\"model\":\"nope\"}", 400, "invalid input"),
-    ("/v1/embeddings", b"{\"model\":\"nope\",\"input\":[]}", 400, "invalid input"),
-    ("/v1/embeddings", b"{\"model\":\"nope\",\"input\":\"x\",\"encoding_format\":\"int8\"}", 400, "Invalid value for 'encoding_format' = int8. Supported values: ['float', 'base64']."),
-];
-
-/// The bytes Ollama sends for an error: gin's `c.JSON` (native, and the
-/// OpenAI middleware's own 400s) or the OpenAI writer's re-encoding
-/// (errors from the handler, with a newline and a bare content type).
-fn expected(route: &str, status: u16, message: &str) -> (String, &'static str) {
-    let go = |v: Value| {
-        v.to_string()
-            .replace('<', "\\u003c")
-            .replace('>', "\\u003e")
-            .replace('&', "\\u0026")
-    };
-    if !route.starts_with("/v1/") {
-        return (
-            go(json!({"error": message})),
-            "application/json; charset=utf-8",
-        );
-    }
-    let kind = match status {
-        400 => "invalid_request_error",
-        404 => "not_found_error",
-        _ => "api_error",
-    };
-    let body =
-        go(json!({"error": {"message": message, "type": kind, "param": null, "code": null}}));
-    // Only 404s in this table come from the handler.
-    if status == 404 {
-        (format!("{body}\n"), "application/json")
-    } else {
-        (body, "application/json; charset=utf-8")
-    }
-}
+include!("common/malformed.rs");
 
 #[tokio::test]
 async fn malformed_bodies_get_ollamas_status_and_text() {
