@@ -313,7 +313,8 @@ async fn filter_routes_by_model_and_answers_like_ollama() -> anyhow::Result<()> 
             "POST",
             "/v1/chat/completions",
             vec![],
-            r#"{"model":"nope"}"#.into(),
+            // With messages: without them Ollama's middleware answers 400.
+            r#"{"model":"nope","messages":[{"role":"user","content":"hi"}]}"#.into(),
             404,
             None,
             r#""type":"not_found_error""#,
