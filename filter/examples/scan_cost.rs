@@ -39,11 +39,14 @@ fn main() {
             "OpenAI chat, 10 messages",
             format!(
                 r#"{{"model":"llama3","messages":[{}],"stream":true,"stream_options":{{"include_usage":true}},"temperature":0.7}}"#,
-                vec![r#"{"role":"user","content":"tell me about the sea"}"#; 10].join(",")
+                [r#"{"role":"user","content":"tell me about the sea"}"#; 10].join(",")
             ),
         ),
     ];
-    println!("{:<28} {:>10} {:>14} {:>14} {:>7}", "body", "bytes", "model only ns", "all fields ns", "ratio");
+    println!(
+        "{:<28} {:>10} {:>14} {:>14} {:>7}",
+        "body", "bytes", "model only ns", "all fields ns", "ratio"
+    );
     for (path, label, body) in &bodies {
         let Endpoint::Body(route) = classify("POST", path) else {
             continue;

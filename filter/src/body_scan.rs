@@ -27,8 +27,11 @@ const PAD_CAP: usize = 256;
 pub enum Kind {
     /// A string (model fields are captured, others only checked).
     Str,
+    /// A string whose value a later check reads (captured, capped).
+    Text,
     Bool,
-    /// An integer or float field (the literal itself is not checked).
+    /// A number field of this Go type (`int`, `float64`, `float32`): the
+    /// literal must parse as one, as Go's `strconv` reads it.
     Number(&'static str),
     Array(&'static str),
     /// A map or a struct.
@@ -44,7 +47,7 @@ impl Kind {
         match self {
             _ if kind == "null" => true,
             Kind::Any => true,
-            Kind::Str => kind == "string",
+            Kind::Str | Kind::Text => kind == "string",
             Kind::Bool => kind == "bool",
             Kind::Number(_) => kind == "number",
             Kind::Array(_) => kind == "array",
@@ -55,7 +58,7 @@ impl Kind {
 
     fn go_type(self) -> &'static str {
         match self {
-            Kind::Str => "string",
+            Kind::Str | Kind::Text => "string",
             Kind::Bool => "bool",
             Kind::Number(t) | Kind::Array(t) | Kind::Object(t) => t,
             Kind::Think => "api.ThinkValue",
@@ -81,12 +84,24 @@ pub enum ScanError {
     /// order, as Go keeps the first error.
     FieldType {
         field: &'static str,
-        kind: &'static str,
+        /// `string`, `bool`, … or `number <literal>` for a number that
+        /// does not fit the field's Go type.
+        kind: String,
         go_type: &'static str,
     },
     /// `think` is neither a bool nor a string: `ThinkValue.UnmarshalJSON`
     /// fails and ends decoding with its own text.
     Think,
+    /// `think` is a string but not a level: its decoder's text names it.
+    ThinkValue(String),
+}
+
+impl ScanError {
+    /// `think`'s own decoder failed: that ends decoding at once, so it
+    /// wins over any type error before it and none comes after it.
+    fn is_think(&self) -> bool {
+        matches!(self, ScanError::Think | ScanError::ThinkValue(_))
+    }
 }
 
 impl ScanError {
@@ -108,6 +123,10 @@ impl ScanError {
                 "json: cannot unmarshal {kind} into Go struct field {strukt}.{field} of type {go_type}"
             ),
             ScanError::Think => "think must be a boolean or string (\"high\", \"medium\", \"low\", \"max\", true, or false)".into(),
+            ScanError::ThinkValue(v) => format!(
+                "invalid think value: {} (must be \"high\", \"medium\", \"low\", \"max\", true, or false)",
+                crate::errors::go_quote(v)
+            ),
         })
     }
 }
@@ -249,6 +268,9 @@ pub struct BodyScanner {
     captured: usize,
     /// The depth-1 field whose container value is open, to tell `[]`.
     open_slot: Option<usize>,
+    /// A top-level number being read for a number field: its slot and
+    /// literal so far.
+    number: Option<(usize, String)>,
     state: St,
     stack: Box<[u64; MAX_DEPTH / 64 + 1]>,
     depth: usize,
@@ -290,6 +312,7 @@ impl BodyScanner {
             kinds,
             captured,
             open_slot: None,
+            number: None,
             state: St::BeginValue,
             stack: Box::new([0; MAX_DEPTH / 64 + 1]),
             depth: 0,
@@ -371,6 +394,18 @@ impl BodyScanner {
 
     fn step(&mut self, c: u8) {
         let space = matches!(c, b' ' | b'\t' | b'\r' | b'\n');
+        if let Some((_, literal)) = &mut self.number {
+            let in_number = matches!(
+                self.state,
+                St::Neg | St::Zero | St::One | St::Dot | St::Dot0 | St::E | St::ESign | St::E0
+            );
+            if in_number
+                && matches!(c, b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-')
+                && literal.len() < VALUE_CAP
+            {
+                literal.push(char::from(c));
+            }
+        }
         match self.state {
             St::BeginValue if space => {}
             St::BeginValue => self.begin_value(c),
@@ -448,6 +483,9 @@ impl BodyScanner {
             _ => return self.fail(c, "looking for beginning of value"),
         };
         self.value_starts(kind);
+        if let Some((_, literal)) = &mut self.number {
+            literal.push(char::from(c));
+        }
         match c {
             b'{' => {
                 if self.push(c, true) {
@@ -498,18 +536,60 @@ impl BodyScanner {
             self.type_error = Some(ScanError::Think);
             return;
         }
-        if self.type_error == Some(ScanError::Think) {
+        if self.type_error.as_ref().is_some_and(ScanError::is_think) {
             return;
         }
-        if kind == "string" && slot < self.captured {
+        let read = slot < self.captured || matches!(expected, Kind::Think | Kind::Text);
+        if kind == "string" && read {
             self.capture = Capture::Value(slot, ValueBuf::default());
-        } else if !expected.accepts(kind) && self.type_error.is_none() {
+        } else if kind == "number" && matches!(expected, Kind::Number(_)) {
+            self.number = Some((slot, String::new()));
+        } else if !expected.accepts(kind) {
+            self.type_mismatch(slot, kind.to_string(), expected);
+        }
+    }
+
+    /// Records a type error unless an earlier one is kept (Go keeps the
+    /// first).
+    fn type_mismatch(&mut self, slot: usize, kind: String, expected: Kind) {
+        if self.type_error.is_none() {
             let field = self.fields.get(slot).copied().unwrap_or("");
             self.type_error = Some(ScanError::FieldType {
                 field,
                 kind,
                 go_type: expected.go_type(),
             });
+        }
+    }
+
+    /// A top-level number for a number field ended: Go's `strconv` must
+    /// read it as the field's type (`ParseInt`, or `ParseFloat` in range).
+    fn number_done(&mut self) {
+        let Some((slot, literal)) = self.number.take() else {
+            return;
+        };
+        let Some(Kind::Number(go_type)) = self.kinds.get(slot).copied() else {
+            return;
+        };
+        let fits = match go_type {
+            "float32" => literal.parse::<f32>().is_ok_and(f32::is_finite),
+            "float64" => literal.parse::<f64>().is_ok_and(f64::is_finite),
+            _ => literal.parse::<i64>().is_ok(),
+        };
+        if !fits && !self.type_error.as_ref().is_some_and(ScanError::is_think) {
+            self.type_mismatch(slot, format!("number {literal}"), Kind::Number(go_type));
+        }
+    }
+
+    /// A captured string of a `think` field ended: Go accepts only the
+    /// levels, else its decoder's error ends decoding.
+    fn think_done(&mut self, slot: usize, value: &FieldValue) {
+        const LEVELS: [&str; 4] = ["high", "medium", "low", "max"];
+        if self.kinds.get(slot) == Some(&Kind::Think)
+            && !LEVELS.contains(&value.verbatim.as_str())
+            && !self.type_error.as_ref().is_some_and(ScanError::is_think)
+        {
+            self.type_error = Some(ScanError::ThinkValue(value.verbatim.clone()));
         }
     }
 
@@ -548,8 +628,10 @@ impl BodyScanner {
                             .find(|&i| m.alive & (1 << i) != 0 && names[i].len() == m.pos);
                     }
                     Capture::Value(slot, buf) => {
+                        let value = buf.finish();
+                        self.think_done(slot, &value);
                         if let Some(v) = self.values.get_mut(slot) {
-                            *v = Some(buf.finish());
+                            *v = Some(value);
                         }
                     }
                     Capture::None => {}
@@ -600,6 +682,7 @@ impl BodyScanner {
     }
 
     fn end_value(&mut self, c: u8, space: bool) {
+        self.number_done();
         if self.depth == 0 {
             self.state = St::Done;
             return;

@@ -91,7 +91,7 @@ macro_rules! route {
     };
 }
 
-use Kind::{Any, Array, Bool, Number, Object, Str, Think};
+use Kind::{Any, Array, Bool, Number, Object, Str, Text, Think};
 const OPTIONS: Kind = Object("map[string]interface {}");
 const INT: Kind = Number("int");
 const F64: Kind = Number("float64");
@@ -144,7 +144,7 @@ route!(OA_COMPLETIONS, Generate, OpenAi, "openai", "CompletionRequest", 1, [
     "top_p" => F32, "suffix" => Str, "logprobs" => INT, "_debug_render_only" => Bool,
 ]);
 route!(OA_EMBEDDINGS, Embed, OpenAi, "openai", "EmbedRequest", 1, [
-    "model" => Str, "input" => Any, "dimensions" => INT, "encoding_format" => Str,
+    "model" => Str, "input" => Any, "dimensions" => INT, "encoding_format" => Text,
 ]);
 
 /// Classifies a request by method and path (query ignored).
@@ -255,7 +255,16 @@ impl BodyRoute {
         let empty = |name: &str| {
             field(name).is_none_or(|v| v.kind == "null" || (v.kind == "array" && v.is_empty))
         };
+        let format = field("encoding_format")
+            .map(|v| v.verbatim)
+            .unwrap_or_default();
+        let known_format = ["", "float", "base64"]
+            .iter()
+            .any(|f| format.eq_ignore_ascii_case(f));
         match (self.api, self.op) {
+            (Api::OpenAi, Op::Embed) if !known_format => Err(LbError::Middleware(format!(
+                "Invalid value for 'encoding_format' = {format}. Supported values: ['float', 'base64']."
+            ))),
             (Api::OpenAi, Op::Chat) if empty("messages") => {
                 Err(LbError::Middleware("[] is too short - 'messages'".into()))
             }
@@ -442,6 +451,10 @@ mod tests {
             ("/api/chat", r#"{"model":1,"think":5}"#, 400, r#"think must be a boolean or string ("high", "medium", "low", "max", true, or false)"#),
             ("/v1/chat/completions", r#"{"model":"x","messages":[{}],"stream_options":true}"#, 400, "json: cannot unmarshal bool into Go struct field ChatCompletionRequest.stream_options of type openai.StreamOptions"),
             ("/v1/completions", r#"{"model":"x","temperature":"hot"}"#, 400, "json: cannot unmarshal string into Go struct field CompletionRequest.temperature of type float32"),
+            ("/api/generate", r#"{"model":"x","top_logprobs":1.5}"#, 400, "json: cannot unmarshal number 1.5 into Go struct field GenerateRequest.top_logprobs of type int"),
+            ("/v1/completions", r#"{"model":"x","top_p":-1e39}"#, 400, "json: cannot unmarshal number -1e39 into Go struct field CompletionRequest.top_p of type float32"),
+            ("/api/chat", r#"{"model":1,"think":"extreme"}"#, 400, r#"invalid think value: "extreme" (must be "high", "medium", "low", "max", true, or false)"#),
+            ("/v1/embeddings", r#"{"model":"x","encoding_format":"int8"}"#, 400, "Invalid value for 'encoding_format' = int8. Supported values: ['float', 'base64']."),
             // Ollama's source suffixes.
             ("/api/chat", r#"{"model":"x:local:cloud"}"#, 400, r#"use either :local or :cloud, not both: "x:local:cloud""#),
             ("/api/embed", r#"{"model":"a b"}"#, 400, "invalid model name"),

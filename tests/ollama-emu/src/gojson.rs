@@ -18,6 +18,8 @@ pub enum Kind {
     Bool,
     Int,
     Float,
+    /// `float32`: numbers beyond its range do not fit.
+    Float32,
     /// Any array (elements not checked); the Go type name.
     Array(&'static str),
     /// A slice whose elements are checked as the given kind.
@@ -134,6 +136,11 @@ fn check(
                 save(ctx.type_error(&format!("number {n}"), "float64"));
             }
         }
+        (Kind::Float32, GoValue::Number(n)) => {
+            if !n.parse::<f32>().is_ok_and(f32::is_finite) {
+                save(ctx.type_error(&format!("number {n}"), "float32"));
+            }
+        }
         (Kind::Array(_), GoValue::Array(_)) => {}
         (Kind::List(_, elem), GoValue::Array(items)) => {
             for item in items {
@@ -166,6 +173,7 @@ fn go_type(kind: Kind) -> &'static str {
         Kind::Bool => "bool",
         Kind::Int => "int",
         Kind::Float => "float64",
+        Kind::Float32 => "float32",
         Kind::Array(t) | Kind::List(t, _) | Kind::Object(t) | Kind::Struct(t, _) => t,
         Kind::Messages(_) => "[]api.Message",
         Kind::Think => "api.ThinkValue",
@@ -354,7 +362,8 @@ pub fn decode(
     let mut map = Map::new();
     let mut keep = |name: &str, matched: Option<Kind>, v: &GoValue| match (matched, v) {
         // A null leaves a scalar field as it was and clears anything else.
-        (Some(Kind::Str | Kind::Bool | Kind::Int | Kind::Float), GoValue::Null) => {}
+        (Some(Kind::Str | Kind::Bool | Kind::Int | Kind::Float | Kind::Float32), GoValue::Null) => {
+        }
         (Some(_), GoValue::Null) => {
             map.remove(name);
         }

@@ -14,9 +14,9 @@ const MALFORMED: &[(&str, &[u8], u16, &str)] = &[
     ("/api/generate", b"{\"model\":\"m\",\"options\":{\"t\":1.}}", 400, "invalid character '}' after decimal point in numeric literal"),
     ("/api/generate", b"{\"model\":\"m\",\"prompt\":\"\\q\"}", 400, "invalid character 'q' in string escape code"),
     ("/api/generate", b"{\"model\":\"llama3\",\"options\":{\"t\":1e400}}", 400, "json: cannot unmarshal number 1e400 into Go struct field GenerateRequest.options of type float64"),
-    ("/api/generate", b"{\"model\":\"llama3\",\"top_logprobs\":1.5}", 400, "json: cannot unmarshal number 1.5 into Go struct field GenerateRequest.top_logprobs of type int"),
+    ("/api/generate", b"{\"model\":\"nope\",\"top_logprobs\":1.5}", 400, "json: cannot unmarshal number 1.5 into Go struct field GenerateRequest.top_logprobs of type int"),
     ("/api/generate", b"{\"model\":\"llama3\",\"context\":[1,\"a\"]}", 400, "json: cannot unmarshal string into Go struct field GenerateRequest.context of type int"),
-    ("/api/generate", b"{\"model\":\"llama3\",\"think\":\"extreme\"}", 400, "invalid think value: \"extreme\" (must be \"high\", \"medium\", \"low\", \"max\", true, or false)"),
+    ("/api/generate", b"{\"model\":\"nope\",\"think\":\"extreme\"}", 400, "invalid think value: \"extreme\" (must be \"high\", \"medium\", \"low\", \"max\", true, or false)"),
     ("/api/generate", b"{\"model\":\"nope\",\"think\":1}", 400, "think must be a boolean or string (\"high\", \"medium\", \"low\", \"max\", true, or false)"),
     ("/api/generate", b"[]", 400, "json: cannot unmarshal array into Go value of type api.GenerateRequest"),
     ("/api/generate", b"{\"model\":\"nope\",\"prompt\":\"x\"} trailing", 404, "model 'nope' not found"),
@@ -37,7 +37,7 @@ const MALFORMED: &[(&str, &[u8], u16, &str)] = &[
     ("/v1/completions", b"{\"model\":\"llama3\",\"stream_options\":{\"include_usage\":\"yes\"}}", 400, "json: cannot unmarshal string into Go struct field StreamOptions.stream_options.include_usage of type bool"),
     ("/v1/embeddings", b"{\"model\":\"nope\"}", 400, "invalid input"),
     ("/v1/embeddings", b"{\"model\":\"nope\",\"input\":[]}", 400, "invalid input"),
-    ("/v1/embeddings", b"{\"model\":\"llama3\",\"input\":\"x\",\"encoding_format\":\"int8\"}", 400, "Invalid value for 'encoding_format' = int8. Supported values: ['float', 'base64']."),
+    ("/v1/embeddings", b"{\"model\":\"nope\",\"input\":\"x\",\"encoding_format\":\"int8\"}", 400, "Invalid value for 'encoding_format' = int8. Supported values: ['float', 'base64']."),
     ("/api/chat", b"{\"model\":\"x:local:cloud\"}", 400, "use either :local or :cloud, not both: \"x:local:cloud\""),
     ("/api/chat", b"{\"model\":\"nope\",\"messages\":[],\"think\":[]}", 400, "think must be a boolean or string (\"high\", \"medium\", \"low\", \"max\", true, or false)"),
     ("/api/embed", b"{\"model\":\"nope\",\"input\":5}", 400, "invalid input type"),
@@ -45,6 +45,11 @@ const MALFORMED: &[(&str, &[u8], u16, &str)] = &[
     ("/v1/chat/completions", b"{\"model\":\"nope\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", 404, "model 'nope' not found"),
     ("/v1/embeddings", b"{\"model\":\"nope\",\"input\":\"x\"}", 404, "model \"nope\" not found, try pulling it first"),
     ("/v1/chat/completions", b"{\"model\":\"nope\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}],\"stream_options\":true}", 400, "json: cannot unmarshal bool into Go struct field ChatCompletionRequest.stream_options of type openai.StreamOptions"),
+    ("/v1/chat/completions", b"{\"model\":\"nope\",\"messages\":[{}],\"temperature\":1e400}", 400, "json: cannot unmarshal number 1e400 into Go struct field ChatCompletionRequest.temperature of type float64"),
+    ("/v1/completions", b"{\"model\":\"nope\",\"temperature\":1e39}", 400, "json: cannot unmarshal number 1e39 into Go struct field CompletionRequest.temperature of type float32"),
+    ("/api/generate", b"{\"model\":\"nope\",\"top_logprobs\":99999999999999999999}", 400, "json: cannot unmarshal number 99999999999999999999 into Go struct field GenerateRequest.top_logprobs of type int"),
+    ("/api/chat", b"{\"model\":\"nope\",\"stream\":\"x\",\"think\":\"max \"}", 400, "invalid think value: \"max \" (must be \"high\", \"medium\", \"low\", \"max\", true, or false)"),
+    ("/api/chat", b"{\"model\":\"nope\",\"think\":\"high\",\"messages\":[{\"role\":\"user\",\"content\":\"hi\"}]}", 404, "model 'nope' not found"),
 ];
 
 /// The bytes Ollama sends for an error: gin's `c.JSON` (native, and the
