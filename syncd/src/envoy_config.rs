@@ -148,6 +148,10 @@ impl EnvoyConfig {
                             // a generous idle timeout.
                             "request_timeout": "0s",
                             "stream_idle_timeout": "900s",
+                            // Ollama sends no `Server` header: neither do
+                            // the filter's own answers, nor Envoy over
+                            // the instances' (issue #15).
+                            "server_header_transformation": "PASS_THROUGH",
                             "route_config": {
                                 "name": "ollama",
                                 "virtual_hosts": self.virtual_hosts(),

@@ -51,6 +51,25 @@ async fn malformed_bodies_get_ollamas_answer_through_the_balancer() -> anyhow::R
     }
     assert!(ready, "the filter never listed llama3\n{}", rig.logs());
 
+    // Ollama sends no `Server` header; neither do the balancer's answers.
+    for (method, path) in [
+        ("GET", "/api/version"),
+        ("GET", "/api/tags"),
+        ("POST", "/api/chat"),
+    ] {
+        let method = reqwest::Method::from_bytes(method.as_bytes())?;
+        let resp = e2e::http()
+            .request(method, format!("{}{path}", envoy.url))
+            .body("{\"model\":\"nope\"}")
+            .send()
+            .await?;
+        assert!(
+            resp.headers().get("server").is_none(),
+            "{path}: {:?}",
+            resp.headers()
+        );
+    }
+
     let mut failures = Vec::new();
     for (route, body, status, message) in MALFORMED {
         let want = expected(route, *status, message);
