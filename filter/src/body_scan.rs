@@ -10,6 +10,11 @@
 //! non-string is a type error. [`BodyScanner`] mirrors the scanner state by
 //! state and only keeps the top-level keys it was asked for.
 
+mod messages;
+
+pub use messages::MessageSchema;
+use messages::Messages;
+
 use crate::go_string::{CharSink, GoStringDecoder};
 
 /// Nesting limit of Go's scanner (`maxNestingDepth`).
@@ -38,6 +43,8 @@ pub enum Kind {
     Object(&'static str),
     /// `*api.ThinkValue`: a bool or a string, else its own error.
     Think,
+    /// A `messages` array whose elements' fields are checked too.
+    Messages(&'static MessageSchema),
     /// Anything (`any`, `json.RawMessage`, custom decoders).
     Any,
 }
@@ -53,6 +60,7 @@ impl Kind {
             Kind::Array(_) => kind == "array",
             Kind::Object(_) => kind == "object",
             Kind::Think => kind == "bool" || kind == "string",
+            Kind::Messages(_) => kind == "array",
         }
     }
 
@@ -62,6 +70,7 @@ impl Kind {
             Kind::Bool => "bool",
             Kind::Number(t) | Kind::Array(t) | Kind::Object(t) => t,
             Kind::Think => "api.ThinkValue",
+            Kind::Messages(m) => m.array_type,
             Kind::Any => "interface {}",
         }
     }
@@ -94,13 +103,32 @@ pub enum ScanError {
     Think,
     /// `think` is a string but not a level: its decoder's text names it.
     ThinkValue(String),
+    /// A type error inside a `messages` element (or the element itself).
+    Nested {
+        /// The struct Go names, when not the request's own.
+        structure: Option<&'static str>,
+        path: String,
+        kind: String,
+        go_type: &'static str,
+        /// From `api.Message.UnmarshalJSON`: decoding stops there.
+        ends_decoding: bool,
+    },
 }
 
 impl ScanError {
-    /// `think`'s own decoder failed: that ends decoding at once, so it
-    /// wins over any type error before it and none comes after it.
-    fn is_think(&self) -> bool {
-        matches!(self, ScanError::Think | ScanError::ThinkValue(_))
+    /// A type's own decoder failed (`think`, `api.Message`): that ends
+    /// decoding at once, so it wins over any type error before it and none
+    /// comes after it.
+    fn ends_decoding(&self) -> bool {
+        matches!(
+            self,
+            ScanError::Think
+                | ScanError::ThinkValue(_)
+                | ScanError::Nested {
+                    ends_decoding: true,
+                    ..
+                }
+        )
     }
 }
 
@@ -123,6 +151,16 @@ impl ScanError {
                 "json: cannot unmarshal {kind} into Go struct field {strukt}.{field} of type {go_type}"
             ),
             ScanError::Think => "think must be a boolean or string (\"high\", \"medium\", \"low\", \"max\", true, or false)".into(),
+            ScanError::Nested {
+                structure,
+                path,
+                kind,
+                go_type,
+                ..
+            } => format!(
+                "json: cannot unmarshal {kind} into Go struct field {}.{path} of type {go_type}",
+                structure.unwrap_or(strukt)
+            ),
             ScanError::ThinkValue(v) => format!(
                 "invalid think value: {} (must be \"high\", \"medium\", \"low\", \"max\", true, or false)",
                 crate::errors::go_quote(v)
@@ -146,6 +184,9 @@ pub struct FieldValue {
     /// The JSON kind of the value (`string` for captured fields; for the
     /// others that of their last occurrence, `null` included).
     pub kind: &'static str,
+    /// What a check after decoding will reject in it (`messages`: the
+    /// first content type `openai.FromChatRequest` refuses).
+    pub note: Option<String>,
 }
 
 /// The wanted fields, in the order they were asked for; `None` when absent
@@ -217,6 +258,7 @@ impl ValueBuf {
             trimmed: (!self.overflow).then_some(self.core),
             is_empty: self.len == 0,
             kind: "string",
+            note: None,
         }
     }
 }
@@ -271,6 +313,8 @@ pub struct BodyScanner {
     /// A top-level number being read for a number field: its slot and
     /// literal so far.
     number: Option<(usize, String)>,
+    /// Inside the `messages` array (its field slot and element state).
+    messages: Option<(usize, Messages)>,
     state: St,
     stack: Box<[u64; MAX_DEPTH / 64 + 1]>,
     depth: usize,
@@ -313,6 +357,7 @@ impl BodyScanner {
             captured,
             open_slot: None,
             number: None,
+            messages: None,
             state: St::BeginValue,
             stack: Box::new([0; MAX_DEPTH / 64 + 1]),
             depth: 0,
@@ -514,8 +559,11 @@ impl BodyScanner {
             self.top_kind = Some(kind);
             return;
         }
-        if self.depth != 1 || self.top_kind != Some("object") {
+        if self.top_kind != Some("object") {
             return;
+        }
+        if self.depth != 1 {
+            return self.message_value_starts(kind);
         }
         self.open_slot = None;
         let Some(slot) = self.slot else { return };
@@ -531,12 +579,14 @@ impl BodyScanner {
         if matches!(kind, "array" | "object") {
             self.open_slot = Some(slot);
         }
+        if let (Kind::Messages(schema), "array") = (expected, kind) {
+            self.messages = Some((slot, Messages::new(schema)));
+        }
         if expected == Kind::Think && !expected.accepts(kind) {
             // Its own decoder fails: that error ends decoding at once.
-            self.type_error = Some(ScanError::Think);
-            return;
+            return self.stop_decoding(ScanError::Think);
         }
-        if self.type_error.as_ref().is_some_and(ScanError::is_think) {
+        if self.decoding_stopped() {
             return;
         }
         let read = slot < self.captured || matches!(expected, Kind::Think | Kind::Text);
@@ -552,13 +602,77 @@ impl BodyScanner {
     /// Records a type error unless an earlier one is kept (Go keeps the
     /// first).
     fn type_mismatch(&mut self, slot: usize, kind: String, expected: Kind) {
+        let field = self.fields.get(slot).copied().unwrap_or("");
+        self.save(ScanError::FieldType {
+            field,
+            kind,
+            go_type: expected.go_type(),
+        });
+    }
+
+    /// A type error Go saves: the first one is kept, unless decoding
+    /// already stopped.
+    fn save(&mut self, e: ScanError) {
         if self.type_error.is_none() {
-            let field = self.fields.get(slot).copied().unwrap_or("");
-            self.type_error = Some(ScanError::FieldType {
-                field,
-                kind,
-                go_type: expected.go_type(),
-            });
+            self.type_error = Some(e);
+        }
+    }
+
+    /// An error from a type's own decoder: decoding stops, so it replaces
+    /// a saved error, unless decoding stopped earlier.
+    fn stop_decoding(&mut self, e: ScanError) {
+        if !self.decoding_stopped() {
+            self.type_error = Some(e);
+        }
+    }
+
+    fn decoding_stopped(&self) -> bool {
+        self.type_error
+            .as_ref()
+            .is_some_and(ScanError::ends_decoding)
+    }
+
+    /// A value inside `messages`: an element (depth 2) or one of an
+    /// element's fields (depth 3).
+    fn message_value_starts(&mut self, kind: &'static str) {
+        let depth = self.depth;
+        let Some((_, m)) = self.messages.as_mut() else {
+            return;
+        };
+        let found = match depth {
+            2 => m.element_starts(kind),
+            3 if m.in_element => m.field_starts(kind).map(|e| (e, false)),
+            _ => None,
+        };
+        match found {
+            Some((e, true)) => self.stop_decoding(e),
+            Some((e, false)) if !self.decoding_stopped() => self.save(e),
+            _ => {}
+        }
+    }
+
+    /// A container closes at the current depth: an element of `messages`
+    /// may end decoding; `messages` itself leaves its findings behind.
+    fn container_ends(&mut self) {
+        match self.depth {
+            3 => {
+                let ended = self
+                    .messages
+                    .as_mut()
+                    .filter(|(_, m)| m.in_element)
+                    .and_then(|(_, m)| m.element_ends());
+                if let Some(e) = ended {
+                    self.stop_decoding(e);
+                }
+            }
+            2 => {
+                if let Some((slot, m)) = self.messages.take() {
+                    if let Some(Some(v)) = self.values.get_mut(slot) {
+                        v.note = m.content_error;
+                    }
+                }
+            }
+            _ => {}
         }
     }
 
@@ -576,7 +690,7 @@ impl BodyScanner {
             "float64" => literal.parse::<f64>().is_ok_and(f64::is_finite),
             _ => literal.parse::<i64>().is_ok(),
         };
-        if !fits && !self.type_error.as_ref().is_some_and(ScanError::is_think) {
+        if !fits && !self.decoding_stopped() {
             self.type_mismatch(slot, format!("number {literal}"), Kind::Number(go_type));
         }
     }
@@ -585,11 +699,9 @@ impl BodyScanner {
     /// levels, else its decoder's error ends decoding.
     fn think_done(&mut self, slot: usize, value: &FieldValue) {
         const LEVELS: [&str; 4] = ["high", "medium", "low", "max"];
-        if self.kinds.get(slot) == Some(&Kind::Think)
-            && !LEVELS.contains(&value.verbatim.as_str())
-            && !self.type_error.as_ref().is_some_and(ScanError::is_think)
+        if self.kinds.get(slot) == Some(&Kind::Think) && !LEVELS.contains(&value.verbatim.as_str())
         {
-            self.type_error = Some(ScanError::ThinkValue(value.verbatim.clone()));
+            self.stop_decoding(ScanError::ThinkValue(value.verbatim.clone()));
         }
     }
 
@@ -611,9 +723,14 @@ impl BodyScanner {
             return self.fail(c, "looking for beginning of object key string");
         }
         self.slot = None;
+        let element = self.messages.as_ref().filter(|(_, m)| m.in_element);
         if self.depth == 1 && self.top_kind == Some("object") {
             let alive = (1u32 << self.fields.len().min(31)) - 1;
             self.capture = Capture::Key(KeyMatch { pos: 0, alive }, self.fields);
+        } else if let (3, Some((_, m))) = (self.depth, element) {
+            let names = m.schema.names;
+            let alive = (1u32 << names.len().min(31)) - 1;
+            self.capture = Capture::Key(KeyMatch { pos: 0, alive }, names);
         }
         self.state = St::InString;
     }
@@ -624,8 +741,12 @@ impl BodyScanner {
                 self.with_sink(|d, s| d.finish(s));
                 match std::mem::replace(&mut self.capture, Capture::None) {
                     Capture::Key(m, names) => {
-                        self.slot = (0..names.len())
+                        let found = (0..names.len())
                             .find(|&i| m.alive & (1 << i) != 0 && names[i].len() == m.pos);
+                        match (self.depth, self.messages.as_mut()) {
+                            (3, Some((_, msgs))) if msgs.in_element => msgs.slot = found,
+                            _ => self.slot = found,
+                        }
                     }
                     Capture::Value(slot, buf) => {
                         let value = buf.finish();
@@ -734,6 +855,7 @@ impl BodyScanner {
     }
 
     fn pop(&mut self) {
+        self.container_ends();
         self.depth = self.depth.saturating_sub(1);
         // The parent, if an object, is always past its key here.
         self.in_key = false;

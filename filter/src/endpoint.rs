@@ -3,7 +3,7 @@
 
 use model_map::{ModelName, NameError};
 
-use crate::body_scan::{Fields, Kind, ScanError};
+use crate::body_scan::{Fields, Kind, MessageSchema, ScanError};
 use crate::errors::{Api, LbError};
 
 /// Ollama handler whose model errors a route shares.
@@ -97,6 +97,49 @@ const INT: Kind = Number("int");
 const F64: Kind = Number("float64");
 const F32: Kind = Number("float32");
 
+/// `api.Message`, decoded by its own `UnmarshalJSON`.
+static API_MESSAGE: MessageSchema = MessageSchema {
+    array_type: "[]api.Message",
+    element_type: "api.Alias",
+    custom_decoder: true,
+    names: &[
+        "role",
+        "content",
+        "thinking",
+        "images",
+        "tool_calls",
+        "tool_name",
+        "tool_call_id",
+    ],
+    kinds: &[
+        Str,
+        Str,
+        Str,
+        Array("[]api.ImageData"),
+        Array("[]api.ToolCall"),
+        Str,
+        Str,
+    ],
+    content_types: false,
+};
+
+/// `openai.Message`, and the content types `FromChatRequest` takes.
+static OPENAI_MESSAGE: MessageSchema = MessageSchema {
+    array_type: "[]openai.Message",
+    element_type: "openai.Message",
+    custom_decoder: false,
+    names: &[
+        "role",
+        "content",
+        "reasoning",
+        "tool_calls",
+        "name",
+        "tool_call_id",
+    ],
+    kinds: &[Str, Any, Str, Array("[]openai.ToolCall"), Str, Str],
+    content_types: true,
+};
+
 // Fields as in Ollama v0.33.0-rc2 `api/types.go` and `openai/openai.go`.
 route!(GENERATE, Generate, Native, "api", "GenerateRequest", 1, [
     "model" => Str, "prompt" => Str, "suffix" => Str, "system" => Str, "template" => Str,
@@ -106,7 +149,7 @@ route!(GENERATE, Generate, Native, "api", "GenerateRequest", 1, [
     "logprobs" => Bool, "top_logprobs" => INT,
 ]);
 route!(CHAT, Chat, Native, "api", "ChatRequest", 1, [
-    "model" => Str, "messages" => Array("[]api.Message"), "stream" => Bool, "format" => Any,
+    "model" => Str, "messages" => Kind::Messages(&API_MESSAGE), "stream" => Bool, "format" => Any,
     "keep_alive" => Any, "tools" => Array("api.Tools"), "options" => OPTIONS,
     "think" => Think, "truncate" => Bool, "shift" => Bool, "_debug_render_only" => Bool,
     "logprobs" => Bool, "top_logprobs" => INT,
@@ -129,7 +172,7 @@ route!(PUSH, Push, Native, "api", "PushRequest", 2, [
 route!(DELETE, Delete, Native, "api", "DeleteRequest", 2, ["model" => Str, "name" => Str]);
 route!(COPY, Copy, Native, "api", "CopyRequest", 1, ["source" => Str, "destination" => Str]);
 route!(OA_CHAT, Chat, OpenAi, "openai", "ChatCompletionRequest", 1, [
-    "model" => Str, "messages" => Array("[]openai.Message"), "stream" => Bool,
+    "model" => Str, "messages" => Kind::Messages(&OPENAI_MESSAGE), "stream" => Bool,
     "stream_options" => Object("openai.StreamOptions"), "max_tokens" => INT, "seed" => INT,
     "stop" => Any, "temperature" => F64, "frequency_penalty" => F64,
     "presence_penalty" => F64, "top_p" => F64,
@@ -268,6 +311,10 @@ impl BodyRoute {
             (Api::OpenAi, Op::Chat) if empty("messages") => {
                 Err(LbError::Middleware("[] is too short - 'messages'".into()))
             }
+            (Api::OpenAi, Op::Chat) => match field("messages").and_then(|v| v.note) {
+                Some(content_error) => Err(LbError::Middleware(content_error)),
+                None => Ok(()),
+            },
             (Api::OpenAi, Op::Embed) if empty("input") => {
                 Err(LbError::Middleware("invalid input".into()))
             }
@@ -433,7 +480,9 @@ mod tests {
             ("/api/chat", r#"{"model":"a b"}"#, 400, "invalid model name"),
             ("/api/copy", r#"{"source":"a b"}"#, 400, r#"source "a b" is invalid"#),
             ("/v1/completions", "{}", 404, "model '' not found"),
-            ("/v1/chat/completions", r#"{"messages":[{}]}"#, 400, "model is required"),
+            ("/v1/chat/completions", r#"{"messages":[{"content":"hi"}]}"#, 400, "model is required"),
+            ("/v1/chat/completions", r#"{"messages":[{}]}"#, 400, "invalid message content type: <nil>"),
+            ("/api/chat", r#"{"model":1,"messages":[null,{"role":[]}]}"#, 400, "json: cannot unmarshal array into Go struct field ChatRequest.messages.role of type string"),
             // The OpenAI middleware's own checks come before the handler's.
             ("/v1/chat/completions", "{}", 400, "[] is too short - 'messages'"),
             ("/v1/chat/completions", r#"{"model":"x","messages":[]}"#, 400, "[] is too short - 'messages'"),
