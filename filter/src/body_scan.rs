@@ -45,6 +45,9 @@ pub enum Kind {
     Think,
     /// A `messages` array whose elements' fields are checked too.
     Messages(&'static MessageSchema),
+    /// `*api.Duration` (`keep_alive`): a number, or a string Go's
+    /// `time.ParseDuration` reads; else its decoder's error.
+    Duration,
     /// Anything (`any`, `json.RawMessage`, custom decoders).
     Any,
 }
@@ -61,6 +64,7 @@ impl Kind {
             Kind::Object(_) => kind == "object",
             Kind::Think => kind == "bool" || kind == "string",
             Kind::Messages(_) => kind == "array",
+            Kind::Duration => kind == "number" || kind == "string",
         }
     }
 
@@ -71,6 +75,7 @@ impl Kind {
             Kind::Number(t) | Kind::Array(t) | Kind::Object(t) => t,
             Kind::Think => "api.ThinkValue",
             Kind::Messages(m) => m.array_type,
+            Kind::Duration => "api.Duration",
             Kind::Any => "interface {}",
         }
     }
@@ -103,6 +108,9 @@ pub enum ScanError {
     Think,
     /// `think` is a string but not a level: its decoder's text names it.
     ThinkValue(String),
+    /// `keep_alive`'s decoder failed, with its text (`time: invalid
+    /// duration "x"`, `Unsupported type: 'bool'`).
+    Duration(String),
     /// A type error inside a `messages` element (or the element itself).
     Nested {
         /// The struct Go names, when not the request's own.
@@ -124,6 +132,7 @@ impl ScanError {
             self,
             ScanError::Think
                 | ScanError::ThinkValue(_)
+                | ScanError::Duration(_)
                 | ScanError::Nested {
                     ends_decoding: true,
                     ..
@@ -161,6 +170,7 @@ impl ScanError {
                 "json: cannot unmarshal {kind} into Go struct field {}.{path} of type {go_type}",
                 structure.unwrap_or(strukt)
             ),
+            ScanError::Duration(m) => m.clone(),
             ScanError::ThinkValue(v) => format!(
                 "invalid think value: {} (must be \"high\", \"medium\", \"low\", \"max\", true, or false)",
                 crate::errors::go_quote(v)
@@ -586,10 +596,20 @@ impl BodyScanner {
             // Its own decoder fails: that error ends decoding at once.
             return self.stop_decoding(ScanError::Think);
         }
+        if expected == Kind::Duration && !expected.accepts(kind) && kind != "null" {
+            let go_type = match kind {
+                "bool" => "bool",
+                "array" => "[]interface {}",
+                _ => "map[string]interface {}",
+            };
+            let text = format!("Unsupported type: '{go_type}'");
+            return self.stop_decoding(ScanError::Duration(text));
+        }
         if self.decoding_stopped() {
             return;
         }
-        let read = slot < self.captured || matches!(expected, Kind::Think | Kind::Text);
+        let read =
+            slot < self.captured || matches!(expected, Kind::Think | Kind::Text | Kind::Duration);
         if kind == "string" && read {
             self.capture = Capture::Value(slot, ValueBuf::default());
         } else if kind == "number" && matches!(expected, Kind::Number(_)) {
@@ -682,6 +702,10 @@ impl BodyScanner {
         let Some((slot, literal)) = self.number.take() else {
             return;
         };
+        if let Some(Some(v)) = self.values.get_mut(slot) {
+            // Kept for checks after decoding (`top_logprobs` range).
+            v.verbatim.clone_from(&literal);
+        }
         let Some(Kind::Number(go_type)) = self.kinds.get(slot).copied() else {
             return;
         };
@@ -699,6 +723,12 @@ impl BodyScanner {
     /// levels, else its decoder's error ends decoding.
     fn think_done(&mut self, slot: usize, value: &FieldValue) {
         const LEVELS: [&str; 4] = ["high", "medium", "low", "max"];
+        if self.kinds.get(slot) == Some(&Kind::Duration) {
+            if let Err(text) = model_map::go_duration::parse_go_duration(&value.verbatim) {
+                self.stop_decoding(ScanError::Duration(text));
+            }
+            return;
+        }
         if self.kinds.get(slot) == Some(&Kind::Think) && !LEVELS.contains(&value.verbatim.as_str())
         {
             self.stop_decoding(ScanError::ThinkValue(value.verbatim.clone()));

@@ -91,7 +91,7 @@ macro_rules! route {
     };
 }
 
-use Kind::{Any, Array, Bool, Number, Object, Str, Text, Think};
+use Kind::{Any, Array, Bool, Duration, Number, Object, Str, Text, Think};
 const OPTIONS: Kind = Object("map[string]interface {}");
 const INT: Kind = Number("int");
 const F64: Kind = Number("float64");
@@ -144,22 +144,22 @@ static OPENAI_MESSAGE: MessageSchema = MessageSchema {
 route!(GENERATE, Generate, Native, "api", "GenerateRequest", 1, [
     "model" => Str, "prompt" => Str, "suffix" => Str, "system" => Str, "template" => Str,
     "context" => Array("[]int"), "stream" => Bool, "raw" => Bool, "format" => Any,
-    "keep_alive" => Any, "images" => Array("[]api.ImageData"), "options" => OPTIONS,
+    "keep_alive" => Duration, "images" => Array("[]api.ImageData"), "options" => OPTIONS,
     "think" => Think, "truncate" => Bool, "shift" => Bool, "_debug_render_only" => Bool,
     "logprobs" => Bool, "top_logprobs" => INT,
 ]);
 route!(CHAT, Chat, Native, "api", "ChatRequest", 1, [
     "model" => Str, "messages" => Kind::Messages(&API_MESSAGE), "stream" => Bool, "format" => Any,
-    "keep_alive" => Any, "tools" => Array("api.Tools"), "options" => OPTIONS,
+    "keep_alive" => Duration, "tools" => Array("api.Tools"), "options" => OPTIONS,
     "think" => Think, "truncate" => Bool, "shift" => Bool, "_debug_render_only" => Bool,
     "logprobs" => Bool, "top_logprobs" => INT,
 ]);
 route!(EMBED, Embed, Native, "api", "EmbedRequest", 1, [
-    "model" => Str, "input" => Any, "keep_alive" => Any, "truncate" => Bool,
+    "model" => Str, "input" => Any, "keep_alive" => Duration, "truncate" => Bool,
     "dimensions" => INT, "options" => OPTIONS,
 ]);
 route!(EMBEDDINGS, Embeddings, Native, "api", "EmbeddingRequest", 1, [
-    "model" => Str, "prompt" => Str, "keep_alive" => Any, "options" => OPTIONS,
+    "model" => Str, "prompt" => Str, "keep_alive" => Duration, "options" => OPTIONS,
 ]);
 route!(SHOW, Show, Native, "api", "ShowRequest", 2, [
     "model" => Str, "name" => Str, "system" => Str, "template" => Str, "verbose" => Bool,
@@ -304,6 +304,9 @@ impl BodyRoute {
         let known_format = ["", "float", "base64"]
             .iter()
             .any(|f| format.eq_ignore_ascii_case(f));
+        let top_logprobs = field("top_logprobs")
+            .and_then(|v| v.verbatim.parse::<i64>().ok())
+            .unwrap_or(0);
         match (self.api, self.op) {
             (Api::OpenAi, Op::Embed) if !known_format => Err(LbError::Middleware(format!(
                 "Invalid value for 'encoding_format' = {format}. Supported values: ['float', 'base64']."
@@ -311,10 +314,14 @@ impl BodyRoute {
             (Api::OpenAi, Op::Chat) if empty("messages") => {
                 Err(LbError::Middleware("[] is too short - 'messages'".into()))
             }
-            (Api::OpenAi, Op::Chat) => match field("messages").and_then(|v| v.note) {
-                Some(content_error) => Err(LbError::Middleware(content_error)),
-                None => Ok(()),
-            },
+            (Api::OpenAi, Op::Chat) if field("messages").is_some_and(|v| v.note.is_some()) => {
+                let note = field("messages").and_then(|v| v.note).unwrap_or_default();
+                Err(LbError::Middleware(note))
+            }
+            // Generate's and chat's first check after decoding.
+            (_, Op::Generate | Op::Chat) if !(0..=20).contains(&top_logprobs) => {
+                Err(LbError::TopLogprobs)
+            }
             (Api::OpenAi, Op::Embed) if empty("input") => {
                 Err(LbError::Middleware("invalid input".into()))
             }
@@ -504,6 +511,9 @@ mod tests {
             ("/v1/completions", r#"{"model":"x","top_p":-1e39}"#, 400, "json: cannot unmarshal number -1e39 into Go struct field CompletionRequest.top_p of type float32"),
             ("/api/chat", r#"{"model":1,"think":"extreme"}"#, 400, r#"invalid think value: "extreme" (must be "high", "medium", "low", "max", true, or false)"#),
             ("/v1/embeddings", r#"{"model":"x","encoding_format":"int8"}"#, 400, "Invalid value for 'encoding_format' = int8. Supported values: ['float', 'base64']."),
+            ("/v1/chat/completions", r#"{"model":"x","messages":[{"content":"hi"}],"top_logprobs":21}"#, 400, "top_logprobs must be between 0 and 20"),
+            ("/api/generate", r#"{"model":"x","keep_alive":"1"}"#, 400, r#"time: missing unit in duration "1""#),
+            ("/api/generate", r#"{"model":1,"keep_alive":[]}"#, 400, "Unsupported type: '[]interface {}'"),
             // Ollama's source suffixes.
             ("/api/chat", r#"{"model":"x:local:cloud"}"#, 400, r#"use either :local or :cloud, not both: "x:local:cloud""#),
             ("/api/embed", r#"{"model":"a b"}"#, 400, "invalid model name"),

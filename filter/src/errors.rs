@@ -39,6 +39,8 @@ pub enum LbError {
     Middleware(String),
     /// Embed's `input` is neither a string nor an array.
     InvalidInputType,
+    /// Generate's and chat's range check on `top_logprobs`.
+    TopLogprobs,
     /// 503: holders exist but none is healthy.
     ModelUnavailable(String),
     /// 503: no healthy instance at all.
@@ -74,6 +76,7 @@ impl LbError {
             LbError::MissingBody => "missing request body".into(),
             LbError::Json(m) | LbError::NameConflict(m) | LbError::Middleware(m) => m.clone(),
             LbError::InvalidInputType => "invalid input type".into(),
+            LbError::TopLogprobs => "top_logprobs must be between 0 and 20".into(),
             LbError::ModelRequired => "model is required".into(),
             LbError::InvalidModelName => "invalid model name".into(),
             LbError::InvalidField { field, value } => format!("{field} {} is invalid", go_quote(value)),

@@ -35,6 +35,9 @@ pub enum Kind {
     Think,
     /// `json.RawMessage`: kept as written, nothing checked.
     Raw,
+    /// `*api.Duration` (`keep_alive`): its own decoder, whose error ends
+    /// decoding.
+    Duration,
     /// Anything (`any`, or types with their own decoder such as keep_alive).
     Any,
 }
@@ -119,6 +122,7 @@ fn check(
     match (kind, v) {
         (Kind::Think, v) => return check_think(v),
         (Kind::Raw, _) => {}
+        (Kind::Duration, v) => return check_duration(v),
         (_, GoValue::Null) => {}
         (Kind::Any, v) | (Kind::Object(_), v @ GoValue::Object(_)) => {
             if let Some(lit) = first_unrepresentable_number(v) {
@@ -178,6 +182,7 @@ fn go_type(kind: Kind) -> &'static str {
         Kind::Messages(_) => "[]api.Message",
         Kind::Think => "api.ThinkValue",
         Kind::Raw => "json.RawMessage",
+        Kind::Duration => "api.Duration",
         Kind::Any => "interface {}",
     }
 }
@@ -221,6 +226,20 @@ fn check_message(
             path: String::new(),
             go_type: "api.Alias".into(),
         })),
+    }
+}
+
+/// `api.Duration.UnmarshalJSON`: a number, or a Go duration string.
+fn check_duration(v: &GoValue) -> Result<(), Abort> {
+    let unsupported = |t: &str| Err(Abort(format!("Unsupported type: '{t}'")));
+    match v {
+        GoValue::Null | GoValue::Number(_) => Ok(()),
+        GoValue::Str(s) => crate::duration::parse_go_duration(s)
+            .map(|_| ())
+            .map_err(Abort),
+        GoValue::Bool(_) => unsupported("bool"),
+        GoValue::Array(_) => unsupported("[]interface {}"),
+        GoValue::Object(_) => unsupported("map[string]interface {}"),
     }
 }
 

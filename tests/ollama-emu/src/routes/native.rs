@@ -30,7 +30,7 @@ const GENERATE_FIELDS: &[(&str, Kind)] = &[
     ("stream", Kind::Bool),
     ("raw", Kind::Bool),
     ("format", Kind::Raw),
-    ("keep_alive", Kind::Any),
+    ("keep_alive", Kind::Duration),
     ("images", Kind::Array("[]api.ImageData")),
     ("options", Kind::Object("map[string]interface {}")),
     ("think", Kind::Think),
@@ -58,7 +58,7 @@ const CHAT_FIELDS: &[(&str, Kind)] = &[
     ("messages", Kind::Messages(MESSAGE_FIELDS)),
     ("stream", Kind::Bool),
     ("format", Kind::Raw),
-    ("keep_alive", Kind::Any),
+    ("keep_alive", Kind::Duration),
     ("tools", Kind::Array("api.Tools")),
     ("options", Kind::Object("map[string]interface {}")),
     ("think", Kind::Think),
@@ -109,8 +109,8 @@ async fn load_or_unload(
     Ok(json_response(StatusCode::OK, &body))
 }
 
-/// The capability and option checks of generate and chat: embedding-only
-/// models, `think` (no emulated model thinks) and `top_logprobs`.
+/// The capability checks of generate and chat: embedding-only models and
+/// `think` (no emulated model thinks).
 fn check_capabilities(
     req: &Map<String, Value>,
     model: &Model,
@@ -132,20 +132,24 @@ fn check_capabilities(
             "{raw_model:?} does not support thinking"
         )));
     }
-    if let Some(n) = req.get("top_logprobs").and_then(Value::as_i64) {
-        if !(0..=20).contains(&n) {
-            return Err(ApiError::bad_request(
-                "top_logprobs must be between 0 and 20",
-            ));
-        }
-    }
     Ok(())
+}
+
+/// Generate's and chat's first check after decoding, before the model.
+fn check_top_logprobs(req: &Map<String, Value>) -> Result<(), ApiError> {
+    match req.get("top_logprobs").and_then(Value::as_i64) {
+        Some(n) if !(0..=20).contains(&n) => Err(ApiError::bad_request(
+            "top_logprobs must be between 0 and 20",
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// `POST /api/generate`.
 pub async fn generate(State(state): Shared, body: Bytes) -> Result<Response, ApiError> {
     let start = Instant::now();
     let req = decode(&body, "GenerateRequest", GENERATE_FIELDS)?;
+    check_top_logprobs(&req)?;
     let keep_alive = keep_alive_field(&req)?;
     let raw_model = str_field(&req, "model").to_string();
     let model = resolve(&state, &raw_model, EmptyName::NotFound, Missing::Quoted)?;
@@ -205,6 +209,7 @@ pub async fn generate(State(state): Shared, body: Bytes) -> Result<Response, Api
 pub async fn chat(State(state): Shared, body: Bytes) -> Result<Response, ApiError> {
     let start = Instant::now();
     let req = decode(&body, "ChatRequest", CHAT_FIELDS)?;
+    check_top_logprobs(&req)?;
     let keep_alive = keep_alive_field(&req)?;
     let raw_model = str_field(&req, "model").to_string();
     let model = resolve(&state, &raw_model, EmptyName::Required, Missing::Quoted)?;
@@ -303,7 +308,7 @@ pub async fn embed(State(state): Shared, body: Bytes) -> Result<Response, ApiErr
         &[
             ("model", Kind::Str),
             ("input", Kind::Any),
-            ("keep_alive", Kind::Any),
+            ("keep_alive", Kind::Duration),
             ("truncate", Kind::Bool),
             ("dimensions", Kind::Int),
             ("options", Kind::Object("map[string]interface {}")),
@@ -345,7 +350,7 @@ pub async fn embeddings(State(state): Shared, body: Bytes) -> Result<Response, A
         &[
             ("model", Kind::Str),
             ("prompt", Kind::Str),
-            ("keep_alive", Kind::Any),
+            ("keep_alive", Kind::Duration),
             ("options", Kind::Object("map[string]interface {}")),
         ],
     )?;

@@ -55,6 +55,12 @@ const MALFORMED: &[(&str, &[u8], u16, &str)] = &[
     ("/v1/chat/completions", b"{\"model\":\"nope\",\"messages\":[{}]}", 400, "invalid message content type: <nil>"),
     ("/v1/chat/completions", b"{\"model\":\"nope\",\"messages\":[{\"role\":\"assistant\",\"tool_calls\":[]}]}", 404, "model 'nope' not found"),
     ("/v1/chat/completions", b"{\"model\":\"nope\",\"messages\":[5]}", 400, "json: cannot unmarshal number into Go struct field ChatCompletionRequest.messages of type openai.Message"),
+    ("/api/generate", b"{\"model\":\"nope\",\"keep_alive\":\"-1\"}", 400, "time: missing unit in duration \"-1\""),
+    ("/api/chat", b"{\"model\":\"nope\",\"stream\":1,\"keep_alive\":true}", 400, "Unsupported type: 'bool'"),
+    ("/api/embed", b"{\"model\":\"nope\",\"keep_alive\":\"5x\"}", 400, "time: unknown unit \"x\" in duration \"5x\""),
+    ("/api/embeddings", b"{\"model\":\"nope\",\"keep_alive\":\"10m\"}", 404, "model \"nope\" not found, try pulling it first"),
+    ("/api/generate", b"{\"model\":\"nope\",\"top_logprobs\":21}", 400, "top_logprobs must be between 0 and 20"),
+    ("/api/chat", b"{\"model\":\"a b\",\"top_logprobs\":-1}", 400, "top_logprobs must be between 0 and 20"),
 ];
 
 /// The bytes Ollama sends for an error: gin's `c.JSON` (native, and the
