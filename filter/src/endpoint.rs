@@ -170,7 +170,7 @@ route!(PUSH, Push, Native, "api", "PushRequest", 2, [
     "stream" => Bool,
 ]);
 route!(DELETE, Delete, Native, "api", "DeleteRequest", 2, ["model" => Str, "name" => Str]);
-route!(COPY, Copy, Native, "api", "CopyRequest", 1, ["source" => Str, "destination" => Str]);
+route!(COPY, Copy, Native, "api", "CopyRequest", 1, ["source" => Str, "destination" => Text]);
 route!(OA_CHAT, Chat, OpenAi, "openai", "ChatCompletionRequest", 1, [
     "model" => Str, "messages" => Kind::Messages(&OPENAI_MESSAGE), "stream" => Bool,
     "stream_options" => Object("openai.StreamOptions"), "max_tokens" => INT, "seed" => INT,
@@ -251,20 +251,39 @@ impl BodyRoute {
             .map(|v| v.verbatim.clone())
             .unwrap_or_default();
         let parsed = match value.and_then(|v| v.trimmed) {
-            // Delete and copy name a model on disk; the others read a
-            // reference with `:local` / `:cloud` (Ollama's modelref).
-            Some(trimmed) if matches!(self.op, Op::Delete | Op::Copy) => ModelName::parse(&trimmed),
+            // Copy names models on disk; the others read a reference with
+            // `:local` / `:cloud` (Ollama's modelref).
+            Some(trimmed) if self.op == Op::Copy => ModelName::parse(&trimmed),
             Some(trimmed) => ModelName::parse_ref(&trimmed).map(|(name, _)| name),
             None if verbatim.is_empty() => Err(NameError::Empty),
             None => Err(NameError::Invalid),
         };
         let name = parsed.map_err(|e| self.name_error(e, verbatim.clone()))?;
         self.input_error(&fields)?;
+        self.destination_error(&fields)?;
         Ok(RequestedModel {
             verbatim,
             key: name.key(),
             name,
         })
+    }
+
+    /// CopyHandler checks the destination's name before it looks for the
+    /// source.
+    fn destination_error(&self, fields: &Fields) -> Result<(), LbError> {
+        if self.op != Op::Copy || fields.len() != self.names.len() {
+            return Ok(());
+        }
+        let i = self.names.iter().position(|n| *n == "destination");
+        let value = i.and_then(|i| fields.get(i)).cloned().flatten();
+        let destination = value.map(|v| v.verbatim).unwrap_or_default();
+        match ModelName::parse(&destination) {
+            Ok(_) => Ok(()),
+            Err(_) => Err(LbError::InvalidField {
+                field: "destination",
+                value: destination,
+            }),
+        }
     }
 
     /// EmbedHandler's `input` check, after the name and before the lookup:
@@ -331,6 +350,8 @@ impl BodyRoute {
 
     fn name_error(&self, e: NameError, verbatim: String) -> LbError {
         match (self.op, e) {
+            (Op::Delete, NameError::Empty) => LbError::ModelRequired,
+            (_, e @ NameError::ConflictingSource(_)) => LbError::NameConflict(e.to_string()),
             (Op::Delete, _) => LbError::InvalidField {
                 field: "name",
                 value: verbatim,
@@ -342,7 +363,6 @@ impl BodyRoute {
             (Op::Generate | Op::Embed, NameError::Empty) => LbError::ModelNotFound(verbatim),
             (_, NameError::Empty) => LbError::ModelRequired,
             (_, NameError::Invalid) => LbError::InvalidModelName,
-            (_, e @ NameError::ConflictingSource(_)) => LbError::NameConflict(e.to_string()),
         }
     }
 
@@ -532,7 +552,17 @@ mod tests {
         }
         assert_eq!(
             model_of("DELETE", "/api/delete", "{}"),
-            Err((400, r#"name "" is invalid"#.into()))
+            Err((400, "model is required".into())),
+            "DeleteHandler: modelref's ErrModelRequired"
+        );
+        assert_eq!(
+            model_of("DELETE", "/api/delete", r#"{"name":"a b"}"#),
+            Err((400, r#"name "a b" is invalid"#.into()))
+        );
+        assert_eq!(
+            model_of("POST", "/api/copy", r#"{"source":"x","destination":"a b"}"#),
+            Err((400, r#"destination "a b" is invalid"#.into())),
+            "checked before the source is looked up"
         );
     }
 }

@@ -257,7 +257,17 @@ pub fn openai_models(map: &ModelMap) -> String {
 
 /// `/v1/models/{model}`: the id echoes the request.
 pub fn openai_model(map: &ModelMap, requested: &str) -> LocalAnswer {
-    let parsed = ModelName::parse_ref(requested).ok().map(|(n, _)| n);
+    // ShowHandler behind the OpenAI writer: a name it cannot read is 400.
+    let parsed = match ModelName::parse_ref(requested) {
+        Ok((name, _)) => Some(name),
+        Err(e) => {
+            let e = match e {
+                model_map::NameError::ConflictingSource(_) => LbError::NameConflict(e.to_string()),
+                _ => LbError::InvalidModelName,
+            };
+            return LocalAnswer::error(&e, Api::OpenAi);
+        }
+    };
     let found = parsed.as_ref().and_then(|n| {
         let key = n.key();
         listed(map)

@@ -91,7 +91,7 @@ fn missing_and_unavailable_models() {
         Err((404, "model 'nope:latest' not found".into()))
     );
     assert_eq!(
-        route_body("/api/copy", r#"{"source":"nope"}"#, &idle),
+        route_body("/api/copy", r#"{"source":"nope","destination":"x"}"#, &idle),
         Err((404, r#"model "nope" not found"#.into()))
     );
     assert_eq!(

@@ -11,8 +11,9 @@ use std::time::Duration;
 include!("../../ollama-emu/tests/common/malformed.rs");
 
 async fn post(base: &str, route: &str, body: &[u8]) -> anyhow::Result<(u16, String, String)> {
+    let (method, path) = method_path(route);
     let resp = e2e::http()
-        .post(format!("{base}{route}"))
+        .request(method, format!("{base}{path}"))
         .body(body.to_vec())
         .send()
         .await?;
@@ -83,6 +84,31 @@ async fn malformed_bodies_get_ollamas_answer_through_the_balancer() -> anyhow::R
                     String::from_utf8_lossy(body)
                 ));
             }
+        }
+    }
+    // A path Ollama's router decodes: the name is invalid, not missing.
+    let want = (
+        400,
+        "application/json".to_string(),
+        "{\"error\":{\"message\":\"invalid model name\",\"type\":\"invalid_request_error\",\"param\":null,\"code\":null}}\n".to_string(),
+    );
+    for base in [&envoy.url, &a.url] {
+        let resp = e2e::http()
+            .get(format!("{base}/v1/models/bad%20name"))
+            .send()
+            .await?;
+        let status = resp.status().as_u16();
+        let ct = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let got = (status, ct, resp.text().await?);
+        if got != want {
+            failures.push(format!(
+                "{base}/v1/models/bad%20name: got {got:?}, want {want:?}"
+            ));
         }
     }
     assert!(

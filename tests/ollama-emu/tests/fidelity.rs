@@ -16,9 +16,10 @@ async fn malformed_bodies_get_ollamas_status_and_text() {
     let emu = start(config(&["llama3"])).await;
     let mut failures = Vec::new();
     for (route, body, status, message) in MALFORMED {
+        let (method, path) = method_path(route);
         let resp = emu
             .http
-            .post(format!("{}{route}", emu.url))
+            .request(method, format!("{}{path}", emu.url))
             .body(body.to_vec())
             .send()
             .await

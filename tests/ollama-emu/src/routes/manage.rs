@@ -159,10 +159,19 @@ pub async fn delete(State(state): Shared, body: Bytes) -> Result<Response, ApiEr
         &[("model", Kind::Str), ("name", Kind::Str)],
     )?;
     let raw = model_or_name(&req);
-    let name = ModelName::parse(&raw)
-        .map_err(|_| ApiError::bad_request(format!("name {raw:?} is invalid")))?;
+    // `parseNormalizePullModelRef`: a reference, `:local` / `:cloud` read.
+    let name = match ModelName::parse_ref(&raw) {
+        Ok((name, _)) => name,
+        Err(NameError::Empty) => return Err(ApiError::bad_request("model is required")),
+        Err(e @ NameError::ConflictingSource(_)) => {
+            return Err(ApiError::bad_request(e.to_string()))
+        }
+        Err(NameError::Invalid) => {
+            return Err(ApiError::bad_request(format!("name {raw:?} is invalid")))
+        }
+    };
     if state.models().remove(&name.key()).is_none() {
-        return Err(ApiError::not_found(format!("model {raw:?} not found")));
+        return Err(ApiError::not_found(format!("model '{raw}' not found")));
     }
     state.sched.unload(&name.key());
     Ok(StatusCode::OK.into_response())

@@ -61,12 +61,27 @@ const MALFORMED: &[(&str, &[u8], u16, &str)] = &[
     ("/api/embeddings", b"{\"model\":\"nope\",\"keep_alive\":\"10m\"}", 404, "model \"nope\" not found, try pulling it first"),
     ("/api/generate", b"{\"model\":\"nope\",\"top_logprobs\":21}", 400, "top_logprobs must be between 0 and 20"),
     ("/api/chat", b"{\"model\":\"a b\",\"top_logprobs\":-1}", 400, "top_logprobs must be between 0 and 20"),
+    ("DELETE /api/delete", b"{}", 400, "model is required"),
+    ("DELETE /api/delete", b"{\"model\":\"nope\"}", 404, "model 'nope' not found"),
+    ("DELETE /api/delete", b"{\"name\":\"a b\"}", 400, "name \"a b\" is invalid"),
+    ("DELETE /api/delete", b"{\"name\":\"x:local:cloud\"}", 400, "use either :local or :cloud, not both: \"x:local:cloud\""),
+    ("/api/copy", b"{\"source\":\"nope\",\"destination\":\"a b\"}", 400, "destination \"a b\" is invalid"),
+    ("/api/copy", b"{\"source\":\"nope\",\"destination\":\"x\"}", 404, "model \"nope\" not found"),
 ];
+
+/// A table route as method and path (`POST` unless it says otherwise).
+fn method_path(route: &str) -> (reqwest::Method, &str) {
+    match route.split_once(' ') {
+        Some((m, p)) => (reqwest::Method::from_bytes(m.as_bytes()).unwrap_or(reqwest::Method::POST), p),
+        None => (reqwest::Method::POST, route),
+    }
+}
 
 /// The bytes Ollama sends for an error: gin's `c.JSON` (native, and the
 /// OpenAI middleware's own 400s) or the OpenAI writer's re-encoding
 /// (errors from the handler, with a newline and a bare content type).
 fn expected(route: &str, status: u16, message: &str) -> (String, &'static str) {
+    let route = method_path(route).1;
     let go = |v: Value| {
         v.to_string()
             .replace('<', "\\u003c")
