@@ -272,7 +272,7 @@ pub fn host_scan_mb_s(body: &[u8]) -> f64 {
     let rates: Vec<f64> = (0..21)
         .map(|_| {
             let start = Instant::now();
-            let mut scanner = filter::body_scan::BodyScanner::new(route.fields);
+            let mut scanner = filter::body_scan::BodyScanner::for_route(route);
             for chunk in body.chunks(64 * 1024) {
                 if scanner.feed(chunk) {
                     break;

@@ -10,6 +10,11 @@
 //! non-string is a type error. [`BodyScanner`] mirrors the scanner state by
 //! state and only keeps the top-level keys it was asked for.
 
+mod messages;
+
+pub use messages::MessageSchema;
+use messages::Messages;
+
 use crate::go_string::{CharSink, GoStringDecoder};
 
 /// Nesting limit of Go's scanner (`maxNestingDepth`).
@@ -18,6 +23,63 @@ const MAX_DEPTH: usize = 10_000;
 const VALUE_CAP: usize = 1024;
 /// White space kept around a value, only for echoing it in messages.
 const PAD_CAP: usize = 256;
+
+/// The Go type of a top-level request field, as far as JSON's value kinds
+/// tell it apart: what the scan checks so that a body Ollama would reject
+/// with 400 is rejected before the model decides 404 or 503. Each carries
+/// the Go type name its error message gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A string (model fields are captured, others only checked).
+    Str,
+    /// A string whose value a later check reads (captured, capped).
+    Text,
+    Bool,
+    /// A number field of this Go type (`int`, `float64`, `float32`): the
+    /// literal must parse as one, as Go's `strconv` reads it.
+    Number(&'static str),
+    Array(&'static str),
+    /// A map or a struct.
+    Object(&'static str),
+    /// `*api.ThinkValue`: a bool or a string, else its own error.
+    Think,
+    /// A `messages` array whose elements' fields are checked too.
+    Messages(&'static MessageSchema),
+    /// `*api.Duration` (`keep_alive`): a number, or a string Go's
+    /// `time.ParseDuration` reads; else its decoder's error.
+    Duration,
+    /// Anything (`any`, `json.RawMessage`, custom decoders).
+    Any,
+}
+
+impl Kind {
+    fn accepts(self, kind: &str) -> bool {
+        match self {
+            _ if kind == "null" => true,
+            Kind::Any => true,
+            Kind::Str | Kind::Text => kind == "string",
+            Kind::Bool => kind == "bool",
+            Kind::Number(_) => kind == "number",
+            Kind::Array(_) => kind == "array",
+            Kind::Object(_) => kind == "object",
+            Kind::Think => kind == "bool" || kind == "string",
+            Kind::Messages(_) => kind == "array",
+            Kind::Duration => kind == "number" || kind == "string",
+        }
+    }
+
+    fn go_type(self) -> &'static str {
+        match self {
+            Kind::Str | Kind::Text => "string",
+            Kind::Bool => "bool",
+            Kind::Number(t) | Kind::Array(t) | Kind::Object(t) => t,
+            Kind::Think => "api.ThinkValue",
+            Kind::Messages(m) => m.array_type,
+            Kind::Duration => "api.Duration",
+            Kind::Any => "interface {}",
+        }
+    }
+}
 
 /// Why the body gives no model, in Go's terms.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,12 +93,52 @@ pub enum ScanError {
     /// The top-level value is not an object: `array`, `string`, `number`,
     /// `bool`.
     TopLevel(&'static str),
-    /// A wanted field holds a non-string (`number`, `bool`, `object`,
-    /// `array`); the first such field, as Go keeps the first error.
+    /// A wanted field holds a value of the wrong kind (`number`, `bool`,
+    /// `object`, `array`, `string`); the first such field in document
+    /// order, as Go keeps the first error.
     FieldType {
         field: &'static str,
-        kind: &'static str,
+        /// `string`, `bool`, … or `number <literal>` for a number that
+        /// does not fit the field's Go type.
+        kind: String,
+        go_type: &'static str,
     },
+    /// `think` is neither a bool nor a string: `ThinkValue.UnmarshalJSON`
+    /// fails and ends decoding with its own text.
+    Think,
+    /// `think` is a string but not a level: its decoder's text names it.
+    ThinkValue(String),
+    /// `keep_alive`'s decoder failed, with its text (`time: invalid
+    /// duration "x"`, `Unsupported type: 'bool'`).
+    Duration(String),
+    /// A type error inside a `messages` element (or the element itself).
+    Nested {
+        /// The struct Go names, when not the request's own.
+        structure: Option<&'static str>,
+        path: String,
+        kind: String,
+        go_type: &'static str,
+        /// From `api.Message.UnmarshalJSON`: decoding stops there.
+        ends_decoding: bool,
+    },
+}
+
+impl ScanError {
+    /// A type's own decoder failed (`think`, `api.Message`): that ends
+    /// decoding at once, so it wins over any type error before it and none
+    /// comes after it.
+    fn ends_decoding(&self) -> bool {
+        matches!(
+            self,
+            ScanError::Think
+                | ScanError::ThinkValue(_)
+                | ScanError::Duration(_)
+                | ScanError::Nested {
+                    ends_decoding: true,
+                    ..
+                }
+        )
+    }
 }
 
 impl ScanError {
@@ -50,8 +152,28 @@ impl ScanError {
             ScanError::TopLevel(kind) => {
                 format!("json: cannot unmarshal {kind} into Go value of type {pkg}.{strukt}")
             }
-            ScanError::FieldType { field, kind } => format!(
-                "json: cannot unmarshal {kind} into Go struct field {strukt}.{field} of type string"
+            ScanError::FieldType {
+                field,
+                kind,
+                go_type,
+            } => format!(
+                "json: cannot unmarshal {kind} into Go struct field {strukt}.{field} of type {go_type}"
+            ),
+            ScanError::Think => "think must be a boolean or string (\"high\", \"medium\", \"low\", \"max\", true, or false)".into(),
+            ScanError::Nested {
+                structure,
+                path,
+                kind,
+                go_type,
+                ..
+            } => format!(
+                "json: cannot unmarshal {kind} into Go struct field {}.{path} of type {go_type}",
+                structure.unwrap_or(strukt)
+            ),
+            ScanError::Duration(m) => m.clone(),
+            ScanError::ThinkValue(v) => format!(
+                "invalid think value: {} (must be \"high\", \"medium\", \"low\", \"max\", true, or false)",
+                crate::errors::go_quote(v)
             ),
         })
     }
@@ -66,8 +188,15 @@ pub struct FieldValue {
     /// The value after Go's `strings.TrimSpace`; `None` when longer than
     /// any valid model name.
     pub trimmed: Option<String>,
-    /// Whether the decoded string was empty (for Go's `cmp.Or`).
+    /// Whether the decoded string was empty (for Go's `cmp.Or`); for a
+    /// field that is only checked, whether its array or object was empty.
     pub is_empty: bool,
+    /// The JSON kind of the value (`string` for captured fields; for the
+    /// others that of their last occurrence, `null` included).
+    pub kind: &'static str,
+    /// What a check after decoding will reject in it (`messages`: the
+    /// first content type `openai.FromChatRequest` refuses).
+    pub note: Option<String>,
 }
 
 /// The wanted fields, in the order they were asked for; `None` when absent
@@ -138,6 +267,8 @@ impl ValueBuf {
             verbatim: format!("{}{}{}", self.lead, self.core, self.pending),
             trimmed: (!self.overflow).then_some(self.core),
             is_empty: self.len == 0,
+            kind: "string",
+            note: None,
         }
     }
 }
@@ -182,6 +313,18 @@ impl CharSink for KeySink<'_> {
 /// already answered.
 pub struct BodyScanner {
     fields: &'static [&'static str],
+    /// The Go kind of each field, aligned with `fields` (missing: string).
+    kinds: &'static [Kind],
+    /// How many leading fields are captured (the model fields); string
+    /// values of the others are only skipped, on the fast path.
+    captured: usize,
+    /// The depth-1 field whose container value is open, to tell `[]`.
+    open_slot: Option<usize>,
+    /// A top-level number being read for a number field: its slot and
+    /// literal so far.
+    number: Option<(usize, String)>,
+    /// Inside the `messages` array (its field slot and element state).
+    messages: Option<(usize, Messages)>,
     state: St,
     stack: Box<[u64; MAX_DEPTH / 64 + 1]>,
     depth: usize,
@@ -201,8 +344,30 @@ impl BodyScanner {
     /// A scanner for the top-level string fields `fields` (lowercase ASCII
     /// JSON names, at most 32).
     pub fn new(fields: &'static [&'static str]) -> Self {
+        Self::with_kinds(fields, &[], fields.len())
+    }
+
+    /// A scanner for a body route: its model fields, then the fields
+    /// whose kinds Ollama's decoder would reject.
+    pub fn for_route(route: &crate::endpoint::BodyRoute) -> Self {
+        Self::with_kinds(route.names, route.kinds, route.fields.len())
+    }
+
+    /// A scanner for `fields` of the given kinds (string where missing):
+    /// the first `captured` are read as strings, the others only have
+    /// their kind checked.
+    pub fn with_kinds(
+        fields: &'static [&'static str],
+        kinds: &'static [Kind],
+        captured: usize,
+    ) -> Self {
         BodyScanner {
             fields,
+            kinds,
+            captured,
+            open_slot: None,
+            number: None,
+            messages: None,
             state: St::BeginValue,
             stack: Box::new([0; MAX_DEPTH / 64 + 1]),
             depth: 0,
@@ -284,14 +449,32 @@ impl BodyScanner {
 
     fn step(&mut self, c: u8) {
         let space = matches!(c, b' ' | b'\t' | b'\r' | b'\n');
+        if let Some((_, literal)) = &mut self.number {
+            let in_number = matches!(
+                self.state,
+                St::Neg | St::Zero | St::One | St::Dot | St::Dot0 | St::E | St::ESign | St::E0
+            );
+            if in_number
+                && matches!(c, b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-')
+                && literal.len() < VALUE_CAP
+            {
+                literal.push(char::from(c));
+            }
+        }
         match self.state {
             St::BeginValue if space => {}
             St::BeginValue => self.begin_value(c),
             St::BeginValueOrEmpty if space => {}
-            St::BeginValueOrEmpty if c == b']' => self.pop(),
+            St::BeginValueOrEmpty if c == b']' => {
+                self.mark_empty();
+                self.pop()
+            }
             St::BeginValueOrEmpty => self.begin_value(c),
             St::BeginStringOrEmpty if space => {}
-            St::BeginStringOrEmpty if c == b'}' => self.pop(),
+            St::BeginStringOrEmpty if c == b'}' => {
+                self.mark_empty();
+                self.pop()
+            }
             St::BeginStringOrEmpty | St::BeginString => self.begin_key(c, space),
             St::InString => self.in_string(c),
             St::InStringEsc => self.in_escape(c),
@@ -355,6 +538,9 @@ impl BodyScanner {
             _ => return self.fail(c, "looking for beginning of value"),
         };
         self.value_starts(kind);
+        if let Some((_, literal)) = &mut self.number {
+            literal.push(char::from(c));
+        }
         match c {
             b'{' => {
                 if self.push(c, true) {
@@ -383,18 +569,178 @@ impl BodyScanner {
             self.top_kind = Some(kind);
             return;
         }
-        if self.depth != 1 || self.top_kind != Some("object") {
+        if self.top_kind != Some("object") {
             return;
         }
+        if self.depth != 1 {
+            return self.message_value_starts(kind);
+        }
+        self.open_slot = None;
         let Some(slot) = self.slot else { return };
-        match kind {
-            "string" => self.capture = Capture::Value(slot, ValueBuf::default()),
-            "null" => {}
-            _ => {
-                if self.type_error.is_none() {
-                    let field = self.fields.get(slot).copied().unwrap_or("");
-                    self.type_error = Some(ScanError::FieldType { field, kind });
+        if slot >= self.captured {
+            if let Some(v) = self.values.get_mut(slot) {
+                *v = Some(FieldValue {
+                    kind,
+                    ..FieldValue::default()
+                });
+            }
+        }
+        let expected = self.kinds.get(slot).copied().unwrap_or(Kind::Str);
+        if matches!(kind, "array" | "object") {
+            self.open_slot = Some(slot);
+        }
+        if let (Kind::Messages(schema), "array") = (expected, kind) {
+            self.messages = Some((slot, Messages::new(schema)));
+        }
+        if expected == Kind::Think && !expected.accepts(kind) {
+            // Its own decoder fails: that error ends decoding at once.
+            return self.stop_decoding(ScanError::Think);
+        }
+        if expected == Kind::Duration && !expected.accepts(kind) && kind != "null" {
+            let go_type = match kind {
+                "bool" => "bool",
+                "array" => "[]interface {}",
+                _ => "map[string]interface {}",
+            };
+            let text = format!("Unsupported type: '{go_type}'");
+            return self.stop_decoding(ScanError::Duration(text));
+        }
+        if self.decoding_stopped() {
+            return;
+        }
+        let read =
+            slot < self.captured || matches!(expected, Kind::Think | Kind::Text | Kind::Duration);
+        if kind == "string" && read {
+            self.capture = Capture::Value(slot, ValueBuf::default());
+        } else if kind == "number" && matches!(expected, Kind::Number(_)) {
+            self.number = Some((slot, String::new()));
+        } else if !expected.accepts(kind) {
+            self.type_mismatch(slot, kind.to_string(), expected);
+        }
+    }
+
+    /// Records a type error unless an earlier one is kept (Go keeps the
+    /// first).
+    fn type_mismatch(&mut self, slot: usize, kind: String, expected: Kind) {
+        let field = self.fields.get(slot).copied().unwrap_or("");
+        self.save(ScanError::FieldType {
+            field,
+            kind,
+            go_type: expected.go_type(),
+        });
+    }
+
+    /// A type error Go saves: the first one is kept, unless decoding
+    /// already stopped.
+    fn save(&mut self, e: ScanError) {
+        if self.type_error.is_none() {
+            self.type_error = Some(e);
+        }
+    }
+
+    /// An error from a type's own decoder: decoding stops, so it replaces
+    /// a saved error, unless decoding stopped earlier.
+    fn stop_decoding(&mut self, e: ScanError) {
+        if !self.decoding_stopped() {
+            self.type_error = Some(e);
+        }
+    }
+
+    fn decoding_stopped(&self) -> bool {
+        self.type_error
+            .as_ref()
+            .is_some_and(ScanError::ends_decoding)
+    }
+
+    /// A value inside `messages`: an element (depth 2) or one of an
+    /// element's fields (depth 3).
+    fn message_value_starts(&mut self, kind: &'static str) {
+        let depth = self.depth;
+        let Some((_, m)) = self.messages.as_mut() else {
+            return;
+        };
+        let found = match depth {
+            2 => m.element_starts(kind),
+            3 if m.in_element => m.field_starts(kind).map(|e| (e, false)),
+            _ => None,
+        };
+        match found {
+            Some((e, true)) => self.stop_decoding(e),
+            Some((e, false)) if !self.decoding_stopped() => self.save(e),
+            _ => {}
+        }
+    }
+
+    /// A container closes at the current depth: an element of `messages`
+    /// may end decoding; `messages` itself leaves its findings behind.
+    fn container_ends(&mut self) {
+        match self.depth {
+            3 => {
+                let ended = self
+                    .messages
+                    .as_mut()
+                    .filter(|(_, m)| m.in_element)
+                    .and_then(|(_, m)| m.element_ends());
+                if let Some(e) = ended {
+                    self.stop_decoding(e);
                 }
+            }
+            2 => {
+                if let Some((slot, m)) = self.messages.take() {
+                    if let Some(Some(v)) = self.values.get_mut(slot) {
+                        v.note = m.content_error;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A top-level number for a number field ended: Go's `strconv` must
+    /// read it as the field's type (`ParseInt`, or `ParseFloat` in range).
+    fn number_done(&mut self) {
+        let Some((slot, literal)) = self.number.take() else {
+            return;
+        };
+        if let Some(Some(v)) = self.values.get_mut(slot) {
+            // Kept for checks after decoding (`top_logprobs` range).
+            v.verbatim.clone_from(&literal);
+        }
+        let Some(Kind::Number(go_type)) = self.kinds.get(slot).copied() else {
+            return;
+        };
+        let fits = match go_type {
+            "float32" => literal.parse::<f32>().is_ok_and(f32::is_finite),
+            "float64" => literal.parse::<f64>().is_ok_and(f64::is_finite),
+            _ => literal.parse::<i64>().is_ok(),
+        };
+        if !fits && !self.decoding_stopped() {
+            self.type_mismatch(slot, format!("number {literal}"), Kind::Number(go_type));
+        }
+    }
+
+    /// A captured string of a `think` field ended: Go accepts only the
+    /// levels, else its decoder's error ends decoding.
+    fn think_done(&mut self, slot: usize, value: &FieldValue) {
+        const LEVELS: [&str; 4] = ["high", "medium", "low", "max"];
+        if self.kinds.get(slot) == Some(&Kind::Duration) {
+            if let Err(text) = model_map::go_duration::parse_go_duration(&value.verbatim) {
+                self.stop_decoding(ScanError::Duration(text));
+            }
+            return;
+        }
+        if self.kinds.get(slot) == Some(&Kind::Think) && !LEVELS.contains(&value.verbatim.as_str())
+        {
+            self.stop_decoding(ScanError::ThinkValue(value.verbatim.clone()));
+        }
+    }
+
+    /// A container closed right after opening: if it is a top-level
+    /// field's value, that value is empty.
+    fn mark_empty(&mut self) {
+        if self.depth == 2 {
+            if let Some(Some(v)) = self.open_slot.and_then(|i| self.values.get_mut(i)) {
+                v.is_empty = true;
             }
         }
     }
@@ -407,9 +753,14 @@ impl BodyScanner {
             return self.fail(c, "looking for beginning of object key string");
         }
         self.slot = None;
+        let element = self.messages.as_ref().filter(|(_, m)| m.in_element);
         if self.depth == 1 && self.top_kind == Some("object") {
             let alive = (1u32 << self.fields.len().min(31)) - 1;
             self.capture = Capture::Key(KeyMatch { pos: 0, alive }, self.fields);
+        } else if let (3, Some((_, m))) = (self.depth, element) {
+            let names = m.schema.names;
+            let alive = (1u32 << names.len().min(31)) - 1;
+            self.capture = Capture::Key(KeyMatch { pos: 0, alive }, names);
         }
         self.state = St::InString;
     }
@@ -420,12 +771,18 @@ impl BodyScanner {
                 self.with_sink(|d, s| d.finish(s));
                 match std::mem::replace(&mut self.capture, Capture::None) {
                     Capture::Key(m, names) => {
-                        self.slot = (0..names.len())
+                        let found = (0..names.len())
                             .find(|&i| m.alive & (1 << i) != 0 && names[i].len() == m.pos);
+                        match (self.depth, self.messages.as_mut()) {
+                            (3, Some((_, msgs))) if msgs.in_element => msgs.slot = found,
+                            _ => self.slot = found,
+                        }
                     }
                     Capture::Value(slot, buf) => {
+                        let value = buf.finish();
+                        self.think_done(slot, &value);
                         if let Some(v) = self.values.get_mut(slot) {
-                            *v = Some(buf.finish());
+                            *v = Some(value);
                         }
                     }
                     Capture::None => {}
@@ -476,6 +833,7 @@ impl BodyScanner {
     }
 
     fn end_value(&mut self, c: u8, space: bool) {
+        self.number_done();
         if self.depth == 0 {
             self.state = St::Done;
             return;
@@ -527,6 +885,7 @@ impl BodyScanner {
     }
 
     fn pop(&mut self) {
+        self.container_ends();
         self.depth = self.depth.saturating_sub(1);
         // The parent, if an object, is always past its key here.
         self.in_key = false;

@@ -30,6 +30,17 @@ pub enum LbError {
     ModelNotFound(String),
     /// 404 `model "<x>" not found` (copy).
     ModelNotFoundQuoted(String),
+    /// `model "x" not found, try pulling it first` (embed routes).
+    ModelNotFoundPull(String),
+    /// Both `:local` and `:cloud`: Ollama's modelref text, as is.
+    NameConflict(String),
+    /// A check of the OpenAI middleware after decoding (`messages`,
+    /// `input`), with its text.
+    Middleware(String),
+    /// Embed's `input` is neither a string nor an array.
+    InvalidInputType,
+    /// Generate's and chat's range check on `top_logprobs`.
+    TopLogprobs,
     /// 503: holders exist but none is healthy.
     ModelUnavailable(String),
     /// 503: no healthy instance at all.
@@ -49,7 +60,9 @@ impl LbError {
     /// HTTP status of the answer.
     pub fn status(&self) -> u32 {
         match self {
-            LbError::ModelNotFound(_) | LbError::ModelNotFoundQuoted(_) => 404,
+            LbError::ModelNotFound(_)
+            | LbError::ModelNotFoundQuoted(_)
+            | LbError::ModelNotFoundPull(_) => 404,
             LbError::ModelUnavailable(_) | LbError::NoHealthyInstance | LbError::NoMap => 503,
             LbError::TooLarge(_) => 413,
             _ => 400,
@@ -61,12 +74,17 @@ impl LbError {
         match self {
             LbError::MissingBody if api == Api::OpenAi => "EOF".into(),
             LbError::MissingBody => "missing request body".into(),
-            LbError::Json(m) => m.clone(),
+            LbError::Json(m) | LbError::NameConflict(m) | LbError::Middleware(m) => m.clone(),
+            LbError::InvalidInputType => "invalid input type".into(),
+            LbError::TopLogprobs => "top_logprobs must be between 0 and 20".into(),
             LbError::ModelRequired => "model is required".into(),
             LbError::InvalidModelName => "invalid model name".into(),
             LbError::InvalidField { field, value } => format!("{field} {} is invalid", go_quote(value)),
             LbError::ModelNotFound(m) => format!("model '{m}' not found"),
             LbError::ModelNotFoundQuoted(m) => format!("model {} not found", go_quote(m)),
+            LbError::ModelNotFoundPull(m) => {
+                format!("model {} not found, try pulling it first", go_quote(m))
+            }
             LbError::ModelUnavailable(m) => {
                 format!("model '{m}' is not available: every instance holding it is down")
             }
@@ -86,6 +104,17 @@ impl LbError {
     }
 
     /// The JSON body in the shape of `api`.
+    /// Whether Ollama's OpenAI middleware gives this error itself (gin's
+    /// `c.JSON`); the others come from the handler behind it, re-encoded
+    /// by the middleware's writer (a bare `application/json` and a
+    /// trailing newline). The balancer's own errors take the second form.
+    pub fn from_openai_middleware(&self) -> bool {
+        matches!(
+            self,
+            LbError::MissingBody | LbError::Json(_) | LbError::Middleware(_)
+        )
+    }
+
     pub fn body(&self, api: Api) -> String {
         error_body(self.status(), &self.message(api), api)
     }
@@ -104,7 +133,31 @@ pub fn error_body(status: u32, message: &str, api: Api) -> String {
             json!({"error": {"message": message, "type": kind, "param": null, "code": null}})
         }
     };
-    value.to_string()
+    go_json(&value)
+}
+
+/// `v` as Go's `json.Marshal` writes it: keys in the order they were put
+/// in (serde_json's `preserve_order`: declaration order for our literals,
+/// the instance's order for what it sent) and `<`, `>`, `&`, U+2028,
+/// U+2029 escaped as gin's `c.JSON` does. Those characters only occur
+/// inside strings, so escaping the serialised text is exact.
+pub fn go_json(v: &serde_json::Value) -> String {
+    let text = v.to_string();
+    if !text.contains(['<', '>', '&', '\u{2028}', '\u{2029}']) {
+        return text;
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            '\u{2028}' => out.push_str("\\u2028"),
+            '\u{2029}' => out.push_str("\\u2029"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Go's `%q` for a string: `strconv.Quote`.

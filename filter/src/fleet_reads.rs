@@ -8,10 +8,13 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::endpoint::LocalRead;
-use crate::errors::{error_body, Api, LbError};
+use crate::errors::{error_body, go_json, Api, LbError};
 
 /// Content type of Ollama's JSON answers (gin's `c.JSON`).
 pub const JSON: &str = "application/json; charset=utf-8";
+/// Content type the OpenAI middleware's writers set (`/v1/models*` and
+/// errors from the handler), whose `json.Encoder` ends with a newline.
+pub const OPENAI_WRITER_JSON: &str = "application/json";
 /// Content type of `GET /`.
 pub const TEXT: &str = "text/plain; charset=utf-8";
 
@@ -32,8 +35,20 @@ impl LocalAnswer {
         }
     }
 
-    /// An error in the shape of `api`.
+    /// An OpenAI-layer answer as its writer sends it.
+    fn openai_writer(status: u32, body: String) -> Self {
+        LocalAnswer {
+            status,
+            content_type: OPENAI_WRITER_JSON,
+            body: body + "\n",
+        }
+    }
+
+    /// An error in the shape of `api`, with Ollama's bytes for it.
     pub fn error(e: &LbError, api: Api) -> Self {
+        if api == Api::OpenAi && !e.from_openai_middleware() {
+            return Self::openai_writer(e.status(), e.body(api));
+        }
         LocalAnswer {
             status: e.status(),
             content_type: JSON,
@@ -64,12 +79,12 @@ pub fn answer(read: &LocalRead, map: Option<&ModelMap>) -> LocalAnswer {
             content_type: TEXT,
             body: "Ollama is running".into(),
         },
-        LocalRead::Version => {
-            LocalAnswer::json(serde_json::json!({ "version": fleet_version(map) }).to_string())
-        }
+        LocalRead::Version => LocalAnswer::json(go_json(
+            &serde_json::json!({ "version": fleet_version(map) }),
+        )),
         LocalRead::Tags => LocalAnswer::json(tags(map)),
         LocalRead::Ps => LocalAnswer::json(ps(map)),
-        LocalRead::OpenAiModels => LocalAnswer::json(openai_models(map)),
+        LocalRead::OpenAiModels => LocalAnswer::openai_writer(200, openai_models(map)),
         LocalRead::OpenAiModel(m) => openai_model(map, m),
     }
 }
@@ -95,11 +110,6 @@ struct PsEntry<'a> {
     size_vram: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     context_length: Option<u64>,
-}
-
-#[derive(Serialize)]
-struct Models<T> {
-    models: Vec<T>,
 }
 
 fn healthy<'m>(map: &'m ModelMap, replica: &Replica) -> Option<&'m InstanceState> {
@@ -128,20 +138,36 @@ fn listed(map: &ModelMap) -> Vec<(&ModelEntry, &Replica)> {
     out
 }
 
-/// Merged `/api/tags`.
+/// Merged `/api/tags`: each entry exactly as its instance sent it (maps
+/// from a syncd that did not keep it get the fields the map has).
 pub fn tags(map: &ModelMap) -> String {
     let models = listed(map)
         .into_iter()
-        .map(|(m, r)| TagEntry {
-            name: &m.name,
-            model: &m.name,
-            modified_at: &r.modified_at,
-            size: r.size,
-            digest: &r.digest,
-            details: &r.details,
+        .map(|(m, r)| match &r.listed {
+            Some(entry) => entry.clone(),
+            None => to_value(&TagEntry {
+                name: &m.name,
+                model: &m.name,
+                modified_at: &r.modified_at,
+                size: r.size,
+                digest: &r.digest,
+                details: &r.details,
+            }),
         })
         .collect();
-    to_json(&Models { models })
+    models_json(models)
+}
+
+fn to_value(v: &impl Serialize) -> Value {
+    // Plain structs of strings, numbers and JSON values always serialise.
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+/// `{"models":[...]}` in Go's bytes.
+fn models_json(models: Vec<Value>) -> String {
+    let mut top = serde_json::Map::new();
+    top.insert("models".into(), Value::Array(models));
+    go_json(&Value::Object(top))
 }
 
 /// Merged `/api/ps`: per model, the replica that stays loaded longest.
@@ -164,18 +190,23 @@ pub fn ps(map: &ModelMap) -> String {
     });
     let models = loaded
         .into_iter()
-        .map(|(m, r, l)| PsEntry {
-            name: &m.name,
-            model: &m.name,
-            size: l.size,
-            digest: &r.digest,
-            details: &r.details,
-            expires_at: &l.expires_at,
-            size_vram: l.size_vram,
-            context_length: l.context_length,
+        .map(|(m, r, l)| match &l.entry {
+            // Exactly as sent: its own `details`, `expires_at` to the
+            // nanosecond, and any field this project does not know.
+            Some(entry) => entry.clone(),
+            None => to_value(&PsEntry {
+                name: &m.name,
+                model: &m.name,
+                size: l.size,
+                digest: &r.digest,
+                details: &r.details,
+                expires_at: &l.expires_at,
+                size_vram: l.size_vram,
+                context_length: l.context_length,
+            }),
         })
         .collect();
-    to_json(&Models { models })
+    models_json(models)
 }
 
 /// The lowest version among healthy instances, `0.0.0` if none is known:
@@ -221,12 +252,22 @@ pub fn openai_models(map: &ModelMap) -> String {
     } else {
         Value::Array(data)
     };
-    serde_json::json!({"object": "list", "data": data}).to_string()
+    go_json(&serde_json::json!({"object": "list", "data": data}))
 }
 
 /// `/v1/models/{model}`: the id echoes the request.
 pub fn openai_model(map: &ModelMap, requested: &str) -> LocalAnswer {
-    let parsed = ModelName::parse(requested).ok();
+    // ShowHandler behind the OpenAI writer: a name it cannot read is 400.
+    let parsed = match ModelName::parse_ref(requested) {
+        Ok((name, _)) => Some(name),
+        Err(e) => {
+            let e = match e {
+                model_map::NameError::ConflictingSource(_) => LbError::NameConflict(e.to_string()),
+                _ => LbError::InvalidModelName,
+            };
+            return LocalAnswer::error(&e, Api::OpenAi);
+        }
+    };
     let found = parsed.as_ref().and_then(|n| {
         let key = n.key();
         listed(map)
@@ -235,25 +276,18 @@ pub fn openai_model(map: &ModelMap, requested: &str) -> LocalAnswer {
             .map(|(_, r)| r.modified_unix)
     });
     match (found, parsed) {
-        (Some(created), Some(n)) => LocalAnswer::json(
-            serde_json::json!({"id": requested, "object": "model", "created": created, "owned_by": n.namespace})
-                .to_string(),
+        (Some(created), Some(n)) => LocalAnswer::openai_writer(
+            200,
+            go_json(
+                &serde_json::json!({"id": requested, "object": "model", "created": created, "owned_by": n.namespace}),
+            ),
         ),
         (_, parsed) => {
             let shown = parsed.map_or(requested.to_string(), |n| n.display_shortest());
             let e = LbError::ModelNotFound(shown);
-            LocalAnswer {
-                status: 404,
-                content_type: JSON,
-                body: error_body(404, &e.message(Api::OpenAi), Api::OpenAi),
-            }
+            LocalAnswer::openai_writer(404, error_body(404, &e.message(Api::OpenAi), Api::OpenAi))
         }
     }
-}
-
-fn to_json(v: &impl Serialize) -> String {
-    // Plain structs of strings, numbers and JSON values always serialise.
-    serde_json::to_string(v).unwrap_or_else(|_| r#"{"models":[]}"#.into())
 }
 
 #[cfg(test)]

@@ -64,7 +64,8 @@ fn openai_model_list_and_lookup() {
     assert_eq!(v["data"][2]["owned_by"], "user");
     assert_eq!(
         openai_models(&ModelMap::default()),
-        r#"{"data":null,"object":"list"}"#
+        r#"{"object":"list","data":null}"#,
+        "Ollama's order: object, then data"
     );
     let a = openai_model(&fleet(), "Llama3");
     assert_eq!(a.status, 200);

@@ -40,7 +40,7 @@ fn route_body(path: &str, body: &str, load: &FakeLoad) -> Result<String, (u32, S
     let Endpoint::Body(route) = classify("POST", path) else {
         panic!("{path}")
     };
-    let mut s = BodyScanner::new(route.fields);
+    let mut s = BodyScanner::for_route(route);
     s.feed(body.as_bytes());
     s.finish();
     let err = |e: LbError| (e.status(), e.message(route.api));
@@ -91,7 +91,7 @@ fn missing_and_unavailable_models() {
         Err((404, "model 'nope:latest' not found".into()))
     );
     assert_eq!(
-        route_body("/api/copy", r#"{"source":"nope"}"#, &idle),
+        route_body("/api/copy", r#"{"source":"nope","destination":"x"}"#, &idle),
         Err((404, r#"model "nope" not found"#.into()))
     );
     assert_eq!(
@@ -102,8 +102,19 @@ fn missing_and_unavailable_models() {
         ))
     );
     assert_eq!(
-        route_body("/v1/chat/completions", r#"{"model":"nope"}"#, &idle),
+        route_body(
+            "/v1/chat/completions",
+            r#"{"model":"nope","messages":[{"role":"user","content":"hi"}]}"#,
+            &idle
+        ),
         Err((404, "model 'nope' not found".into()))
+    );
+    assert_eq!(
+        route_body("/api/embed", r#"{"model":"nope","input":"x"}"#, &idle),
+        Err((
+            404,
+            r#"model "nope" not found, try pulling it first"#.into()
+        ))
     );
 }
 
@@ -233,7 +244,7 @@ fn route_m(map: &RoutingMap, load: &FakeLoad, policy: Policy, seed: u64) -> Stri
     let Endpoint::Body(route) = classify("POST", "/api/generate") else {
         panic!()
     };
-    let mut s = BodyScanner::new(route.fields);
+    let mut s = BodyScanner::for_route(route);
     s.feed(br#"{"model":"m"}"#);
     s.finish();
     let model = route.model(s.result().unwrap()).unwrap();

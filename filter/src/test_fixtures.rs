@@ -32,7 +32,9 @@ pub fn replica(instance: &str, digest: &str, modified_unix: i64, loaded: Option<
             expires_at: format!("e{expires_unix}"),
             expires_unix,
             context_length: Some(4096),
+            entry: None,
         }),
+        listed: None,
     }
 }
 

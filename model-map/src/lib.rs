@@ -7,12 +7,15 @@
 //! - [`map`]: the model map itself (instances, models, replicas, loaded state)
 //!   as syncd publishes it and the filter decodes it, with its content
 //!   identifier.
+//! - [`go_duration`]: Go's `time.ParseDuration` (Ollama's `keep_alive`), so
+//!   the filter rejects what Ollama rejects, with the same text.
 //!
 //! This crate is pure and builds for the host and for `wasm32-wasip1`.
 #![forbid(unsafe_code)]
 
+pub mod go_duration;
 pub mod map;
 pub mod name;
 
 pub use map::{InstanceState, Loaded, ModelEntry, ModelMap, Replica, MAP_FORMAT};
-pub use name::{ModelName, NameError};
+pub use name::{ModelName, NameError, Source};

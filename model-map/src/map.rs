@@ -102,6 +102,10 @@ pub struct Replica {
     /// Present when `/api/ps` lists the model on this instance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loaded: Option<Loaded>,
+    /// The instance's `/api/tags` entry exactly as it sent it (every field,
+    /// known or not, in its order): merged `/api/tags` answers with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listed: Option<serde_json::Value>,
 }
 
 /// Loaded state from `/api/ps`.
@@ -115,6 +119,11 @@ pub struct Loaded {
     pub expires_unix: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context_length: Option<u64>,
+    /// The instance's `/api/ps` entry exactly as it sent it, `expires_at`
+    /// to the nanosecond; that field is volatile and is left out of the
+    /// map id ([`ModelMap::content_id`]), the minute above stays in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry: Option<serde_json::Value>,
 }
 
 impl ModelMap {
@@ -130,10 +139,23 @@ impl ModelMap {
     }
 
     /// The identifier of this content: the first 16 hex digits of the
-    /// SHA-256 of the map serialised with an empty `id`.
+    /// SHA-256 of the map serialised with an empty `id` and without the
+    /// exact `expires_at` of `/api/ps` entries (it moves on every finished
+    /// request; the minute in [`Loaded::expires_at`] counts instead).
     pub fn content_id(&self) -> String {
         let mut unsealed = self.clone();
         unsealed.id.clear();
+        for r in unsealed
+            .models
+            .iter_mut()
+            .flat_map(|m| m.replicas.iter_mut())
+        {
+            if let Some(serde_json::Value::Object(e)) =
+                r.loaded.as_mut().and_then(|l| l.entry.as_mut())
+            {
+                e.remove("expires_at");
+            }
+        }
         // Serialising plain structs of strings, numbers and JSON values
         // cannot fail; an empty hash input would still give a stable id.
         let bytes = serde_json::to_vec(&unsealed).unwrap_or_default();
@@ -217,6 +239,7 @@ mod tests {
             modified_unix: 1_735_689_600,
             details: serde_json::json!({"format": "gguf"}),
             loaded: None,
+            listed: None,
         }
     }
 
@@ -252,6 +275,40 @@ mod tests {
         assert_ne!(b.content_id(), a.id);
         let round: ModelMap = serde_json::from_slice(&serde_json::to_vec(&a).unwrap()).unwrap();
         assert_eq!(round.content_id(), a.id, "id survives a JSON round trip");
+    }
+
+    #[test]
+    fn exact_expiry_is_kept_but_not_hashed() {
+        let mut a = sample();
+        a.models[0].replicas[0].loaded = Some(Loaded {
+            size: 1,
+            size_vram: 1,
+            expires_at: "2026-01-01T00:05:00Z".into(),
+            expires_unix: 1_767_225_900,
+            context_length: Some(4096),
+            entry: Some(
+                serde_json::json!({"name": "m:latest", "expires_at": "2026-01-01T00:05:01.5Z"}),
+            ),
+        });
+        let id = a.content_id();
+        if let Some(Some(serde_json::Value::Object(e))) = a.models[0].replicas[0]
+            .loaded
+            .as_mut()
+            .map(|l| l.entry.as_mut())
+        {
+            e.insert("expires_at".into(), "2026-01-01T00:05:42.25Z".into());
+        }
+        assert_eq!(
+            a.content_id(),
+            id,
+            "the exact expiry moves without a new id"
+        );
+        a.models[0].replicas[0]
+            .loaded
+            .as_mut()
+            .unwrap()
+            .expires_unix += 60;
+        assert_ne!(a.content_id(), id, "the minute still counts");
     }
 
     #[test]

@@ -24,6 +24,20 @@ pub enum NameError {
     /// One part breaks Ollama's character or length rules.
     #[error("invalid model name")]
     Invalid,
+    /// Both a `:local` and a `:cloud` suffix (the name as given, trimmed).
+    #[error("use either :local or :cloud, not both: {0:?}")]
+    ConflictingSource(String),
+}
+
+/// Where a request asks the model to run: Ollama's explicit source
+/// suffixes (`internal/modelref`, v0.17.6+).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Unspecified,
+    /// `name:local`: the model on this server.
+    Local,
+    /// `name:cloud`, or a tag ending in `-cloud`.
+    Cloud,
 }
 
 /// A fully qualified model name, with the case the user wrote.
@@ -71,6 +85,33 @@ impl ModelName {
         }
     }
 
+    /// Parses a model reference as Ollama's request handlers read it
+    /// (`modelref.ParseRef`, then `ParseName` of the base): a `:local`
+    /// suffix names the local model (`llama3:local` is `llama3`); a cloud
+    /// reference (`m:cloud`, `m:8b:cloud`, `m:8b-cloud`) is the name the
+    /// cloud model is listed under (`m:cloud`, `m:8b-cloud`), so any of
+    /// its spellings finds the listed entry; both suffixes are an error.
+    pub fn parse_ref(s: &str) -> Result<(Self, Source), NameError> {
+        let raw = s.trim();
+        if raw.is_empty() {
+            return Err(NameError::Empty);
+        }
+        let (base, source) = source_suffix(raw);
+        if source != Source::Unspecified && source_suffix(&base).1 != Source::Unspecified {
+            return Err(NameError::ConflictingSource(raw.to_string()));
+        }
+        let listed = match source {
+            Source::Cloud if has_explicit_tag(&base) => format!("{base}-cloud"),
+            Source::Cloud => format!("{base}:cloud"),
+            _ => base,
+        };
+        if listed.trim().is_empty() {
+            // `:local` alone: Ollama's ParseName of "" is simply invalid.
+            return Err(NameError::Invalid);
+        }
+        Ok((Self::parse(&listed)?, source))
+    }
+
     /// The routing key: `host/namespace/model:tag`, lowercase. Two names are
     /// the same model exactly when their keys are equal.
     pub fn key(&self) -> String {
@@ -99,6 +140,34 @@ impl ModelName {
 /// Shorthand for `ModelName::parse(s).map(|n| n.key())`.
 pub fn routing_key(s: &str) -> Result<String, NameError> {
     ModelName::parse(s).map(|n| n.key())
+}
+
+/// Splits an explicit source suffix off `raw` (`parseSourceSuffix`).
+fn source_suffix(raw: &str) -> (String, Source) {
+    if let Some(idx) = raw.rfind(':') {
+        let suffix_raw = raw[idx + 1..].trim();
+        let suffix = suffix_raw.to_lowercase();
+        match suffix.as_str() {
+            "cloud" => return (raw[..idx].to_string(), Source::Cloud),
+            "local" => return (raw[..idx].to_string(), Source::Local),
+            _ => {}
+        }
+        if !suffix_raw.contains('/') && suffix.ends_with("-cloud") {
+            // "-cloud" is ASCII, so lowercasing kept its byte length.
+            let tag = &suffix_raw[..suffix_raw.len().saturating_sub("-cloud".len())];
+            return (format!("{}{tag}", &raw[..=idx]), Source::Cloud);
+        }
+    }
+    (raw.to_string(), Source::Unspecified)
+}
+
+/// Whether a tag is written (a colon after the last slash).
+fn has_explicit_tag(name: &str) -> bool {
+    match (name.rfind(':'), name.rfind('/')) {
+        (Some(colon), Some(slash)) => colon > slash,
+        (Some(_), None) => true,
+        _ => false,
+    }
 }
 
 /// Parts as written; `Some("")` marks a separator with nothing beside it,
@@ -241,6 +310,46 @@ mod tests {
         ] {
             assert_eq!(routing_key(s), Err(NameError::Invalid), "{s:?}");
         }
+    }
+
+    #[test]
+    fn source_suffixes_as_ollamas_resolver_reads_them() {
+        let r = |s: &str| ModelName::parse_ref(s).map(|(n, src)| (n.display_shortest(), src));
+        assert_eq!(
+            r("llama3:local"),
+            Ok(("llama3:latest".into(), Source::Local))
+        );
+        assert_eq!(
+            r("llama3:8b:LOCAL"),
+            Ok(("llama3:8b".into(), Source::Local))
+        );
+        assert_eq!(
+            r("gpt-oss:120b:cloud"),
+            Ok(("gpt-oss:120b-cloud".into(), Source::Cloud))
+        );
+        assert_eq!(
+            r("gpt-oss:120b-cloud"),
+            Ok(("gpt-oss:120b-cloud".into(), Source::Cloud))
+        );
+        assert_eq!(r("kimi:cloud"), Ok(("kimi:cloud".into(), Source::Cloud)));
+        assert_eq!(
+            r("llama3"),
+            Ok(("llama3:latest".into(), Source::Unspecified))
+        );
+        assert_eq!(
+            r("x:local:cloud"),
+            Err(NameError::ConflictingSource("x:local:cloud".into()))
+        );
+        assert_eq!(
+            NameError::ConflictingSource("x:local:cloud".into()).to_string(),
+            r#"use either :local or :cloud, not both: "x:local:cloud""#
+        );
+        assert_eq!(
+            r("x:8b-cloud:local"),
+            Err(NameError::ConflictingSource("x:8b-cloud:local".into()))
+        );
+        assert_eq!(r(":local"), Err(NameError::Invalid));
+        assert_eq!(r(" "), Err(NameError::Empty));
     }
 
     #[test]

@@ -3,11 +3,14 @@
 //! tested without a network.
 //!
 //! Volatile facts (last seen, latency, error counters) stay out of the map,
-//! so its id changes only when routing-relevant content does. A loaded
-//! model's expiry is kept to the minute (see [`expiry_minute`]): Ollama
-//! reports it as "now + keep-alive" while a model loads and moves it on
-//! every finished request, which would otherwise change the map on every
-//! poll and make replicas of syncd publish different maps.
+//! so its id changes only when routing-relevant content does. Each
+//! `/api/tags` and `/api/ps` entry is also kept exactly as the instance
+//! sent it, for the merged reads. A loaded model's expiry counts to the
+//! minute (see [`expiry_minute`]): Ollama reports it as "now + keep-alive"
+//! while a model loads and moves it on every finished request, which would
+//! otherwise change the map on every poll and make replicas of syncd
+//! publish different maps; the exact value rides in the kept `/api/ps`
+//! entry, which the map id leaves out.
 
 use std::collections::BTreeMap;
 
@@ -58,6 +61,7 @@ pub fn holdings(tags: &Tags, ps: &Ps) -> (Vec<Held>, Vec<String>) {
             expires_at,
             expires_unix,
             context_length: m.context_length,
+            entry: Some(m.raw.clone()),
         });
     }
     let mut held: BTreeMap<String, Held> = BTreeMap::new();
@@ -77,6 +81,7 @@ pub fn holdings(tags: &Tags, ps: &Ps) -> (Vec<Held>, Vec<String>) {
             modified_unix: unix_seconds(&m.modified_at),
             details: m.details.clone(),
             loaded: loaded.get(&key).cloned(),
+            listed: Some(m.raw.clone()),
         };
         held.entry(key.clone()).or_insert(Held {
             key,

@@ -167,10 +167,36 @@ fn expiry_moving_within_a_minute_leaves_the_map_alone() {
             "digest": "x", "expires_at": expires
         }]}))
         .unwrap();
-        holdings(&tags(&[("m:latest", "aa", T1)]), &ps).0
+        let held = holdings(&tags(&[("m:latest", "aa", T1)]), &ps).0;
+        let (entry, expiry) = held[0]
+            .replica
+            .loaded
+            .as_ref()
+            .map(|l| (l.entry.clone(), l.expires_at.clone()))
+            .unwrap_or_default();
+        let id = ModelMap::new(Vec::new(), Vec::new()).content_id();
+        let map = ModelMap::new(
+            Vec::new(),
+            vec![model_map::ModelEntry {
+                key: held[0].key.clone(),
+                name: held[0].name.clone(),
+                canonical_digest: "aa".into(),
+                digest_mismatch: false,
+                replicas: vec![held[0].replica.clone()],
+            }],
+        );
+        assert_ne!(map.content_id(), id);
+        // The exact expiry is kept for `/api/ps`; the id only sees the minute.
+        (
+            map.content_id(),
+            expiry,
+            entry.map(|e| e["expires_at"] == expires),
+        )
     };
-    assert_eq!(at("2025-01-01T00:05:01.5Z"), at("2025-01-01T00:05:59.9Z"));
-    assert_ne!(at("2025-01-01T00:05:59Z"), at("2025-01-01T00:06:00Z"));
+    let (a, b) = (at("2025-01-01T00:05:01.5Z"), at("2025-01-01T00:05:59.9Z"));
+    assert_eq!((a.0, a.1), (b.0, b.1));
+    assert_eq!((a.2, b.2), (Some(true), Some(true)));
+    assert_ne!(at("2025-01-01T00:05:59Z").0, at("2025-01-01T00:06:00Z").0);
     assert_eq!(expiry_minute("soon"), ("soon".to_string(), 0));
     assert_eq!(
         expiry_minute("2025-01-01T00:05:59Z").0,

@@ -148,6 +148,8 @@ impl EnvoyConfig {
                             .or_insert(json!(self.route_by.as_str()));
                     }
                 }
+                // Sorted, as before the workspace kept insertion order.
+                obj.sort_keys();
             }
             http_filters.push(json!({
                 "name": "envoy.filters.http.wasm",
@@ -207,6 +209,10 @@ impl EnvoyConfig {
                             // a generous idle timeout.
                             "request_timeout": "0s",
                             "stream_idle_timeout": "900s",
+                            // Ollama sends no `Server` header: neither do
+                            // the filter's own answers, nor Envoy over
+                            // the instances' (issue #15).
+                            "server_header_transformation": "PASS_THROUGH",
                             "route_config": {
                                 "name": "ollama",
                                 "virtual_hosts": self.virtual_hosts(),
@@ -453,7 +459,11 @@ fn emit_yaml(out: &mut String, value: &Value, indent: usize) {
     let pad = " ".repeat(indent);
     match value {
         Value::Object(map) => {
-            for (key, v) in map {
+            // Sorted, so the output does not depend on serde_json's map
+            // order (the workspace keeps insertion order, issue #15).
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            for (key, v) in entries {
                 let key = yaml_key(key);
                 if is_block(v) {
                     let _ = writeln!(out, "{pad}{key}:");

@@ -42,9 +42,33 @@ pub struct Tags {
     pub models: Vec<TagModel>,
 }
 
-/// One `/api/tags` entry, as far as the map needs it.
+/// One `/api/tags` entry: the fields the map reads, and the entry as sent.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(try_from = "serde_json::Value")]
 pub struct TagModel {
+    pub fields: TagFields,
+    /// The entry exactly as the instance sent it (every field, in order).
+    pub raw: serde_json::Value,
+}
+
+impl TryFrom<serde_json::Value> for TagModel {
+    type Error = serde_json::Error;
+    fn try_from(raw: serde_json::Value) -> Result<Self, Self::Error> {
+        let fields = TagFields::deserialize(&raw)?;
+        Ok(TagModel { fields, raw })
+    }
+}
+
+impl std::ops::Deref for TagModel {
+    type Target = TagFields;
+    fn deref(&self) -> &TagFields {
+        &self.fields
+    }
+}
+
+/// The fields of an `/api/tags` entry the map reads.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct TagFields {
     #[serde(default)]
     pub name: String,
     #[serde(default)]
@@ -66,9 +90,33 @@ pub struct Ps {
     pub models: Vec<PsModel>,
 }
 
-/// One `/api/ps` entry.
+/// One `/api/ps` entry: the fields the map reads, and the entry as sent.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(try_from = "serde_json::Value")]
 pub struct PsModel {
+    pub fields: PsFields,
+    /// The entry exactly as the instance sent it (every field, in order).
+    pub raw: serde_json::Value,
+}
+
+impl TryFrom<serde_json::Value> for PsModel {
+    type Error = serde_json::Error;
+    fn try_from(raw: serde_json::Value) -> Result<Self, Self::Error> {
+        let fields = PsFields::deserialize(&raw)?;
+        Ok(PsModel { fields, raw })
+    }
+}
+
+impl std::ops::Deref for PsModel {
+    type Target = PsFields;
+    fn deref(&self) -> &PsFields {
+        &self.fields
+    }
+}
+
+/// The fields of an `/api/ps` entry the map reads.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct PsFields {
     #[serde(default)]
     pub name: String,
     #[serde(default)]

@@ -333,7 +333,7 @@ impl HttpContext for Request {
         let mut read = BodyRead {
             route: body_route,
             map,
-            scanner: Box::new(BodyScanner::new(body_route.fields)),
+            scanner: Box::new(BodyScanner::for_route(body_route)),
             scanned: 0,
         };
         if end_of_stream {

@@ -199,7 +199,9 @@ mod tests {
                 expires_at: "2030-01-01T00:00:00Z".into(),
                 expires_unix: 1_893_456_000,
                 context_length: None,
+                entry: None,
             }),
+            listed: None,
         }
     }
 

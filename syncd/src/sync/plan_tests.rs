@@ -29,6 +29,7 @@ fn map(instances: &[&str], holdings: &[&str]) -> ModelMap {
             expires_at: String::new(),
             expires_unix: 0,
             context_length: None,
+            entry: None,
         });
         by_key
             .entry(name.key())
@@ -42,6 +43,7 @@ fn map(instances: &[&str], holdings: &[&str]) -> ModelMap {
                 modified_unix: 0,
                 details: serde_json::Value::Null,
                 loaded,
+                listed: None,
             });
     }
     let models = by_key

@@ -66,7 +66,9 @@ fn map_of(instances: &[(&Emu, bool)], down: &[&str], holds: &[Holds]) -> ModelMa
                 expires_at: "2030-01-01T00:00:00Z".into(),
                 expires_unix: 1_893_456_000,
                 context_length: Some(4096),
+                entry: None,
             }),
+            listed: None,
         };
         match models.iter_mut().find(|m| m.key == name.key()) {
             Some(m) => m.replicas.push(replica),
@@ -322,7 +324,8 @@ async fn filter_routes_by_model_and_answers_like_ollama() -> anyhow::Result<()> 
             "POST",
             "/v1/chat/completions",
             vec![],
-            r#"{"model":"nope"}"#.into(),
+            // With messages: without them Ollama's middleware answers 400.
+            r#"{"model":"nope","messages":[{"role":"user","content":"hi"}]}"#.into(),
             404,
             None,
             r#""type":"not_found_error""#,

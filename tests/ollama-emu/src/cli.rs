@@ -110,6 +110,10 @@ pub fn build_config(cli: Cli) -> anyhow::Result<Config> {
     );
     c.models
         .extend(cli.models.iter().map(|m| ModelSpec::from_flag(m)));
+    c.models.extend(cli.embedding.iter().map(|m| ModelSpec {
+        embedding: true,
+        ..ModelSpec::from_flag(m)
+    }));
     for name in &cli.loaded {
         let spec = ModelSpec::from_flag(name);
         let key = model_map::name::routing_key(&spec.name)

@@ -43,8 +43,11 @@ pub fn resolve(
     if !raw.trim().is_empty() {
         state.count_model(raw);
     }
-    let name = match ModelName::parse(raw) {
-        Ok(n) => n,
+    let name = match ModelName::parse_ref(raw) {
+        Ok((n, _)) => n,
+        Err(e @ NameError::ConflictingSource(_)) => {
+            return Err(ApiError::bad_request(e.to_string()))
+        }
         Err(NameError::Empty) => {
             return Err(match empty {
                 EmptyName::NotFound => ApiError::not_found(format!("model '{raw}' not found")),

@@ -3,206 +3,399 @@
 //! request body`, trailing data after the first value is ignored, and type
 //! mismatches name the Go struct field.
 
+mod parse;
+
 use serde_json::{Map, Value};
 
 use crate::errors::ApiError;
+pub use parse::{parse, push_lossy_go, GoValue, SyntaxError, MAX_DEPTH};
 
-/// The Go type a field decodes into, for mismatch messages.
+/// The Go type a field decodes into: what it accepts and the type name
+/// Go's messages give.
 #[derive(Debug, Clone, Copy)]
 pub enum Kind {
     Str,
     Bool,
     Int,
     Float,
-    /// Any array; the Go type name for messages.
+    /// `float32`: numbers beyond its range do not fit.
+    Float32,
+    /// Any array (elements not checked); the Go type name.
     Array(&'static str),
-    /// Any object; the Go type name for messages.
+    /// A slice whose elements are checked as the given kind.
+    List(&'static str, &'static Kind),
+    /// `map[string]interface {}` or another map of anything.
     Object(&'static str),
+    /// A nested struct (pointer or not): Go type name and its fields.
+    Struct(&'static str, &'static [(&'static str, Kind)]),
+    /// `[]api.Message`: each element goes through `Message.UnmarshalJSON`,
+    /// whose first type error ends the whole decode.
+    Messages(&'static [(&'static str, Kind)]),
+    /// `*api.ThinkValue` and its own validation.
+    Think,
+    /// `json.RawMessage`: kept as written, nothing checked.
+    Raw,
+    /// `*api.Duration` (`keep_alive`): its own decoder, whose error ends
+    /// decoding.
+    Duration,
     /// Anything (`any`, or types with their own decoder such as keep_alive).
     Any,
 }
 
-impl Kind {
-    fn go_type(self) -> &'static str {
-        match self {
-            Kind::Str => "string",
-            Kind::Bool => "bool",
-            Kind::Int => "int",
-            Kind::Float => "float64",
-            Kind::Array(t) | Kind::Object(t) => t,
-            Kind::Any => "interface {}",
+/// Where a value sits, for Go's `Struct.field.path` in messages.
+#[derive(Clone)]
+struct Context<'a> {
+    /// The innermost struct's short name (`GenerateRequest`).
+    structure: &'a str,
+    path: String,
+}
+
+impl Context<'_> {
+    fn type_error(&self, value: &str, go_type: &str) -> TypeError {
+        TypeError {
+            value: value.to_string(),
+            structure: self.structure.to_string(),
+            path: self.path.clone(),
+            go_type: go_type.to_string(),
         }
     }
 
-    fn accepts(self, v: &Value) -> bool {
-        match (self, v) {
-            (_, Value::Null) | (Kind::Any, _) => true,
-            (Kind::Str, Value::String(_)) | (Kind::Bool, Value::Bool(_)) => true,
-            (Kind::Int, Value::Number(n)) => n.is_i64() || n.is_u64(),
-            (Kind::Float, Value::Number(_)) => true,
-            (Kind::Array(_), Value::Array(_)) | (Kind::Object(_), Value::Object(_)) => true,
-            _ => false,
-        }
+    fn field<'b>(&self, structure: &'b str, name: &str) -> Context<'b> {
+        let path = if self.path.is_empty() {
+            name.to_string()
+        } else {
+            format!("{}.{name}", self.path)
+        };
+        Context { structure, path }
     }
 }
 
-fn json_kind(v: &Value) -> String {
+/// Go's `UnmarshalTypeError` with its struct and field context.
+#[derive(Debug, Clone)]
+struct TypeError {
+    value: String,
+    structure: String,
+    path: String,
+    go_type: String,
+}
+
+impl std::fmt::Display for TypeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(
+            f,
+            "json: cannot unmarshal {} into Go struct field {}.{} of type {}",
+            self.value, self.structure, self.path, self.go_type
+        )
+    }
+}
+
+/// An error that ends decoding at once (from a type's own
+/// `UnmarshalJSON`); type errors are saved instead and decoding goes on.
+struct Abort(String);
+
+/// The word Go's type errors use for a JSON value.
+fn json_kind(v: &GoValue) -> &'static str {
     match v {
-        Value::Null => "null".into(),
-        Value::Bool(_) => "bool".into(),
-        Value::Number(n) if n.is_f64() => format!("number {n}"),
-        Value::Number(_) => "number".into(),
-        Value::String(_) => "string".into(),
-        Value::Array(_) => "array".into(),
-        Value::Object(_) => "object".into(),
+        GoValue::Null => "null",
+        GoValue::Bool(_) => "bool",
+        GoValue::Number(_) => "number",
+        GoValue::Str(_) => "string",
+        GoValue::Array(_) => "array",
+        GoValue::Object(_) => "object",
     }
 }
 
-/// Decodes `body` as the Go struct `type_name` with the given fields.
-/// Unknown fields are ignored, as in Go.
+fn short_name(go_type: &str) -> &str {
+    go_type.rsplit('.').next().unwrap_or(go_type)
+}
+
+/// Checks `v` against `kind`; saves the first type error in `saved`.
+fn check(
+    v: &GoValue,
+    kind: Kind,
+    ctx: &Context,
+    saved: &mut Option<TypeError>,
+) -> Result<(), Abort> {
+    let mut save = |e: TypeError| {
+        saved.get_or_insert(e);
+    };
+    match (kind, v) {
+        (Kind::Think, v) => return check_think(v),
+        (Kind::Raw, _) => {}
+        (Kind::Duration, v) => return check_duration(v),
+        (_, GoValue::Null) => {}
+        (Kind::Any, v) | (Kind::Object(_), v @ GoValue::Object(_)) => {
+            if let Some(lit) = first_unrepresentable_number(v) {
+                save(ctx.type_error(&format!("number {lit}"), "float64"));
+            }
+        }
+        (Kind::Str, GoValue::Str(_)) | (Kind::Bool, GoValue::Bool(_)) => {}
+        (Kind::Int, GoValue::Number(n)) => {
+            if n.parse::<i64>().is_err() {
+                save(ctx.type_error(&format!("number {n}"), "int"));
+            }
+        }
+        (Kind::Float, GoValue::Number(n)) => {
+            if !n.parse::<f64>().is_ok_and(f64::is_finite) {
+                save(ctx.type_error(&format!("number {n}"), "float64"));
+            }
+        }
+        (Kind::Float32, GoValue::Number(n)) => {
+            if !n.parse::<f32>().is_ok_and(f32::is_finite) {
+                save(ctx.type_error(&format!("number {n}"), "float32"));
+            }
+        }
+        (Kind::Array(_), GoValue::Array(_)) => {}
+        (Kind::List(_, elem), GoValue::Array(items)) => {
+            for item in items {
+                check(item, *elem, ctx, saved)?;
+            }
+        }
+        (Kind::Struct(go_type, fields), GoValue::Object(members)) => {
+            fields_of(
+                members,
+                fields,
+                short_name(go_type),
+                ctx,
+                saved,
+                &mut |_, _, _| {},
+            )?;
+        }
+        (Kind::Messages(fields), GoValue::Array(items)) => {
+            for item in items {
+                check_message(item, fields, ctx)?;
+            }
+        }
+        (kind, v) => save(ctx.type_error(json_kind(v), go_type(kind))),
+    }
+    Ok(())
+}
+
+fn go_type(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Str => "string",
+        Kind::Bool => "bool",
+        Kind::Int => "int",
+        Kind::Float => "float64",
+        Kind::Float32 => "float32",
+        Kind::Array(t) | Kind::List(t, _) | Kind::Object(t) | Kind::Struct(t, _) => t,
+        Kind::Messages(_) => "[]api.Message",
+        Kind::Think => "api.ThinkValue",
+        Kind::Raw => "json.RawMessage",
+        Kind::Duration => "api.Duration",
+        Kind::Any => "interface {}",
+    }
+}
+
+/// One element of `messages`: `Message.UnmarshalJSON` decodes it into a
+/// local `Alias` type and returns its first error, which ends the decode;
+/// Go then names the outer struct and the full path.
+fn check_message(
+    item: &GoValue,
+    fields: &'static [(&'static str, Kind)],
+    ctx: &Context,
+) -> Result<(), Abort> {
+    let relabel = |inner: TypeError| {
+        let mut e = ctx.type_error(&inner.value, &inner.go_type);
+        if !inner.path.is_empty() {
+            e.path = format!("{}.{}", e.path, inner.path);
+        }
+        Abort(e.to_string())
+    };
+    match item {
+        GoValue::Null => Ok(()),
+        GoValue::Object(members) => {
+            let alias = Context {
+                structure: "Alias",
+                path: String::new(),
+            };
+            let mut inner = None;
+            fields_of(
+                members,
+                fields,
+                "Alias",
+                &alias,
+                &mut inner,
+                &mut |_, _, _| {},
+            )?;
+            inner.map_or(Ok(()), |e| Err(relabel(e)))
+        }
+        other => Err(relabel(TypeError {
+            value: json_kind(other).into(),
+            structure: "Alias".into(),
+            path: String::new(),
+            go_type: "api.Alias".into(),
+        })),
+    }
+}
+
+/// `api.Duration.UnmarshalJSON`: a number, or a Go duration string.
+fn check_duration(v: &GoValue) -> Result<(), Abort> {
+    let unsupported = |t: &str| Err(Abort(format!("Unsupported type: '{t}'")));
+    match v {
+        GoValue::Null | GoValue::Number(_) => Ok(()),
+        GoValue::Str(s) => crate::duration::parse_go_duration(s)
+            .map(|_| ())
+            .map_err(Abort),
+        GoValue::Bool(_) => unsupported("bool"),
+        GoValue::Array(_) => unsupported("[]interface {}"),
+        GoValue::Object(_) => unsupported("map[string]interface {}"),
+    }
+}
+
+fn check_think(v: &GoValue) -> Result<(), Abort> {
+    const LEVELS: &str = "(\"high\", \"medium\", \"low\", \"max\", true, or false)";
+    match v {
+        GoValue::Null | GoValue::Bool(_) => Ok(()),
+        GoValue::Str(s) if ["high", "medium", "low", "max"].contains(&s.as_str()) => Ok(()),
+        GoValue::Str(s) => Err(Abort(format!(
+            "invalid think value: {s:?} (must be \"high\", \"medium\", \"low\", \"max\", true, or false)"
+        ))),
+        _ => Err(Abort(format!(
+            "think must be a boolean or string {LEVELS}"
+        ))),
+    }
+}
+
+/// The first number literal inside `v` that Go cannot hold in a float64
+/// (what `interface {}` gets); iterative, as `v` may be 10,000 deep.
+fn first_unrepresentable_number(v: &GoValue) -> Option<&str> {
+    let mut stack = vec![v];
+    while let Some(v) = stack.pop() {
+        match v {
+            GoValue::Number(n) if !n.parse::<f64>().is_ok_and(f64::is_finite) => return Some(n),
+            GoValue::Array(items) => stack.extend(items.iter().rev()),
+            GoValue::Object(members) => stack.extend(members.iter().rev().map(|m| &m.1)),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Walks an object's members against a struct's fields in document order
+/// (Go matches a key exactly, else case-insensitively); `found` sees each
+/// member with the field name it matched (or its own key if none).
+fn fields_of<'v>(
+    members: &'v [(String, GoValue)],
+    fields: &[(&str, Kind)],
+    structure: &str,
+    ctx: &Context,
+    saved: &mut Option<TypeError>,
+    found: &mut dyn FnMut(&str, Option<Kind>, &'v GoValue),
+) -> Result<(), Abort> {
+    for (key, v) in members {
+        let field = fields.iter().find(|(name, _)| name == key).or_else(|| {
+            fields
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case(key))
+        });
+        match field {
+            Some((name, kind)) => {
+                check(v, *kind, &ctx.field(structure, name), saved)?;
+                found(name, Some(*kind), v);
+            }
+            None => found(key, None, v),
+        }
+    }
+    Ok(())
+}
+
+/// Values deeper than this become `null` in the decoded map: the emulator
+/// never looks that deep, and serde_json's values drop recursively.
+const KEPT_DEPTH: usize = 64;
+
+/// A [`GoValue`] as a serde_json value (numbers Go cannot hold are null).
+pub fn to_json(v: &GoValue) -> Value {
+    to_json_at(v, 0)
+}
+
+fn to_json_at(v: &GoValue, depth: usize) -> Value {
+    if depth > KEPT_DEPTH {
+        return Value::Null;
+    }
+    match v {
+        GoValue::Null => Value::Null,
+        GoValue::Bool(b) => Value::Bool(*b),
+        GoValue::Number(n) => number(n),
+        GoValue::Str(s) => Value::String(s.clone()),
+        GoValue::Array(items) => items.iter().map(|i| to_json_at(i, depth + 1)).collect(),
+        GoValue::Object(members) => {
+            let mut map = Map::new();
+            for (k, v) in members {
+                map.insert(k.clone(), to_json_at(v, depth + 1));
+            }
+            Value::Object(map)
+        }
+    }
+}
+
+fn number(n: &str) -> Value {
+    if let Ok(i) = n.parse::<i64>() {
+        return i.into();
+    }
+    if let Ok(u) = n.parse::<u64>() {
+        return u.into();
+    }
+    n.parse::<f64>()
+        .ok()
+        .and_then(serde_json::Number::from_f64)
+        .map_or(Value::Null, Value::Number)
+}
+
+/// Decodes `body` as the Go struct `type_name` (`api.` is assumed without
+/// a package) with the given fields, as `json.Decoder.Decode` would:
+/// syntax first, then types in document order, the first error wins.
+/// Unknown fields are kept in the map (Go ignores them; handlers may read
+/// fields they do not type-check).
 pub fn decode(
     body: &[u8],
     type_name: &str,
     fields: &[(&str, Kind)],
 ) -> Result<Map<String, Value>, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad_request("missing request body"));
-    }
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let value: Value = serde::Deserialize::deserialize(&mut de)
-        .map_err(|e| ApiError::bad_request(syntax_message(body, &e)))?;
-    let entries = match value {
-        Value::Object(_) => {
-            // Parse again keeping every key in order: Go applies duplicate
-            // keys one after another, so the last one wins, and `null` on a
-            // scalar field leaves the earlier value in place.
-            let Entries(entries) = serde_json::from_slice(body)
-                .or_else(|_| Entries::first_value(body))
-                .map_err(|e| ApiError::bad_request(syntax_message(body, &e)))?;
-            entries
-        }
-        Value::Null => Vec::new(),
+    let value = match parse(body) {
+        Ok(v) => v,
+        Err(SyntaxError::Empty) => return Err(ApiError::bad_request("missing request body")),
+        Err(e) => return Err(ApiError::bad_request(e.to_string())),
+    };
+    let full_type = if type_name.contains('.') {
+        type_name.to_string()
+    } else {
+        format!("api.{type_name}")
+    };
+    let members = match &value {
+        GoValue::Object(members) => members,
+        GoValue::Null => return Ok(Map::new()),
         other => {
             return Err(ApiError::bad_request(format!(
-                "json: cannot unmarshal {} into Go value of type api.{type_name}",
-                json_kind(&other)
+                "json: cannot unmarshal {} into Go value of type {full_type}",
+                json_kind(other)
             )))
         }
     };
+    let structure = short_name(&full_type);
+    let root = Context {
+        structure,
+        path: String::new(),
+    };
+    let mut saved = None;
     let mut map = Map::new();
-    for (key, v) in entries {
-        // Go matches a key to a field exactly or else case-insensitively.
-        let field = fields.iter().find(|(name, _)| *name == key).or_else(|| {
-            fields
-                .iter()
-                .find(|(name, _)| name.eq_ignore_ascii_case(&key))
-        });
-        let Some((name, kind)) = field else {
-            map.insert(key, v);
-            continue;
-        };
-        if !kind.accepts(&v) {
-            return Err(ApiError::bad_request(format!(
-                "json: cannot unmarshal {} into Go struct field {type_name}.{name} of type {}",
-                json_kind(&v),
-                kind.go_type()
-            )));
+    let mut keep = |name: &str, matched: Option<Kind>, v: &GoValue| match (matched, v) {
+        // A null leaves a scalar field as it was and clears anything else.
+        (Some(Kind::Str | Kind::Bool | Kind::Int | Kind::Float | Kind::Float32), GoValue::Null) => {
         }
-        match (kind, v) {
-            (Kind::Str | Kind::Bool | Kind::Int | Kind::Float, Value::Null) => {}
-            (_, Value::Null) => {
-                map.remove(*name);
-            }
-            (_, v) => {
-                map.insert((*name).to_string(), v);
-            }
+        (Some(_), GoValue::Null) => {
+            map.remove(name);
         }
-    }
-    Ok(map)
-}
-
-/// A JSON object's members in document order, duplicates kept.
-struct Entries(Vec<(String, Value)>);
-
-impl Entries {
-    /// Like `serde_json::from_slice`, but ignores what follows the first
-    /// value (as Go's `json.Decoder` does).
-    fn first_value(body: &[u8]) -> Result<Entries, serde_json::Error> {
-        let mut de = serde_json::Deserializer::from_slice(body);
-        serde::Deserialize::deserialize(&mut de)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Entries {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = Entries;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut a: A,
-            ) -> Result<Entries, A::Error> {
-                let mut entries = Vec::new();
-                while let Some(entry) = a.next_entry::<String, Value>()? {
-                    entries.push(entry);
-                }
-                Ok(Entries(entries))
-            }
+        (_, v) => {
+            map.insert(name.to_string(), to_json(v));
         }
-        d.deserialize_map(Visitor)
-    }
-}
-
-/// Maps a serde_json error to the `encoding/json` text.
-fn syntax_message(body: &[u8], e: &serde_json::Error) -> String {
-    if e.is_eof() {
-        return "unexpected EOF".into();
-    }
-    let text = e.to_string();
-    let Some(c) = char_at(body, e.line(), e.column()) else {
-        return "unexpected EOF".into();
     };
-    let context = if text.starts_with("key must be a string") {
-        "looking for beginning of object key string"
-    } else if text.starts_with("expected `:`") {
-        "after object key"
-    } else if text.starts_with("expected `,` or `}`") {
-        "after object key:value pair"
-    } else if text.starts_with("expected `,` or `]`") {
-        "after array element"
-    } else if text.starts_with("trailing comma") {
-        if c == '}' {
-            "looking for beginning of object key string"
-        } else {
-            "looking for beginning of value"
-        }
-    } else if text.starts_with("invalid number") {
-        "in numeric literal"
-    } else if text.starts_with("invalid escape") {
-        "in string escape code"
-    } else if text.starts_with("control character") {
-        "in string literal"
-    } else {
-        "looking for beginning of value"
-    };
-    format!("invalid character {} {context}", go_quote_char(c))
-}
-
-fn char_at(body: &[u8], line: usize, column: usize) -> Option<char> {
-    let text = String::from_utf8_lossy(body);
-    let l = text.lines().nth(line.checked_sub(1)?)?;
-    l.get(column.checked_sub(1)?..)?.chars().next()
-}
-
-fn go_quote_char(c: char) -> String {
-    match c {
-        '\'' => "'\\''".into(),
-        '"' => "'\"'".into(),
-        c if c.is_control() => format!("'\\x{:02x}'", c as u32),
-        c => format!("'{c}'"),
+    if let Err(Abort(msg)) = fields_of(members, fields, structure, &root, &mut saved, &mut keep) {
+        return Err(ApiError::bad_request(msg));
+    }
+    match saved {
+        Some(e) => Err(ApiError::bad_request(e.to_string())),
+        None => Ok(map),
     }
 }
 

@@ -13,10 +13,14 @@
 //! - [`scheduler`]: loaded models, slots, queue, eviction, keep-alive.
 //! - [`generation`]: one reply in progress, its pace and metrics.
 //! - [`stream`]: NDJSON/SSE bodies, reply tokens, embeddings.
-//! - [`gojson`]: request decoding with Go's `encoding/json` error texts.
+//! - [`gojson`]: request decoding as Go's `json.Decoder` does it (its own
+//!   reader: syntax texts, depth limit, U+FFFD, number literals), with Go's
+//!   type-error texts.
 //! - [`hosts`]: Ollama's Host-header check (403 for non-local names).
 //! - [`errors`]: native and OpenAI error bodies.
-//! - [`routes`]: the HTTP routes and the fault/instance middleware.
+//! - [`routes`]: the HTTP routes and the fault/instance middleware;
+//!   `routes::gin` has gin's path rules (decoded paths, trailing-slash
+//!   redirects) and Ollama's CORS.
 //! - [`control`]: the `/_emu/*` control surface.
 //! - [`faults`]: injectable faults.
 //! - [`state`]: what handlers share.

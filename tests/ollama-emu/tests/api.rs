@@ -283,7 +283,8 @@ async fn pull_copy_delete() {
     assert_eq!(r.status(), 404);
     assert_eq!(
         r.json::<Value>().await.unwrap(),
-        json!({"error": "model \"tiny\" not found"})
+        json!({"error": "model 'tiny' not found"}),
+        "DeleteHandler quotes with '%s'"
     );
     let r = emu
         .http

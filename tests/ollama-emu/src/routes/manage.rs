@@ -7,7 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use model_map::name::ModelName;
+use model_map::name::{ModelName, NameError};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -31,6 +31,7 @@ fn tags_entry(m: &Model) -> Value {
         "size": m.size,
         "digest": m.digest,
         "details": m.details(),
+        "capabilities": m.capabilities(),
     })
 }
 
@@ -99,7 +100,13 @@ pub fn find_for_show(state: &EmuState, raw: &str) -> Result<Model, ApiError> {
         return Err(ApiError::bad_request("model is required"));
     }
     state.count_model(raw);
-    let name = ModelName::parse(raw).map_err(|_| ApiError::bad_request("invalid model name"))?;
+    let name = match ModelName::parse_ref(raw) {
+        Ok((name, _)) => name,
+        Err(e @ NameError::ConflictingSource(_)) => {
+            return Err(ApiError::bad_request(e.to_string()))
+        }
+        Err(_) => return Err(ApiError::bad_request("invalid model name")),
+    };
     state.find(&name).ok_or_else(|| {
         ApiError::not_found(format!("model '{}' not found", name.display_shortest()))
     })
@@ -152,10 +159,19 @@ pub async fn delete(State(state): Shared, body: Bytes) -> Result<Response, ApiEr
         &[("model", Kind::Str), ("name", Kind::Str)],
     )?;
     let raw = model_or_name(&req);
-    let name = ModelName::parse(&raw)
-        .map_err(|_| ApiError::bad_request(format!("name {raw:?} is invalid")))?;
+    // `parseNormalizePullModelRef`: a reference, `:local` / `:cloud` read.
+    let name = match ModelName::parse_ref(&raw) {
+        Ok((name, _)) => name,
+        Err(NameError::Empty) => return Err(ApiError::bad_request("model is required")),
+        Err(e @ NameError::ConflictingSource(_)) => {
+            return Err(ApiError::bad_request(e.to_string()))
+        }
+        Err(NameError::Invalid) => {
+            return Err(ApiError::bad_request(format!("name {raw:?} is invalid")))
+        }
+    };
     if state.models().remove(&name.key()).is_none() {
-        return Err(ApiError::not_found(format!("model {raw:?} not found")));
+        return Err(ApiError::not_found(format!("model '{raw}' not found")));
     }
     state.sched.unload(&name.key());
     Ok(StatusCode::OK.into_response())

@@ -2,6 +2,7 @@
 //! 404/405 bodies, and the middleware that applies faults and adds
 //! `x-emu-instance` to every response.
 
+pub mod gin;
 pub mod manage;
 pub mod native;
 pub mod openai;
@@ -21,13 +22,25 @@ use crate::errors::{json_response, openai_error_body, ApiError};
 use crate::scheduler::SchedError;
 use crate::state::EmuState;
 
-/// The full router over shared state.
+/// gin's 405 body; also what `HEAD` gets on a GET-only route (gin does
+/// not answer HEAD with GET's handler, axum would).
+async fn method_not_allowed() -> Response {
+    (StatusCode::METHOD_NOT_ALLOWED, "405 method not allowed").into_response()
+}
+
+/// The full router over shared state, behind gin's path rules.
 pub fn router(state: Arc<EmuState>) -> Router {
+    Router::new()
+        .fallback_service(routes(state))
+        .layer(middleware::from_fn(gin::path_rules))
+}
+
+fn routes(state: Arc<EmuState>) -> Router {
     Router::new()
         .route("/", get(native::root))
         .route("/api/version", get(manage::version))
         .route("/api/tags", get(manage::tags))
-        .route("/api/ps", get(manage::ps))
+        .route("/api/ps", get(manage::ps).head(method_not_allowed))
         .route("/api/generate", post(native::generate))
         .route("/api/chat", post(native::chat))
         .route("/api/embed", post(native::embed))
@@ -45,13 +58,17 @@ pub fn router(state: Arc<EmuState>) -> Router {
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/completions", post(openai::completions))
         .route("/v1/embeddings", post(openai::embeddings))
-        .route("/v1/models", get(openai::list_models))
-        .route("/v1/models/{model}", get(openai::get_model))
+        .route(
+            "/v1/models",
+            get(openai::list_models).head(method_not_allowed),
+        )
+        .route(
+            "/v1/models/{model}",
+            get(openai::get_model).head(method_not_allowed),
+        )
         .merge(crate::control::routes())
         .fallback(|| async { (StatusCode::NOT_FOUND, "404 page not found") })
-        .method_not_allowed_fallback(|| async {
-            (StatusCode::METHOD_NOT_ALLOWED, "405 method not allowed")
-        })
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(Arc::clone(&state), emulate))
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
@@ -67,14 +84,41 @@ async fn emulate(State(state): State<Arc<EmuState>>, req: Request, next: Next) -
     }
     let mut resp = if path.starts_with("/_emu/") {
         next.run(req).await
-    } else if !host_ok(&state, &req) {
-        StatusCode::FORBIDDEN.into_response()
     } else {
-        state.count_request(&path);
-        faulted(&state, &path, req, next).await
+        ollama_middleware(&state, &path, req, next).await
     };
     if let Ok(v) = HeaderValue::from_str(&state.config().name) {
         resp.headers_mut().insert("x-emu-instance", v);
+    }
+    resp
+}
+
+/// Ollama's middleware in its order: CORS, then the Host check, then the
+/// handler (with the emulator's faults).
+async fn ollama_middleware(
+    state: &Arc<EmuState>,
+    path: &str,
+    req: Request,
+    next: Next,
+) -> Response {
+    let extra = match gin::cors(&req) {
+        gin::Cors::Forbidden => return StatusCode::FORBIDDEN.into_response(),
+        gin::Cors::Preflight(headers) => {
+            let mut resp = StatusCode::NO_CONTENT.into_response();
+            resp.headers_mut().extend(headers);
+            return resp;
+        }
+        gin::Cors::Normal(headers) => Some(headers),
+        gin::Cors::None => None,
+    };
+    let mut resp = if !host_ok(state, &req) {
+        StatusCode::FORBIDDEN.into_response()
+    } else {
+        state.count_request(path);
+        faulted(state, path, req, next).await
+    };
+    if let Some(headers) = extra {
+        resp.headers_mut().extend(headers);
     }
     resp
 }

@@ -19,27 +19,54 @@ use crate::stream::{count_tokens, embedding, streamed, NDJSON_CT};
 
 type Shared = State<Arc<EmuState>>;
 
+/// `api.GenerateRequest`, in declaration order.
 const GENERATE_FIELDS: &[(&str, Kind)] = &[
     ("model", Kind::Str),
     ("prompt", Kind::Str),
     ("suffix", Kind::Str),
     ("system", Kind::Str),
     ("template", Kind::Str),
+    ("context", Kind::List("[]int", &Kind::Int)),
     ("stream", Kind::Bool),
     ("raw", Kind::Bool),
+    ("format", Kind::Raw),
+    ("keep_alive", Kind::Duration),
     ("images", Kind::Array("[]api.ImageData")),
-    ("context", Kind::Array("[]int")),
     ("options", Kind::Object("map[string]interface {}")),
-    ("keep_alive", Kind::Any),
+    ("think", Kind::Think),
+    ("truncate", Kind::Bool),
+    ("shift", Kind::Bool),
+    ("_debug_render_only", Kind::Bool),
+    ("logprobs", Kind::Bool),
+    ("top_logprobs", Kind::Int),
 ];
 
+/// `api.Message`, decoded by its own `UnmarshalJSON`.
+const MESSAGE_FIELDS: &[(&str, Kind)] = &[
+    ("role", Kind::Str),
+    ("content", Kind::Str),
+    ("thinking", Kind::Str),
+    ("images", Kind::Array("[]api.ImageData")),
+    ("tool_calls", Kind::Array("[]api.ToolCall")),
+    ("tool_name", Kind::Str),
+    ("tool_call_id", Kind::Str),
+];
+
+/// `api.ChatRequest`, in declaration order.
 const CHAT_FIELDS: &[(&str, Kind)] = &[
     ("model", Kind::Str),
-    ("messages", Kind::Array("[]api.Message")),
+    ("messages", Kind::Messages(MESSAGE_FIELDS)),
     ("stream", Kind::Bool),
+    ("format", Kind::Raw),
+    ("keep_alive", Kind::Duration),
     ("tools", Kind::Array("api.Tools")),
     ("options", Kind::Object("map[string]interface {}")),
-    ("keep_alive", Kind::Any),
+    ("think", Kind::Think),
+    ("truncate", Kind::Bool),
+    ("shift", Kind::Bool),
+    ("_debug_render_only", Kind::Bool),
+    ("logprobs", Kind::Bool),
+    ("top_logprobs", Kind::Int),
 ];
 
 /// `stream` defaults to true on native routes (`*bool`, nil = true).
@@ -82,8 +109,8 @@ async fn load_or_unload(
     Ok(json_response(StatusCode::OK, &body))
 }
 
-/// The capability and option checks of generate and chat: embedding-only
-/// models, `think` (no emulated model thinks) and `top_logprobs`.
+/// The capability checks of generate and chat: embedding-only models and
+/// `think` (no emulated model thinks).
 fn check_capabilities(
     req: &Map<String, Value>,
     model: &Model,
@@ -105,20 +132,24 @@ fn check_capabilities(
             "{raw_model:?} does not support thinking"
         )));
     }
-    if let Some(n) = req.get("top_logprobs").and_then(Value::as_i64) {
-        if !(0..=20).contains(&n) {
-            return Err(ApiError::bad_request(
-                "top_logprobs must be between 0 and 20",
-            ));
-        }
-    }
     Ok(())
+}
+
+/// Generate's and chat's first check after decoding, before the model.
+fn check_top_logprobs(req: &Map<String, Value>) -> Result<(), ApiError> {
+    match req.get("top_logprobs").and_then(Value::as_i64) {
+        Some(n) if !(0..=20).contains(&n) => Err(ApiError::bad_request(
+            "top_logprobs must be between 0 and 20",
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// `POST /api/generate`.
 pub async fn generate(State(state): Shared, body: Bytes) -> Result<Response, ApiError> {
     let start = Instant::now();
     let req = decode(&body, "GenerateRequest", GENERATE_FIELDS)?;
+    check_top_logprobs(&req)?;
     let keep_alive = keep_alive_field(&req)?;
     let raw_model = str_field(&req, "model").to_string();
     let model = resolve(&state, &raw_model, EmptyName::NotFound, Missing::Quoted)?;
@@ -178,6 +209,7 @@ pub async fn generate(State(state): Shared, body: Bytes) -> Result<Response, Api
 pub async fn chat(State(state): Shared, body: Bytes) -> Result<Response, ApiError> {
     let start = Instant::now();
     let req = decode(&body, "ChatRequest", CHAT_FIELDS)?;
+    check_top_logprobs(&req)?;
     let keep_alive = keep_alive_field(&req)?;
     let raw_model = str_field(&req, "model").to_string();
     let model = resolve(&state, &raw_model, EmptyName::Required, Missing::Quoted)?;
@@ -275,10 +307,11 @@ pub async fn embed(State(state): Shared, body: Bytes) -> Result<Response, ApiErr
         "EmbedRequest",
         &[
             ("model", Kind::Str),
-            ("dimensions", Kind::Int),
-            ("truncate", Kind::Bool),
             ("input", Kind::Any),
-            ("keep_alive", Kind::Any),
+            ("keep_alive", Kind::Duration),
+            ("truncate", Kind::Bool),
+            ("dimensions", Kind::Int),
+            ("options", Kind::Object("map[string]interface {}")),
         ],
     )?;
     let keep_alive = keep_alive_field(&req)?;
@@ -317,7 +350,8 @@ pub async fn embeddings(State(state): Shared, body: Bytes) -> Result<Response, A
         &[
             ("model", Kind::Str),
             ("prompt", Kind::Str),
-            ("keep_alive", Kind::Any),
+            ("keep_alive", Kind::Duration),
+            ("options", Kind::Object("map[string]interface {}")),
         ],
     )?;
     let keep_alive = keep_alive_field(&req)?;

@@ -15,7 +15,7 @@ use rand::Rng;
 use serde_json::{json, Map, Value};
 use tokio::time::Instant;
 
-use crate::errors::{json_response, ApiError, OpenAiError};
+use crate::errors::{openai_writer_response, ApiError, OpenAiError};
 use crate::generation::{resolve, EmptyName, Generation, Missing};
 use crate::gojson::{decode, str_field, Kind};
 use crate::models::Model;
@@ -25,6 +25,22 @@ use crate::state::EmuState;
 use crate::stream::{count_tokens, streamed, SSE_CT};
 
 type Shared = State<Arc<EmuState>>;
+
+/// `openai.StreamOptions`.
+const STREAM_OPTIONS: Kind = Kind::Struct("openai.StreamOptions", &[("include_usage", Kind::Bool)]);
+
+/// `openai.Message` (no `UnmarshalJSON` of its own, unlike `api.Message`).
+const MESSAGE: Kind = Kind::Struct(
+    "openai.Message",
+    &[
+        ("role", Kind::Str),
+        ("content", Kind::Any),
+        ("reasoning", Kind::Str),
+        ("tool_calls", Kind::Array("[]openai.ToolCall")),
+        ("name", Kind::Str),
+        ("tool_call_id", Kind::Str),
+    ],
+);
 
 fn unix_now() -> i64 {
     chrono::Utc::now().timestamp()
@@ -87,11 +103,61 @@ fn decode_v1(
     body: &[u8],
     type_name: &str,
     fields: &[(&str, Kind)],
-) -> Result<Map<String, Value>, ApiError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad_request("EOF"));
+) -> Result<Map<String, Value>, OpenAiError> {
+    if body
+        .iter()
+        .all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+    {
+        return Err(ApiError::bad_request("EOF").openai_middleware());
     }
-    decode(body, type_name, fields)
+    decode(body, type_name, fields).map_err(ApiError::openai_middleware)
+}
+
+/// The content checks of `openai.FromChatRequest`: a string, or an array
+/// of typed parts; anything else only beside tool calls.
+fn check_message_contents(messages: &[Value]) -> Result<(), ApiError> {
+    let bad = || ApiError::bad_request("invalid message format");
+    for msg in messages {
+        match msg.get("content") {
+            Some(Value::String(_)) => {}
+            Some(Value::Array(parts)) => {
+                for part in parts {
+                    let Some(part) = part.as_object() else {
+                        return Err(bad());
+                    };
+                    let ok = match part.get("type").and_then(Value::as_str) {
+                        Some("text") => part.get("text").is_some_and(Value::is_string),
+                        Some("image_url") => match part.get("image_url") {
+                            Some(Value::Object(u)) => u.get("url").is_some_and(Value::is_string),
+                            Some(Value::String(_)) => true,
+                            _ => false,
+                        },
+                        Some("input_audio") => {
+                            part.get("input_audio").is_some_and(Value::is_object)
+                        }
+                        _ => false,
+                    };
+                    if !ok {
+                        return Err(bad());
+                    }
+                }
+            }
+            _ if msg.get("tool_calls").is_some_and(|t| !t.is_null()) => {}
+            other => {
+                // Go's `%T` of what `content` decoded to.
+                let go_type = match other {
+                    None | Some(Value::Null) => "<nil>",
+                    Some(Value::Bool(_)) => "bool",
+                    Some(Value::Number(_)) => "float64",
+                    _ => "map[string]interface {}",
+                };
+                return Err(ApiError::bad_request(format!(
+                    "invalid message content type: {go_type}"
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `POST /v1/chat/completions`.
@@ -99,11 +165,22 @@ pub async fn chat_completions(State(state): Shared, body: Bytes) -> Result<Respo
     let start = Instant::now();
     let req = decode_v1(
         &body,
-        "ChatCompletionRequest",
+        "openai.ChatCompletionRequest",
         &[
             ("model", Kind::Str),
-            ("messages", Kind::Array("[]openai.Message")),
+            ("messages", Kind::List("[]openai.Message", &MESSAGE)),
             ("stream", Kind::Bool),
+            ("stream_options", STREAM_OPTIONS),
+            ("max_tokens", Kind::Int),
+            ("seed", Kind::Int),
+            ("stop", Kind::Any),
+            ("temperature", Kind::Float),
+            ("frequency_penalty", Kind::Float),
+            ("presence_penalty", Kind::Float),
+            ("top_p", Kind::Float),
+            ("tools", Kind::Array("[]api.Tool")),
+            ("logprobs", Kind::Bool),
+            ("top_logprobs", Kind::Int),
         ],
     )?;
     let messages = req
@@ -112,8 +189,9 @@ pub async fn chat_completions(State(state): Shared, body: Bytes) -> Result<Respo
         .cloned()
         .unwrap_or_default();
     if messages.is_empty() {
-        return Err(ApiError::bad_request("[] is too short - 'messages'").into());
+        return Err(ApiError::bad_request("[] is too short - 'messages'").openai_middleware());
     }
+    check_message_contents(&messages).map_err(ApiError::openai_middleware)?;
     let prompt_tokens = messages
         .iter()
         .map(|m| count_tokens(m.get("content").and_then(Value::as_str).unwrap_or("")))
@@ -128,7 +206,7 @@ pub async fn chat_completions(State(state): Shared, body: Bytes) -> Result<Respo
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": c.gen.done_reason()}],
             "usage": usage(c.gen.prompt_tokens, c.gen.eval_count()),
         });
-        return Ok(json_response(StatusCode::OK, &body));
+        return Ok(openai_writer_response(StatusCode::OK, &body));
     }
     let (mut tx, resp) = streamed(SSE_CT, state.faults().cut_stream);
     tokio::spawn(async move {
@@ -175,11 +253,21 @@ pub async fn completions(State(state): Shared, body: Bytes) -> Result<Response, 
     let start = Instant::now();
     let req = decode_v1(
         &body,
-        "CompletionRequest",
+        "openai.CompletionRequest",
         &[
             ("model", Kind::Str),
             ("prompt", Kind::Any),
+            ("frequency_penalty", Kind::Float32),
+            ("max_tokens", Kind::Int),
+            ("presence_penalty", Kind::Float32),
+            ("seed", Kind::Int),
+            ("stop", Kind::Any),
             ("stream", Kind::Bool),
+            ("stream_options", STREAM_OPTIONS),
+            ("temperature", Kind::Float32),
+            ("top_p", Kind::Float32),
+            ("suffix", Kind::Str),
+            ("logprobs", Kind::Int),
         ],
     )?;
     let prompt = match req.get("prompt") {
@@ -209,7 +297,7 @@ pub async fn completions(State(state): Shared, body: Bytes) -> Result<Response, 
             "choices": [{"text": text, "index": 0, "finish_reason": c.gen.done_reason()}],
             "usage": usage(c.gen.prompt_tokens, c.gen.eval_count()),
         });
-        return Ok(json_response(StatusCode::OK, &body));
+        return Ok(openai_writer_response(StatusCode::OK, &body));
     }
     let (mut tx, resp) = streamed(SSE_CT, state.faults().cut_stream);
     tokio::spawn(async move {
@@ -248,13 +336,31 @@ pub async fn embeddings(State(state): Shared, body: Bytes) -> Result<Response, O
     let start = Instant::now();
     let req = decode_v1(
         &body,
-        "EmbedRequest",
-        &[("model", Kind::Str), ("dimensions", Kind::Int)],
+        "openai.EmbedRequest",
+        &[
+            ("input", Kind::Any),
+            ("model", Kind::Str),
+            ("dimensions", Kind::Int),
+            ("encoding_format", Kind::Str),
+        ],
     )?;
+    let format = str_field(&req, "encoding_format");
+    if !format.is_empty()
+        && !format.eq_ignore_ascii_case("float")
+        && !format.eq_ignore_ascii_case("base64")
+    {
+        return Err(ApiError::bad_request(format!(
+            "Invalid value for 'encoding_format' = {format}. Supported values: ['float', 'base64']."
+        ))
+        .openai_middleware());
+    }
     let inputs = match req.get("input") {
-        None | Some(Value::Null) => return Err(ApiError::bad_request("invalid input").into()),
+        Some(Value::String(s)) if s.is_empty() => vec![String::new()],
+        None | Some(Value::Null) => {
+            return Err(ApiError::bad_request("invalid input").openai_middleware())
+        }
         Some(Value::Array(a)) if a.is_empty() => {
-            return Err(ApiError::bad_request("invalid input").into())
+            return Err(ApiError::bad_request("invalid input").openai_middleware())
         }
         other => embed_inputs(other)?,
     };
@@ -266,7 +372,7 @@ pub async fn embeddings(State(state): Shared, body: Bytes) -> Result<Response, O
         .filter(|d| *d > 0)
         .unwrap_or(8) as usize;
     let (vectors, gen) = compute_embeddings(&state, &model, None, &inputs, dims, start).await?;
-    let base64 = str_field(&req, "encoding_format") == "base64";
+    let base64 = str_field(&req, "encoding_format").eq_ignore_ascii_case("base64");
     let data: Vec<Value> = vectors
         .into_iter()
         .enumerate()
@@ -283,7 +389,7 @@ pub async fn embeddings(State(state): Shared, body: Bytes) -> Result<Response, O
         "object": "list", "data": data, "model": raw_model,
         "usage": {"prompt_tokens": gen.prompt_tokens, "total_tokens": gen.prompt_tokens},
     });
-    Ok(json_response(StatusCode::OK, &body))
+    Ok(openai_writer_response(StatusCode::OK, &body))
 }
 
 /// Little-endian `f32`s in standard base64, as OpenAI's
@@ -328,7 +434,7 @@ pub async fn list_models(State(state): Shared) -> Response {
     } else {
         Value::Array(data)
     };
-    json_response(StatusCode::OK, &json!({"object": "list", "data": data}))
+    openai_writer_response(StatusCode::OK, &json!({"object": "list", "data": data}))
 }
 
 /// `GET /v1/models/:model`.
@@ -341,5 +447,5 @@ pub async fn get_model(
         .map(|n| n.namespace)
         .unwrap_or_default();
     let body = json!({"id": model, "object": "model", "created": m.modified_at.timestamp(), "owned_by": owned_by});
-    Ok(json_response(StatusCode::OK, &body))
+    Ok(openai_writer_response(StatusCode::OK, &body))
 }

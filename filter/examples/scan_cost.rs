@@ -1,0 +1,62 @@
+//! What the body scan's kind checks cost per request: each body is scanned
+//! for its model only (as before the checks) and for every field of its
+//! route, and the time per scan and the ratio are printed. Run with
+//! `cargo run --release -p filter --example scan_cost`; it prints figures,
+//! it asserts nothing.
+
+use std::time::Instant;
+
+use filter::body_scan::BodyScanner;
+use filter::endpoint::{classify, Endpoint};
+
+fn time_per_scan(body: &[u8], scanner: impl Fn() -> BodyScanner) -> f64 {
+    let iterations = (20_000_000 / body.len().max(1)).clamp(200, 200_000);
+    let start = Instant::now();
+    for _ in 0..iterations {
+        let mut s = scanner();
+        s.feed(std::hint::black_box(body));
+        s.finish();
+        std::hint::black_box(s.result());
+    }
+    start.elapsed().as_nanos() as f64 / iterations as f64
+}
+
+fn main() {
+    let long_prompt = "word ".repeat(20_000);
+    let bodies: Vec<(&str, &str, String)> = vec![
+        (
+            "/api/chat",
+            "small chat",
+            r#"{"model":"llama3","messages":[{"role":"user","content":"hi"}],"stream":false,"options":{"temperature":0.2}}"#.into(),
+        ),
+        (
+            "/api/generate",
+            "100 KB prompt",
+            format!(r#"{{"model":"llama3","prompt":"{long_prompt}","stream":true,"keep_alive":"5m"}}"#),
+        ),
+        (
+            "/v1/chat/completions",
+            "OpenAI chat, 10 messages",
+            format!(
+                r#"{{"model":"llama3","messages":[{}],"stream":true,"stream_options":{{"include_usage":true}},"temperature":0.7}}"#,
+                [r#"{"role":"user","content":"tell me about the sea"}"#; 10].join(",")
+            ),
+        ),
+    ];
+    println!(
+        "{:<28} {:>10} {:>14} {:>14} {:>7}",
+        "body", "bytes", "model only ns", "all fields ns", "ratio"
+    );
+    for (path, label, body) in &bodies {
+        let Endpoint::Body(route) = classify("POST", path) else {
+            continue;
+        };
+        let before = time_per_scan(body.as_bytes(), || BodyScanner::new(route.fields));
+        let after = time_per_scan(body.as_bytes(), || BodyScanner::for_route(route));
+        println!(
+            "{label:<28} {:>10} {before:>14.0} {after:>14.0} {:>7.2}",
+            body.len(),
+            after / before
+        );
+    }
+}
