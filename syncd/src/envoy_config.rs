@@ -176,7 +176,12 @@ impl EnvoyConfig {
         }
         http_filters.push(json!({
             "name": "envoy.filters.http.router",
-            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"},
+            // No x-envoy-* headers on answers (x-envoy-upstream-service-time)
+            // or on requests to instances: clients see what Ollama sends.
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router",
+                "suppress_envoy_headers": true,
+            },
         }));
         let mut clusters: Vec<Value> = match self.route_by {
             RouteBy::Endpoints => vec![self.fleet_cluster(buffer_limit)],
