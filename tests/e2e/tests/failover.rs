@@ -56,6 +56,18 @@ async fn fleet(test: &str, tune: impl FnOnce(&mut EnvoyConfig)) -> anyhow::Resul
             },
         )
         .await?;
+    // What the instance answers, without Envoy's own x-envoy-* headers.
+    let answer = e2e::http()
+        .post(format!("{}/api/generate", fleet.envoy.url))
+        .body(r#"{"model":"m","prompt":"hi","stream":false}"#)
+        .send()
+        .await?;
+    let added: Vec<_> = answer
+        .headers()
+        .keys()
+        .filter(|k| k.as_str().starts_with("x-envoy"))
+        .collect();
+    anyhow::ensure!(added.is_empty(), "Envoy's headers on an answer: {added:?}");
     Ok(fleet)
 }
 
@@ -292,6 +304,7 @@ async fn a_hung_instance_is_avoided_and_stuck_requests_are_retried() -> anyhow::
     let per_try = Duration::from_secs(1);
     let mut f = fleet("failover_hang", |c| {
         c.failover.per_try_timeout = Some(per_try);
+        c.plugin_config = serde_json::json!({"affinity_header": "x-chat"});
     })
     .await?;
     let load = Load::start(&f.envoy.url, MODEL, CLIENTS);
@@ -299,6 +312,10 @@ async fn a_hung_instance_is_avoided_and_stuck_requests_are_retried() -> anyhow::
     let b = f.emu("b").proc;
     f.rig.signal(b, "STOP")?;
     let frozen = Instant::now();
+    // A conversation whose first place is b (rendezvous hashing) is stuck
+    // there for the per-try timeout, then served by its next place.
+    let (url, key) = (f.envoy.url.clone(), conversation_on("b"));
+    let probe = tokio::spawn(async move { timed_chat(&url, &key).await });
     let installed = f.installed_down("b").await?;
     let avoided_after = installed - frozen;
     let routed_b = f.routed("b").await;
@@ -333,14 +350,12 @@ async fn a_hung_instance_is_avoided_and_stuck_requests_are_retried() -> anyhow::
         "{}",
         summary(&outcomes)
     );
+    let (served_by, took) = probe.await??;
+    println!("hang: a conversation on b was served by {served_by:?} after {took:?}");
+    assert_ne!(served_by.as_deref(), Some("b"), "served after the retry");
     assert!(
-        stuck
-            .iter()
-            .filter(|o| o.instance.as_deref() != Some("b"))
-            .count()
-            >= 1,
-        "requests stuck on b were retried elsewhere: {}",
-        summary(&outcomes)
+        took >= per_try,
+        "it waited for the per-try timeout: {took:?}"
     );
     assert!(
         f.stat("cluster.ollama_fleet.upstream_rq_per_try_timeout")
@@ -350,6 +365,39 @@ async fn a_hung_instance_is_avoided_and_stuck_requests_are_retried() -> anyhow::
     f.gauges_at_zero().await?;
     f.assert_no_envoy_errors();
     Ok(())
+}
+
+/// An affinity key whose rendezvous weight puts `instance` first among
+/// the fleet's three.
+fn conversation_on(instance: &str) -> String {
+    (0..)
+        .map(|i| format!("chat-{i}"))
+        .find(|key| {
+            let w = |name: &str| filter::policy::rendezvous_weight(key, name);
+            ["a", "b", "c"]
+                .iter()
+                .all(|other| *other == instance || w(instance) > w(other))
+        })
+        .unwrap_or_default()
+}
+
+/// A non-streamed generate in conversation `chat`: who served it, and how
+/// long it took.
+async fn timed_chat(url: &str, chat: &str) -> anyhow::Result<(Option<String>, Duration)> {
+    let start = Instant::now();
+    let resp = e2e::http()
+        .post(format!("{url}/api/generate"))
+        .header("x-chat", chat)
+        .body(r#"{"model":"m","prompt":"hi","stream":false}"#)
+        .send()
+        .await?;
+    anyhow::ensure!(resp.status() == 200, "status {}", resp.status());
+    let instance = resp
+        .headers()
+        .get("x-emu-instance")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    Ok((instance, start.elapsed()))
 }
 
 #[tokio::test]
