@@ -1,6 +1,7 @@
 //! Which Ollama route a request is, where its model comes from, and the
 //! per-route wording of Ollama's errors about the model.
 
+use model_map::name::Source;
 use model_map::{ModelName, NameError};
 
 use crate::body_scan::{Fields, Kind, MessageSchema, ScanError};
@@ -229,6 +230,9 @@ pub struct RequestedModel {
     pub verbatim: String,
     pub name: ModelName,
     pub key: String,
+    /// Asked for as a cloud model (`:cloud`, a `-cloud` tag): any Ollama
+    /// server forwards it to ollama.com, so it needs no holder.
+    pub cloud: bool,
 }
 
 impl BodyRoute {
@@ -253,18 +257,21 @@ impl BodyRoute {
         let parsed = match value.and_then(|v| v.trimmed) {
             // Copy names models on disk; the others read a reference with
             // `:local` / `:cloud` (Ollama's modelref).
-            Some(trimmed) if self.op == Op::Copy => ModelName::parse(&trimmed),
-            Some(trimmed) => ModelName::parse_ref(&trimmed).map(|(name, _)| name),
+            Some(trimmed) if self.op == Op::Copy => {
+                ModelName::parse(&trimmed).map(|n| (n, Source::Unspecified))
+            }
+            Some(trimmed) => ModelName::parse_ref(&trimmed),
             None if verbatim.is_empty() => Err(NameError::Empty),
             None => Err(NameError::Invalid),
         };
-        let name = parsed.map_err(|e| self.name_error(e, verbatim.clone()))?;
+        let (name, source) = parsed.map_err(|e| self.name_error(e, verbatim.clone()))?;
         self.input_error(&fields)?;
         self.destination_error(&fields)?;
         Ok(RequestedModel {
             verbatim,
             key: name.key(),
             name,
+            cloud: source == Source::Cloud,
         })
     }
 

@@ -108,6 +108,8 @@ pub fn for_model<'m>(
 ) -> Result<Vec<&'m InstanceState>, LbError> {
     let holders = match map.holders(&model.key) {
         Some(h) if !h.is_empty() => h,
+        // Every Ollama server forwards a cloud model to ollama.com.
+        _ if model.cloud => return any(map, load, choice, n),
         _ => return Err(route.not_found(model)),
     };
     let candidates = holders

@@ -119,6 +119,26 @@ fn missing_and_unavailable_models() {
 }
 
 #[test]
+fn a_cloud_model_no_instance_lists_goes_to_any_healthy_instance() {
+    let idle = FakeLoad::default();
+    for body in [
+        r#"{"model":"gpt-oss:120b-cloud"}"#,
+        r#"{"model":"gpt-oss:cloud"}"#,
+    ] {
+        let routed = route_body("/api/chat", body, &idle);
+        assert!(
+            matches!(routed.as_deref(), Ok("ollama_a" | "ollama_b")),
+            "{body}: {routed:?}"
+        );
+    }
+    assert_eq!(
+        route_body("/api/chat", r#"{"model":"gpt-oss:120b"}"#, &idle),
+        Err((404, "model 'gpt-oss:120b' not found".into())),
+        "a local name still needs a holder"
+    );
+}
+
+#[test]
 fn any_and_pinned() {
     let map = RoutingMap::new(fleet());
     let load = FakeLoad {
