@@ -135,12 +135,18 @@ pub async fn run_with_sync(
         ));
     }
     let (stop_tx, stop_rx) = watch::channel(false);
-    let app = server::router(fleet.clone(), stop_rx).merge(sync::api::router(
-        fleet,
-        exec,
-        sync.api_token,
-        sync.placement,
-    ));
+    let app = server::router(fleet.clone(), stop_rx)
+        .merge(sync::manage::router(
+            fleet.clone(),
+            exec.clone(),
+            sync.placement.clone(),
+        ))
+        .merge(sync::api::router(
+            fleet,
+            exec,
+            sync.api_token,
+            sync.placement,
+        ));
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(listen = %addr, instances = config.instances.len(), "syncd serving");
     }

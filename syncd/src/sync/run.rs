@@ -33,6 +33,9 @@ pub enum Event {
         instance: String,
         model: String,
         status: String,
+        /// The layer a `pulling <12hex>` line is about.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        digest: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         completed: Option<u64>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -250,7 +253,14 @@ impl Executor {
     ) -> Result<(), String> {
         client
             .pull(&action.model, self.stall, |p| {
-                progress(events, action, &p.status, p.completed, p.total)
+                let _ = events.send(Event::Progress {
+                    instance: action.instance.clone(),
+                    model: action.model.clone(),
+                    status: p.status.clone(),
+                    digest: p.digest.clone(),
+                    completed: p.completed,
+                    total: p.total,
+                });
             })
             .await
             .map_err(|e| e.to_string())?;
@@ -290,6 +300,7 @@ fn progress(
         instance: action.instance.clone(),
         model: action.model.clone(),
         status: status.to_string(),
+        digest: None,
         completed,
         total,
     });
