@@ -45,7 +45,8 @@ fi
 curl -fsS "http://$lb/api/version" >/dev/null
 
 echo "starting Open WebUI on 127.0.0.1:$port (its single Ollama connection: http://$lb)..."
-DATA_DIR="$data" WEBUI_AUTH=False OFFLINE_MODE=true HF_HUB_OFFLINE=1 \
+# Run from its data folder: it writes a secret key file where it starts.
+env -C "$data" DATA_DIR="$data" WEBUI_AUTH=False OFFLINE_MODE=true HF_HUB_OFFLINE=1 \
   RAG_EMBEDDING_MODEL_AUTO_UPDATE=False ENABLE_PERSISTENT_CONFIG=False \
   OLLAMA_BASE_URL="http://$lb" \
   "$venv/bin/open-webui" serve --host 127.0.0.1 --port "$port" >"$data/open-webui.log" 2>&1 &
