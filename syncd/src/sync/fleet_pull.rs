@@ -10,10 +10,11 @@
 //! then the rest) instead of starting another, and a client that hangs up
 //! only stops watching; the pulls run to their end.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use model_map::ModelName;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch};
 
@@ -161,13 +162,82 @@ fn final_lines(view: &PullView) -> Vec<Value> {
     }
 }
 
-/// The fleet pulls running in this daemon, by routing key.
+/// The fleet pulls running in this daemon, by routing key, and the most
+/// recent ones (running or finished) for `GET /v1/fleet/pulls`.
 #[derive(Debug, Default)]
 pub struct FleetPulls {
     running: Mutex<HashMap<String, watch::Receiver<PullView>>>,
+    recent: Mutex<VecDeque<Record>>,
+}
+
+/// Pulls kept for the report.
+const RECENT: usize = 16;
+
+#[derive(Debug)]
+struct Record {
+    model: String,
+    targets: Vec<String>,
+    started: String,
+    view: watch::Receiver<PullView>,
+}
+
+/// One fleet pull as `GET /v1/fleet/pulls` and `syncd status` show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PullReport {
+    pub model: String,
+    pub targets: Vec<String>,
+    /// RFC 3339.
+    pub started: String,
+    /// `running`, `done` or `failed`.
+    pub state: String,
+    /// Bytes over every layer and instance reported so far.
+    pub completed: u64,
+    pub total: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl FleetPulls {
+    /// The recent pulls, newest first.
+    pub fn report(&self) -> Vec<PullReport> {
+        let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        recent
+            .iter()
+            .rev()
+            .map(|r| {
+                let view = r.view.borrow();
+                let error = view.failure_text();
+                let state = match (view.finished, &error) {
+                    (false, _) => "running",
+                    (true, None) => "done",
+                    (true, Some(_)) => "failed",
+                };
+                PullReport {
+                    model: r.model.clone(),
+                    targets: r.targets.clone(),
+                    started: r.started.clone(),
+                    state: state.into(),
+                    completed: view.layers.iter().map(|l| l.completed).sum(),
+                    total: view.layers.iter().map(|l| l.total).sum(),
+                    error,
+                }
+            })
+            .collect()
+    }
+
+    fn remember(&self, model: &ModelName, targets: &[String], view: watch::Receiver<PullView>) {
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        if recent.len() == RECENT {
+            recent.pop_front();
+        }
+        recent.push_back(Record {
+            model: model.display_shortest(),
+            targets: targets.to_vec(),
+            started: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            view,
+        });
+    }
+
     /// Joins the running pull of `name`, or starts one on `targets` (names
     /// of instances of the `current` map). The pull runs in its own task.
     pub fn join_or_start(
@@ -186,6 +256,7 @@ impl FleetPulls {
         let (tx, rx) = watch::channel(PullView::default());
         running.insert(key.clone(), rx.clone());
         drop(running);
+        self.remember(name, &targets, rx.clone());
         let plan = Plan {
             actions: targets
                 .iter()

@@ -66,6 +66,7 @@ pub fn router(fleet: Arc<Fleet>, exec: Executor, placement: Option<Placement>) -
         .route("/v1/fleet/api/create", post(create))
         .route("/v1/fleet/api/generate", post(unload))
         .route("/v1/fleet/api/chat", post(unload))
+        .route("/v1/fleet/pulls", axum::routing::get(pulls))
         .route(
             "/v1/fleet/api/blobs/{digest}",
             axum::routing::head(blob_head).post(blob_upload),
@@ -79,26 +80,36 @@ pub fn router(fleet: Arc<Fleet>, exec: Executor, placement: Option<Placement>) -
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({ "error": message.into() }))).into_response()
+    Refusal(status, message.into()).into_response()
 }
 
-/// An Ollama error answer, or the request's JSON object.
-type Parsed = Result<Map<String, Value>, Response>;
+/// An answer in Ollama's error format: status and `{"error"}` text.
+struct Refusal(StatusCode, String);
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+/// The request's JSON object, or why it is refused.
+type Parsed = Result<Map<String, Value>, Refusal>;
 
 async fn read_json(req: Request) -> Parsed {
     let body = axum::body::to_bytes(req.into_body(), MAX_BODY)
         .await
-        .map_err(|e| error(StatusCode::BAD_REQUEST, e.to_string()))?;
+        .map_err(|e| Refusal(StatusCode::BAD_REQUEST, e.to_string()))?;
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(error(StatusCode::BAD_REQUEST, "missing request body"));
+        let missing = "missing request body".to_string();
+        return Err(Refusal(StatusCode::BAD_REQUEST, missing));
     }
     match serde_json::from_slice::<Value>(&body) {
         Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(error(
+        Ok(_) => Err(Refusal(
             StatusCode::BAD_REQUEST,
-            "json: cannot unmarshal into Go value of type struct",
+            "json: cannot unmarshal into Go value of type struct".into(),
         )),
-        Err(e) => Err(error(StatusCode::BAD_REQUEST, e.to_string())),
+        Err(e) => Err(Refusal(StatusCode::BAD_REQUEST, e.to_string())),
     }
 }
 
@@ -116,11 +127,11 @@ fn model_or_name(body: &Map<String, Value>) -> &str {
     }
 }
 
-fn current(state: &Manage) -> Result<Arc<Published>, Response> {
+fn current(state: &Manage) -> Result<Arc<Published>, Refusal> {
     state.fleet.current().ok_or_else(|| {
-        error(
+        Refusal(
             StatusCode::SERVICE_UNAVAILABLE,
-            "ollama-lb: model map not ready: first poll round not finished",
+            "ollama-lb: model map not ready: first poll round not finished".into(),
         )
     })
 }
@@ -132,18 +143,23 @@ fn no_instance() -> Response {
     )
 }
 
+/// `GET /v1/fleet/pulls`: the recent fleet pulls, newest first.
+async fn pulls(State(state): State<Manage>) -> Response {
+    Json(json!({ "pulls": state.pulls.report() })).into_response()
+}
+
 /// `POST /api/pull`.
 async fn pull(State(state): State<Manage>, req: Request) -> Response {
     let body = match read_json(req).await {
         Ok(b) => b,
-        Err(resp) => return resp,
+        Err(refused) => return refused.into_response(),
     };
     let Ok(name) = ModelName::parse(model_or_name(&body)) else {
         return error(StatusCode::BAD_REQUEST, "invalid model name");
     };
     let current = match current(&state) {
         Ok(c) => c,
-        Err(resp) => return resp,
+        Err(refused) => return refused.into_response(),
     };
     let targets: Vec<String> =
         targets::pull_targets(&current.map, state.placement.as_deref(), &name.key())
@@ -301,7 +317,7 @@ fn empty_ok_or(what: &str, replies: &[(String, Reply)]) -> Response {
 async fn remove(State(state): State<Manage>, req: Request) -> Response {
     let body = match read_json(req).await {
         Ok(b) => b,
-        Err(resp) => return resp,
+        Err(refused) => return refused.into_response(),
     };
     let raw = model_or_name(&body).to_string();
     let Ok(name) = ModelName::parse(&raw) else {
@@ -309,7 +325,7 @@ async fn remove(State(state): State<Manage>, req: Request) -> Response {
     };
     let current = match current(&state) {
         Ok(c) => c,
-        Err(resp) => return resp,
+        Err(refused) => return refused.into_response(),
     };
     let holders = targets::holders(&current.map, &name.key());
     if holders.is_empty() {
@@ -335,7 +351,7 @@ fn names<'a>(instances: &[&'a InstanceState]) -> Vec<&'a str> {
 async fn copy(State(state): State<Manage>, req: Request) -> Response {
     let body = match read_json(req).await {
         Ok(b) => b,
-        Err(resp) => return resp,
+        Err(refused) => return refused.into_response(),
     };
     let (source, destination) = (text(&body, "source"), text(&body, "destination"));
     let Ok(src) = ModelName::parse(source) else {
@@ -350,7 +366,7 @@ async fn copy(State(state): State<Manage>, req: Request) -> Response {
     }
     let current = match current(&state) {
         Ok(c) => c,
-        Err(resp) => return resp,
+        Err(refused) => return refused.into_response(),
     };
     let holders = targets::holders(&current.map, &src.key());
     if holders.is_empty() {
@@ -373,7 +389,7 @@ async fn copy(State(state): State<Manage>, req: Request) -> Response {
 async fn create(State(state): State<Manage>, req: Request) -> Response {
     let mut body = match read_json(req).await {
         Ok(b) => b,
-        Err(resp) => return resp,
+        Err(refused) => return refused.into_response(),
     };
     let Ok(name) = ModelName::parse(model_or_name(&body)) else {
         return error(StatusCode::BAD_REQUEST, "invalid model name");
@@ -381,7 +397,7 @@ async fn create(State(state): State<Manage>, req: Request) -> Response {
     let from = text(&body, "from").to_string();
     let current = match current(&state) {
         Ok(c) => c,
-        Err(resp) => return resp,
+        Err(refused) => return refused.into_response(),
     };
     let targets = if from.is_empty() {
         targets::pull_targets(&current.map, state.placement.as_deref(), &name.key())
@@ -432,7 +448,7 @@ async fn unload(State(state): State<Manage>, req: Request) -> Response {
     let chat = req.uri().path().ends_with("/chat");
     let body = match read_json(req).await {
         Ok(b) => b,
-        Err(resp) => return resp,
+        Err(refused) => return refused.into_response(),
     };
     let raw = text(&body, "model").to_string();
     let Ok(name) = ModelName::parse(&raw) else {
@@ -440,7 +456,7 @@ async fn unload(State(state): State<Manage>, req: Request) -> Response {
     };
     let current = match current(&state) {
         Ok(c) => c,
-        Err(resp) => return resp,
+        Err(refused) => return refused.into_response(),
     };
     if targets::holders(&current.map, &name.key()).is_empty() {
         return error(StatusCode::NOT_FOUND, format!("model '{raw}' not found"));
@@ -509,7 +525,7 @@ async fn blob_head(State(state): State<Manage>, Path(digest): Path<String>) -> R
     }
     let current = match current(&state) {
         Ok(c) => c,
-        Err(resp) => return resp,
+        Err(refused) => return refused.into_response(),
     };
     let (healthy, lacking) = lacking_blob(&state.exec.http, &current.map, &digest).await;
     if healthy.is_empty() {
@@ -535,7 +551,7 @@ async fn blob_upload(
     }
     let current = match current(&state) {
         Ok(c) => c,
-        Err(resp) => return resp,
+        Err(refused) => return refused.into_response(),
     };
     let (healthy, lacking) = lacking_blob(&state.exec.http, &current.map, &digest).await;
     if healthy.is_empty() {

@@ -56,7 +56,7 @@ pub fn pull_targets<'m>(
         (Some(rule), _) => match (&rule.instances, rule.replicas) {
             (Some(list), _) => everyone
                 .into_iter()
-                .filter(|i| list.iter().any(|n| *n == i.name))
+                .filter(|i| list.contains(&i.name))
                 .collect(),
             (None, Some(n)) => fill(held, everyone, map, n as usize),
             (None, None) => everyone,

@@ -482,5 +482,31 @@ async fn a_failing_instance_is_named_and_a_second_pull_joins_the_first() -> anyh
         .rig
         .output_of(f.syncd.proc)
         .contains("joining the running one"));
+
+    // syncd reports each fleet pull, newest first, with its outcome.
+    let report = f
+        .get(&f.syncd.url, "/v1/fleet/pulls")
+        .await
+        .unwrap_or_default();
+    let pulls = report["pulls"].as_array().cloned().unwrap_or_default();
+    let states: Vec<(&str, &str)> = pulls
+        .iter()
+        .map(|p| {
+            (
+                p["model"].as_str().unwrap_or(""),
+                p["state"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("mistral:latest", "done"),
+            ("nothere:latest", "failed"),
+            ("gemma3:latest", "failed")
+        ],
+        "{report}"
+    );
+    assert_eq!(pulls[0]["completed"], pulls[0]["total"], "{report}");
     Ok(())
 }
