@@ -38,6 +38,11 @@ def main() -> int:
     for cluster in boot["static_resources"]["clusters"]:
         if cluster["name"] == "syncd":
             cluster["name"] = cluster["load_assignment"]["cluster_name"] = plugin["syncd_cluster"]
+    # The fleet management route reaches syncd by that name too.
+    for vhost in hcm["route_config"]["virtual_hosts"]:
+        for route in vhost["routes"]:
+            if route.get("route", {}).get("cluster") == "syncd":
+                route["route"]["cluster"] = plugin["syncd_cluster"]
     out.write_text(json.dumps(boot, indent=1))
     return 0
 

@@ -14,6 +14,8 @@
 //!   Envoy shared data; [`cooldown`]: how long a cool-down lasts.
 //! - [`fleet_reads`]: `/api/tags`, `/api/ps`, `/api/version`, `/v1/models`
 //!   answered from the map.
+//! - [`fleet_manage`]: the management requests (pull, delete, copy,
+//!   create, blobs, the unload idiom) sent to syncd for the whole fleet.
 //! - [`map_store`]: decoding the map from syncd and the fetch-lease format.
 //! - [`errors`]: every answer the filter gives itself, in Ollama's words.
 //! - `wasm`: the only code that talks to Envoy (root context: map
@@ -27,6 +29,7 @@ pub mod config;
 pub mod cooldown;
 pub mod endpoint;
 pub mod errors;
+pub mod fleet_manage;
 pub mod fleet_reads;
 pub mod go_string;
 pub mod instance_times;

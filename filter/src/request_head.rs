@@ -17,6 +17,9 @@ pub struct RequestHead {
     pub has_endpoints_header: bool,
     /// The client sent one of [`RETRY_HEADERS`] (which the filter removes).
     pub has_retry_headers: bool,
+    /// The client sent [`model_map::FLEET_HEADER`] (which the filter
+    /// removes: only the filter sends a request to the fleet API).
+    pub has_fleet_header: bool,
 }
 
 /// Envoy's request headers that change how often or how long a request is
@@ -59,6 +62,8 @@ impl RequestHead {
                 head.has_endpoints_header = true;
             } else if RETRY_HEADERS.iter().any(|h| name.eq_ignore_ascii_case(h)) {
                 head.has_retry_headers = true;
+            } else if name.eq_ignore_ascii_case(model_map::FLEET_HEADER) {
+                head.has_fleet_header = true;
             }
             if affinity_header.is_some_and(|h| name.eq_ignore_ascii_case(h))
                 && head.affinity.is_none()
@@ -96,9 +101,11 @@ mod tests {
                 ("x-chat", "c2"),
                 ("X-Ollama-LB-Endpoints", "6.6.6.6:1"),
                 ("X-Envoy-Retry-On", "5xx"),
+                ("X-Ollama-LB-Fleet", "1"),
             ],
             Some("x-chat"),
         );
+        assert!(h.has_fleet_header);
         assert!(h.has_retry_headers);
         assert_eq!(h.method, "POST");
         assert_eq!(h.path, "/api/chat");
@@ -118,7 +125,7 @@ mod tests {
         assert_eq!(h.content_length, None);
         assert_eq!(h.pinned, None);
         assert_eq!(h.affinity, None, "an empty affinity value is none");
-        assert!(!h.has_endpoints_header && !h.has_retry_headers);
+        assert!(!h.has_endpoints_header && !h.has_retry_headers && !h.has_fleet_header);
         let bytes = RequestHead::from_pairs(
             [(":path", &b"/api/\xff"[..])],
             "x-ollama-lb-endpoints",

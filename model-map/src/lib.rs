@@ -19,3 +19,13 @@ pub mod name;
 
 pub use map::{InstanceState, Loaded, ModelEntry, ModelMap, Replica, MAP_FORMAT};
 pub use name::{ModelName, NameError, Source};
+
+/// Request header the filter sets on a management request (pull, delete,
+/// copy, create, blob upload, the unload idiom) that syncd carries out on
+/// the whole fleet: Envoy's route for it sends the request to syncd under
+/// [`FLEET_PATH_PREFIX`]. The filter removes any copy a client sends.
+pub const FLEET_HEADER: &str = "x-ollama-lb-fleet";
+
+/// Where syncd serves the fleet's management API: Envoy rewrites `/api/…`
+/// to `/v1/fleet/api/…` on the fleet route.
+pub const FLEET_PATH_PREFIX: &str = "/v1/fleet/";

@@ -277,6 +277,7 @@ impl EnvoyConfig {
             RouteBy::Endpoints => {
                 let mut routes = to(("cluster", FLEET_CLUSTER));
                 routes[0]["route"]["retry_policy"] = self.failover.retry_policy();
+                let routes = json!([self.fleet_manage_route(), routes[0]]);
                 json!([{"name": "ollama", "domains": ["*"], "routes": routes}])
             }
             RouteBy::Host => {
@@ -297,7 +298,7 @@ impl EnvoyConfig {
                 hosts.push(json!({
                     "name": "ollama",
                     "domains": ["*"],
-                    "routes": [{
+                    "routes": [self.fleet_manage_route(), {
                         "match": {"prefix": "/"},
                         "direct_response": {
                             "status": 503,
@@ -308,6 +309,26 @@ impl EnvoyConfig {
                 Value::Array(hosts)
             }
         }
+    }
+
+    /// The route of management requests the filter marked for the whole
+    /// fleet (pull, delete, copy, create, blobs, unload): to syncd, which
+    /// serves Ollama's paths under `/v1/fleet/`. Pulls stream for as long
+    /// as the slowest instance takes: no timeout, no retry (a pull is
+    /// joined, never repeated).
+    fn fleet_manage_route(&self) -> Value {
+        json!({
+            "match": {
+                "prefix": "/",
+                "headers": [{"name": model_map::FLEET_HEADER, "present_match": true}],
+            },
+            "route": {
+                "cluster": self.syncd.cluster,
+                "prefix_rewrite": model_map::FLEET_PATH_PREFIX,
+                "timeout": "0s",
+                "idle_timeout": "900s",
+            },
+        })
     }
 
     /// The bootstrap as YAML, with a header saying where it came from.
@@ -618,7 +639,12 @@ mod tests {
         assert_eq!(fallback["typed_config"]["fallback_policy"], "NO_FALLBACK");
         let hcm = &v["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
             ["typed_config"];
-        let route = &hcm["route_config"]["virtual_hosts"][0]["routes"][0]["route"];
+        let routes = &hcm["route_config"]["virtual_hosts"][0]["routes"];
+        let manage = &routes[0];
+        assert_eq!(manage["match"]["headers"][0]["name"], "x-ollama-lb-fleet");
+        assert_eq!(manage["route"]["cluster"], "syncd");
+        assert_eq!(manage["route"]["prefix_rewrite"], "/v1/fleet/");
+        let route = &routes[1]["route"];
         assert_eq!(route["cluster"], FLEET_CLUSTER);
         assert_eq!(route["retry_policy"]["num_retries"], 2);
         assert_eq!(
@@ -663,6 +689,7 @@ mod tests {
         assert_eq!(hosts[0]["domains"], json!(["gpu-a:11434"]));
         assert_eq!(hosts[0]["routes"][0]["route"]["cluster"], "a");
         assert_eq!(hosts[1]["domains"], json!(["*"]));
+        assert_eq!(hosts[1]["routes"][0]["route"]["cluster"], "syncd");
         let plugin = hcm["http_filters"][0]["typed_config"]["config"]["configuration"]["value"]
             .as_str()
             .unwrap();

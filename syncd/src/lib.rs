@@ -167,6 +167,11 @@ pub async fn serve(
     let gateways = Arc::new(gateways::Gateways::new(sync.envoy_admins));
     let page = page::router(fleet.clone(), exec.board.clone(), gateways, stop_rx.clone());
     let app = server::router(fleet.clone(), stop_rx)
+        .merge(sync::manage::router(
+            fleet.clone(),
+            exec.clone(),
+            sync.placement.clone(),
+        ))
         .merge(sync::api::router(
             fleet,
             exec,

@@ -77,6 +77,8 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
             let (instances, map) =
                 runtime.block_on(syncd::status::fetch(&args.url, args.timeout))?;
             print!("{}", syncd::status::render(&instances, map.as_ref()));
+            let pulls = runtime.block_on(syncd::status::fetch_pulls(&args.url, args.timeout));
+            print!("{}", syncd::status::render_pulls(&pulls));
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -9,6 +9,7 @@ use thiserror::Error;
 
 use crate::ollama::error_chain;
 use crate::server::InstancesBody;
+use crate::sync::fleet_pull::PullReport;
 
 /// Why the status could not be fetched.
 #[derive(Debug, Error)]
@@ -70,6 +71,50 @@ async fn get_json<T: serde::de::DeserializeOwned>(
         return Err(bad(format!("HTTP {}", resp.status())));
     }
     resp.json().await.map_err(|e| bad(error_chain(&e)))
+}
+
+/// The daemon's recent fleet pulls (`GET /v1/fleet/pulls`); none when it
+/// cannot say (an older daemon without the route).
+pub async fn fetch_pulls(base: &str, timeout: Duration) -> Vec<PullReport> {
+    #[derive(serde::Deserialize)]
+    struct Body {
+        pulls: Vec<PullReport>,
+    }
+    let base = base.trim_end_matches('/');
+    let Ok(client) = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(timeout)
+        .build()
+    else {
+        return Vec::new();
+    };
+    match get_json::<Body>(&client, base, "/v1/fleet/pulls").await {
+        Ok(b) => b.pulls,
+        Err(_) => Vec::new(),
+    }
+}
+
+/// The fleet pulls table (empty when there were none).
+pub fn render_pulls(pulls: &[PullReport]) -> String {
+    if pulls.is_empty() {
+        return String::new();
+    }
+    let mut rows = vec![row(&["PULL", "STARTED", "STATE", "PROGRESS", "TARGETS"])];
+    for p in pulls {
+        let progress = match (p.total, &p.error) {
+            (_, Some(e)) => e.clone(),
+            (0, None) => "-".into(),
+            (t, None) => format!("{}%", p.completed * 100 / t),
+        };
+        rows.push(row(&[
+            &p.model,
+            &p.started,
+            &p.state,
+            &progress,
+            &p.targets.join(","),
+        ]));
+    }
+    format!("\n{}", table(&rows))
 }
 
 fn short(digest: &str) -> &str {
@@ -302,5 +347,29 @@ mod tests {
             b_line.contains("DOWN") && b_line.ends_with("GET /api/tags: refused"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn fleet_pulls_table() {
+        assert_eq!(render_pulls(&[]), "");
+        let pull = |model: &str, state: &str, error: Option<&str>| PullReport {
+            model: model.into(),
+            targets: vec!["gpu-a".into(), "gpu-b".into()],
+            started: "2026-12-01T21:00:00Z".into(),
+            state: state.into(),
+            completed: 50,
+            total: 200,
+            error: error.map(str::to_string),
+        };
+        let text = render_pulls(&[
+            pull("llama3.2:latest", "running", None),
+            pull("phi3:latest", "failed", Some("boom (on gpu-b)")),
+        ]);
+        assert!(text.contains("llama3.2:latest"), "{text}");
+        assert!(
+            text.contains("25%") && text.contains("gpu-a,gpu-b"),
+            "{text}"
+        );
+        assert!(text.contains("boom (on gpu-b)"), "{text}");
     }
 }

@@ -15,8 +15,9 @@ use super::root::Worker;
 use super::shared::{self, EnvoyLoad};
 use crate::body_scan::BodyScanner;
 use crate::config::RouteBy;
-use crate::endpoint::{classify, BodyRoute, Endpoint};
+use crate::endpoint::{classify, BodyRoute, Endpoint, Op};
 use crate::errors::{Api, LbError};
+use crate::fleet_manage::{self, UNLOAD_BODY_MAX};
 use crate::fleet_reads::{self, LocalAnswer};
 use crate::policy::Policy;
 use crate::route::{self, Choice};
@@ -43,6 +44,11 @@ struct BodyRead {
     map: Rc<RoutingMap>,
     scanner: Box<BodyScanner>,
     scanned: usize,
+    /// The scan has its outcome.
+    found: bool,
+    /// A small native generate or chat body: read it whole before
+    /// routing, since it may be the unload idiom (see [`fleet_manage`]).
+    wait_end: bool,
 }
 
 /// Where a routed request went, for the gauges and cool-downs.
@@ -132,13 +138,9 @@ impl Request {
         if config.route_by == RouteBy::Host {
             // The route was chosen before this filter ran; without this the
             // new authority would not be looked at. (Endpoints mode has one
-            // route for every request: the header is read when the fleet
+            // route for model requests: the header is read when the fleet
             // cluster picks its host.)
-            if let Err(e) = hostcalls::call_foreign_function("clear_route_cache", None) {
-                warn!(
-                    "ollama-lb: clear_route_cache failed ({e:?}); the route may ignore the model"
-                );
-            }
+            clear_route_cache();
         }
         let mut routed = Routed {
             instance: first.name.clone(),
@@ -248,8 +250,9 @@ impl Request {
         }
     }
 
-    /// Routes once the scan has an outcome (or the body ended).
-    fn decide(&mut self, read: &BodyRead) -> Action {
+    /// Routes once the scan has an outcome (or the body ended); `whole` is
+    /// the size of a body that was read to its end while waiting for it.
+    fn decide(&mut self, read: &BodyRead, whole: Option<usize>) -> Action {
         let Some(scanned) = read.scanner.result() else {
             warn!("ollama-lb: body scan ended without an outcome");
             return self.fail(&LbError::Json("unexpected EOF".into()));
@@ -260,6 +263,15 @@ impl Request {
         };
         // For the access log (`%FILTER_STATE(wasm.ollama_lb_model:PLAIN)%`).
         let _ = hostcalls::set_property(vec!["ollama_lb_model"], Some(model.key.as_bytes()));
+        if let Some(size) = whole.filter(|_| read.wait_end) {
+            let chat = read.route.op == Op::Chat;
+            if self
+                .get_http_request_body(0, size)
+                .is_some_and(|body| fleet_manage::is_unload(&body, chat))
+            {
+                return self.send_to_fleet();
+            }
+        }
         let map = Rc::clone(&read.map);
         let n = self.places();
         let ranked = self.load_choice(|load, choice| {
@@ -273,6 +285,19 @@ impl Request {
             }
             Err(e) => self.fail(&e),
         }
+    }
+
+    /// Sends the request to syncd's fleet API (the route matching
+    /// [`model_map::FLEET_HEADER`]), which carries it out on every
+    /// instance that should see it.
+    fn send_to_fleet(&self) -> Action {
+        shared::set_request_header(model_map::FLEET_HEADER, Some("1"));
+        clear_route_cache();
+        self.worker
+            .borrow()
+            .metrics
+            .count("ollama_lb.outcome.fleet", 1);
+        Action::Continue
     }
 
     fn max_body(&self) -> u64 {
@@ -290,6 +315,10 @@ impl HttpContext for Request {
         // A client never chooses the instances.
         if head.has_endpoints_header {
             shared::set_request_header(&config.endpoints_header, None);
+        }
+        if head.has_fleet_header {
+            shared::set_request_header(model_map::FLEET_HEADER, None);
+            clear_route_cache();
         }
         if head.has_retry_headers {
             for name in crate::request_head::RETRY_HEADERS {
@@ -321,6 +350,9 @@ impl HttpContext for Request {
                 Err(e) => self.fail(&e),
             };
         }
+        if fleet_manage::is_fleet_request(&head.method, &head.path) {
+            return self.send_to_fleet();
+        }
         let Endpoint::Body(body_route) = endpoint else {
             return self.route_any(&map);
         };
@@ -335,10 +367,14 @@ impl HttpContext for Request {
             map,
             scanner: Box::new(BodyScanner::for_route(body_route)),
             scanned: 0,
+            found: false,
+            wait_end: matches!(body_route.op, Op::Generate | Op::Chat)
+                && body_route.api == Api::Native
+                && head.content_length.is_none_or(|n| n <= UNLOAD_BODY_MAX),
         };
         if end_of_stream {
             read.scanner.finish();
-            return self.decide(&read);
+            return self.decide(&read, None);
         }
         self.body = Some(read);
         // Held until the body names the model; needs the plugin's
@@ -350,7 +386,7 @@ impl HttpContext for Request {
         let Some(mut read) = self.body.take() else {
             return Action::Continue;
         };
-        let mut done = false;
+        let mut done = read.found;
         while !done && read.scanned < body_size {
             let len = WINDOW.min(body_size - read.scanned);
             let Some(chunk) = self.get_http_request_body(read.scanned, len) else {
@@ -363,9 +399,11 @@ impl HttpContext for Request {
             done = read.scanner.feed(&chunk);
             read.scanned += chunk.len();
         }
-        if done || end_of_stream {
+        read.found = done;
+        let waiting = read.wait_end && (body_size as u64) <= UNLOAD_BODY_MAX;
+        if (done && !waiting) || end_of_stream {
             read.scanner.finish();
-            return self.decide(&read);
+            return self.decide(&read, end_of_stream.then_some(body_size));
         }
         let max = self.max_body();
         if body_size as u64 > max {
@@ -381,7 +419,7 @@ impl HttpContext for Request {
             return Action::Continue;
         };
         read.scanner.finish();
-        self.decide(&read)
+        self.decide(&read, None)
     }
 
     fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
@@ -417,5 +455,13 @@ impl HttpContext for Request {
             shared::start_cooldown(&worker.metrics, &routed.instance, worker.config.cooldown_ms);
         }
         self.uncount(&routed);
+    }
+}
+
+/// Makes Envoy choose the route again after the filter changed a header
+/// the routes match on (`:authority` in host mode, the fleet header).
+fn clear_route_cache() {
+    if let Err(e) = hostcalls::call_foreign_function("clear_route_cache", None) {
+        warn!("ollama-lb: clear_route_cache failed ({e:?}); the route may ignore the change");
     }
 }

@@ -8,6 +8,9 @@
 //! - [`api`]: `POST /v1/sync` on the daemon, progress as NDJSON.
 //! - [`board`]: the running and recent sync jobs, for the status page.
 //! - [`command`]: the `syncd sync` command.
+//! - [`manage`]: Ollama's management requests through the balancer (pull,
+//!   delete, copy, create, blobs, unload) carried out on the fleet;
+//!   [`fleet_pull`] merges a pull's progress, [`targets`] picks instances.
 //!
 //! `syncd sync` gets the map by polling every instance once through the
 //! same client and map builder as the daemon ([`poll_once`]), or asks a
@@ -16,11 +19,14 @@
 pub mod api;
 pub mod board;
 pub mod command;
+pub mod fleet_pull;
+pub mod manage;
 pub mod placement;
 pub mod plan;
 pub mod progress;
 pub mod reconcile;
 pub mod run;
+pub mod targets;
 
 use model_map::ModelMap;
 

@@ -110,6 +110,7 @@ impl Plain {
                 status,
                 completed,
                 total,
+                ..
             } => {
                 let job = (instance.clone(), model.clone());
                 let now = Instant::now();
@@ -183,6 +184,7 @@ impl Bars {
                 status,
                 completed,
                 total,
+                ..
             } => {
                 if let Some(bar) = self.bars.get(&(instance.clone(), model.clone())) {
                     if let (Some(c), Some(t)) = (completed, total) {
@@ -276,6 +278,7 @@ mod tests {
             instance: "gpu-a".into(),
             model: "llama3.2:latest".into(),
             status: status.into(),
+            digest: None,
             completed: Some(pct),
             total: Some(100),
         }

@@ -34,6 +34,9 @@ pub enum Event {
         instance: String,
         model: String,
         status: String,
+        /// The layer a `pulling <12hex>` line is about.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        digest: Option<String>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         completed: Option<u64>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -255,7 +258,15 @@ impl Executor {
     ) -> Result<(), String> {
         client
             .pull(&action.model, self.stall, |p| {
-                self.progress(events, action, &p.status, p.completed, p.total)
+                let event = Event::Progress {
+                    instance: action.instance.clone(),
+                    model: action.model.clone(),
+                    status: p.status.clone(),
+                    digest: p.digest.clone(),
+                    completed: p.completed,
+                    total: p.total,
+                };
+                self.emit(events, event);
             })
             .await
             .map_err(|e| e.to_string())?;
@@ -303,6 +314,7 @@ impl Executor {
             instance: action.instance.clone(),
             model: action.model.clone(),
             status: status.to_string(),
+            digest: None,
             completed,
             total,
         };

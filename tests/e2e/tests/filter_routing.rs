@@ -251,10 +251,12 @@ async fn filter_routes_by_model_and_answers_like_ollama() -> anyhow::Result<()> 
         (
             "POST",
             "/api/pull",
-            vec![],
+            // Unpinned, a pull goes to syncd's fleet API (fleet_manage.rs);
+            // this map server is no syncd.
+            vec![("x-ollama-instance", "a")],
             r#"{"model":"tinyllama","stream":false}"#.into(),
             200,
-            None,
+            Some("a"),
             "success",
         ),
         (

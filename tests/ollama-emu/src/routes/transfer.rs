@@ -99,6 +99,14 @@ async fn run_pull(
                 .await?;
         }
     }
+    // The small layers after the weights (template, params, license):
+    // one here, fetched at once.
+    let params = hex::encode(Sha256::digest(
+        format!("params:{}", model.digest).as_bytes(),
+    ));
+    let params_total = 96 + (model.size % 400);
+    p.line(json!({"status": format!("pulling {}", &params[..12]), "digest": format!("sha256:{params}"), "total": params_total, "completed": params_total}))
+        .await?;
     p.line(json!({"status": "verifying sha256 digest"})).await?;
     p.line(json!({"status": "writing manifest"})).await?;
     model.modified_at = state.now();
@@ -203,7 +211,40 @@ async fn respond_lines(
     Ok(resp)
 }
 
-/// `POST /api/create`: copies `from` (or makes a fresh model) under a new name.
+/// The blob digests of a create's `files` (`{"model.gguf": "sha256:…"}`),
+/// each of which must have been uploaded (`POST /api/blobs/…`) first, as
+/// Ollama opens each blob; sorted, for a digest that does not depend on
+/// JSON key order.
+fn uploaded_files(
+    state: &EmuState,
+    req: &serde_json::Map<String, Value>,
+) -> Result<Vec<String>, ApiError> {
+    let Some(Value::Object(files)) = req.get("files") else {
+        return Ok(Vec::new());
+    };
+    let mut digests = Vec::new();
+    for (file, digest) in files {
+        let digest = digest.as_str().unwrap_or_default().to_ascii_lowercase();
+        if file.starts_with('/') || file.contains("..") {
+            return Err(ApiError::bad_request("file path must be relative"));
+        }
+        let Some(hex) = digest.strip_prefix("sha256:") else {
+            return Err(ApiError::bad_request("invalid digest format"));
+        };
+        if !state.models().has_blob(&digest) {
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("open /root/.ollama/models/blobs/sha256-{hex}: no such file or directory"),
+            ));
+        }
+        digests.push(digest);
+    }
+    digests.sort();
+    Ok(digests)
+}
+
+/// `POST /api/create`: copies `from` (or makes a fresh model, from
+/// uploaded `files` when given) under a new name.
 pub async fn create(State(state): Shared, body: Bytes) -> Result<Response, ApiError> {
     let req = decode(
         &body,
@@ -212,6 +253,7 @@ pub async fn create(State(state): Shared, body: Bytes) -> Result<Response, ApiEr
             ("model", Kind::Str),
             ("name", Kind::Str),
             ("from", Kind::Str),
+            ("files", Kind::Object("map[string]string")),
             ("stream", Kind::Bool),
         ],
     )?;
@@ -221,6 +263,7 @@ pub async fn create(State(state): Shared, body: Bytes) -> Result<Response, ApiEr
     }
     let name = ModelName::parse(&raw).map_err(|_| ApiError::bad_request("invalid model name"))?;
     let from = str_field(&req, "from");
+    let files = uploaded_files(&state, &req)?;
     let mut model = if from.is_empty() {
         Model::from_spec(
             &crate::config::ModelSpec {
@@ -236,7 +279,7 @@ pub async fn create(State(state): Shared, body: Bytes) -> Result<Response, ApiEr
     model.key = name.key();
     model.name = name;
     model.digest = hex::encode(Sha256::digest(
-        format!("create:{}:{}", model.key, model.digest).as_bytes(),
+        format!("create:{}:{}:{}", model.key, model.digest, files.join(",")).as_bytes(),
     ));
     model.modified_at = state.now();
     let layer = model.layer_digest();
