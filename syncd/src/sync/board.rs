@@ -112,6 +112,7 @@ pub fn apply(jobs: &mut VecDeque<SyncJob>, event: &Event, now: DateTime<Utc>) {
             status,
             completed,
             total,
+            ..
         } => {
             if let Some(job) = running(jobs, instance, model, None) {
                 job.status.clone_from(status);
@@ -193,6 +194,7 @@ mod tests {
             instance: "a".into(),
             model: "m:latest".into(),
             status: "pulling 6a07".into(),
+            digest: None,
             completed: Some(5),
             total: Some(10),
         };

@@ -120,7 +120,9 @@ mod tests {
                 expires_at: String::new(),
                 expires_unix: 0,
                 context_length: None,
+                entry: None,
             }),
+            listed: None,
         }
     }
 
