@@ -49,6 +49,8 @@ struct BodyRead {
     /// A small native generate or chat body: read it whole before
     /// routing, since it may be the unload idiom (see [`fleet_manage`]).
     wait_end: bool,
+    /// A delete or copy: checked here, carried out by the fleet.
+    fleet: bool,
 }
 
 /// Where a routed request went, for the gauges and cool-downs.
@@ -272,6 +274,13 @@ impl Request {
                 return self.send_to_fleet();
             }
         }
+        if read.fleet {
+            let held = read.map.holders(&model.key).is_some_and(|h| !h.is_empty());
+            if !held {
+                return self.fail(&read.route.not_found(&model));
+            }
+            return self.send_to_fleet();
+        }
         let map = Rc::clone(&read.map);
         let n = self.places();
         let ranked = self.load_choice(|load, choice| {
@@ -350,7 +359,11 @@ impl HttpContext for Request {
                 Err(e) => self.fail(&e),
             };
         }
-        if fleet_manage::is_fleet_request(&head.method, &head.path) {
+        // Delete and copy name a model in the body: read it first, so a bad
+        // body or name gets Ollama's answer here (decide() then hands them
+        // to the fleet); the others go to the fleet as they are.
+        let fleet = fleet_manage::is_fleet_request(&head.method, &head.path);
+        if fleet && !matches!(endpoint, Endpoint::Body(_)) {
             return self.send_to_fleet();
         }
         let Endpoint::Body(body_route) = endpoint else {
@@ -368,6 +381,7 @@ impl HttpContext for Request {
             scanner: Box::new(BodyScanner::for_route(body_route)),
             scanned: 0,
             found: false,
+            fleet,
             wait_end: matches!(body_route.op, Op::Generate | Op::Chat)
                 && body_route.api == Api::Native
                 && head.content_length.is_none_or(|n| n <= UNLOAD_BODY_MAX),

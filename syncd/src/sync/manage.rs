@@ -88,7 +88,13 @@ struct Refusal(StatusCode, String);
 
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
-        (self.0, Json(json!({ "error": self.1 }))).into_response()
+        // Go's c.JSON content type, as Ollama answers.
+        (
+            self.0,
+            [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+            Json(json!({ "error": self.1 })),
+        )
+            .into_response()
     }
 }
 
