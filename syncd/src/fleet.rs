@@ -113,6 +113,8 @@ pub struct Fleet {
     past_ids: Mutex<VecDeque<String>>,
     /// What each Envoy has of the fleet cluster's endpoints.
     acks: Mutex<EndpointAcks>,
+    /// Bumped to make every poller poll now (see [`Fleet::repoll`]).
+    repoll: watch::Sender<u64>,
 }
 
 /// How many published ids [`Fleet::published_before`] remembers.
@@ -129,7 +131,31 @@ impl Fleet {
             map_changes: AtomicU64::new(0),
             past_ids: Mutex::new(VecDeque::new()),
             acks: Mutex::new(EndpointAcks::default()),
+            repoll: watch::Sender::new(0),
         })
+    }
+
+    /// Makes every poller poll at once, not at its next interval: after
+    /// syncd changed the instances itself (a fleet delete, copy, create or
+    /// unload), so the map shows it before the next request needs it.
+    pub fn repoll(&self) {
+        self.repoll.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// [`Fleet::repoll`], then waits (at most one poll timeout) until the
+    /// map has changed, so an answer sent after it is already in the map
+    /// the filters long-poll.
+    pub async fn repoll_and_settle(&self) {
+        let mut rx = self.subscribe();
+        let before = rx.borrow_and_update().as_ref().map(|p| p.map.id.clone());
+        self.repoll();
+        let changed = rx.wait_for(|p| p.as_ref().map(|p| &p.map.id) != before.as_ref());
+        let _ = tokio::time::timeout(self.settings.timeout, changed).await;
+    }
+
+    /// What a poller waits on besides its interval.
+    pub fn repolls(&self) -> watch::Receiver<u64> {
+        self.repoll.subscribe()
     }
 
     /// A receiver that sees every newly published map.

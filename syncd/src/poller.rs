@@ -24,6 +24,7 @@ pub async fn run_poller<P: Probe>(
     version_every: u32,
 ) {
     let mut round: u64 = 0;
+    let mut repoll = fleet.repolls();
     loop {
         let started = Instant::now();
         let with_version =
@@ -34,7 +35,10 @@ pub async fn run_poller<P: Probe>(
             return;
         };
         round += 1;
-        tokio::time::sleep_until(started + delay).await;
+        tokio::select! {
+            _ = tokio::time::sleep_until(started + delay) => {}
+            _ = repoll.changed() => {}
+        }
     }
 }
 

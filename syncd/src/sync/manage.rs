@@ -345,6 +345,7 @@ async fn remove(State(state): State<Manage>, req: Request) -> Response {
         &Value::Object(body),
     )
     .await;
+    state.fleet.repoll_and_settle().await;
     tracing::info!(model = %name.key(), on = ?names(&holders), "fleet delete");
     empty_ok_or("delete", &replies)
 }
@@ -387,6 +388,7 @@ async fn copy(State(state): State<Manage>, req: Request) -> Response {
         &Value::Object(body),
     )
     .await;
+    state.fleet.repoll_and_settle().await;
     empty_ok_or("copy", &replies)
 }
 
@@ -433,6 +435,7 @@ async fn create(State(state): State<Manage>, req: Request) -> Response {
         &Value::Object(body),
     )
     .await;
+    state.fleet.repoll_and_settle().await;
     let outcome = combine("create", &replies);
     match (streamed, outcome) {
         (false, None) => Json(json!({"status": "success"})).into_response(),
@@ -477,6 +480,7 @@ async fn unload(State(state): State<Manage>, req: Request) -> Response {
         &Value::Object(body),
     )
     .await;
+    state.fleet.repoll_and_settle().await;
     tracing::info!(model = %name.key(), on = ?names(&loaded), "fleet unload");
     if let Some((status, message)) = combine("unload", &replies) {
         return error(status, message);

@@ -250,6 +250,10 @@ async fn every_management_request_reaches_the_instances_it_should() -> anyhow::R
         .await;
     assert_eq!((status, body.as_str()), (200, ""));
     assert_eq!(f.held_on("qwen-copy:latest").await, names(&["c"]));
+    // syncd answered once its map had the copy (it polls at once after a
+    // change it made), so the filters' long poll already carries it.
+    let map = f.get(&f.syncd.url, "/v1/map").await.unwrap_or_default();
+    assert!(map.to_string().contains("qwen-copy:latest"), "{map}");
 
     // Create from a base: on the holders of the base.
     let create =
