@@ -429,7 +429,7 @@ pub fn describe(config: &Config) -> String {
             "discover every address of {} (port {}) via {server}, again every {:?}\n",
             d.name,
             d.port,
-            p.interval.min(std::time::Duration::from_secs(1))
+            crate::membership::tick(p.interval)
         ));
     }
     if !config.sources.discover.is_empty() {

@@ -29,6 +29,12 @@ use crate::ollama::OllamaClient;
 /// The longest wait between two looks at the file and the DNS names.
 const MAX_TICK: Duration = Duration::from_secs(1);
 
+/// How often the file and the DNS names are looked at: every second, or
+/// every poll `interval` if that is shorter.
+pub fn tick(interval: Duration) -> Duration {
+    interval.min(MAX_TICK)
+}
+
 /// The addresses `d` names now: the system's resolver, or `server`.
 pub async fn resolve_discovery(
     d: &Discovery,
@@ -136,7 +142,7 @@ pub async fn run_membership(
     let mut statics = initial;
     let mut discovered: Vec<Vec<SocketAddr>> = vec![Vec::new(); sources.discover.len()];
     let mut applied = statics.clone();
-    let tick = poll.interval.min(MAX_TICK);
+    let every = tick(poll.interval);
     let mut first = true;
     loop {
         let signalled = if first {
@@ -144,7 +150,7 @@ pub async fn run_membership(
         } else {
             tokio::select! {
                 _ = reload.notified() => true,
-                _ = tokio::time::sleep(tick) => false,
+                _ = tokio::time::sleep(every) => false,
             }
         };
         first = false;

@@ -527,13 +527,22 @@ async fn lacking_blob<'m>(
     (healthy, lacking)
 }
 
+/// The map a blob request is carried out by, or why it is refused (a
+/// digest Ollama would not accept, no map yet).
+fn blob_map(state: &Manage, digest: &str) -> Result<Arc<Published>, Refusal> {
+    if !valid_digest(digest) {
+        return Err(Refusal(
+            StatusCode::BAD_REQUEST,
+            "invalid digest format".into(),
+        ));
+    }
+    current(state)
+}
+
 /// `HEAD /api/blobs/:digest`: 200 only when every healthy instance has it,
 /// so that a client uploads it (to all that lack it).
 async fn blob_head(State(state): State<Manage>, Path(digest): Path<String>) -> Response {
-    if !valid_digest(&digest) {
-        return error(StatusCode::BAD_REQUEST, "invalid digest format");
-    }
-    let current = match current(&state) {
+    let current = match blob_map(&state, &digest) {
         Ok(c) => c,
         Err(refused) => return refused.into_response(),
     };
@@ -556,10 +565,7 @@ async fn blob_upload(
     Path(digest): Path<String>,
     req: Request,
 ) -> Response {
-    if !valid_digest(&digest) {
-        return error(StatusCode::BAD_REQUEST, "invalid digest format");
-    }
-    let current = match current(&state) {
+    let current = match blob_map(&state, &digest) {
         Ok(c) => c,
         Err(refused) => return refused.into_response(),
     };
