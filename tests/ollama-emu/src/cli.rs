@@ -74,6 +74,11 @@ pub struct Cli {
     /// while listening on loopback).
     #[arg(long, env = "OLLAMA_EMU_NO_HOST_CHECK")]
     pub no_host_check: bool,
+    /// Extra CORS origins, as Ollama reads them: comma separated, one `*`
+    /// wildcard each (e.g. `https://*.example.com,chrome-extension://*`).
+    /// Ollama's own variable, so a script written for Ollama works here.
+    #[arg(long, env = "OLLAMA_ORIGINS")]
+    pub origins: Option<String>,
     /// Duration of a pull's download phase, e.g. 500ms.
     #[arg(long, env = "OLLAMA_EMU_PULL_TIME", value_parser = duration_arg)]
     pub pull_time: Option<Duration>,
@@ -108,6 +113,12 @@ pub fn build_config(cli: Cli) -> anyhow::Result<Config> {
         num_parallel => num_parallel, max_queue => max_queue,
         max_loaded_models => max_loaded_models, keep_alive => keep_alive, pull_time => pull_time,
     );
+    if cli.no_host_check {
+        c.host_check = false;
+    }
+    if cli.origins.is_some() {
+        c.origins = cli.origins.clone();
+    }
     c.models
         .extend(cli.models.iter().map(|m| ModelSpec::from_flag(m)));
     c.models.extend(cli.embedding.iter().map(|m| ModelSpec {

@@ -31,6 +31,8 @@ pub enum ConfigError {
     TokenRate(f64),
     #[error("{field} must be at least 1, got {value}")]
     Zero { field: &'static str, value: u64 },
+    #[error(transparent)]
+    Origins(#[from] crate::origins::OriginsError),
 }
 
 /// Everything the emulator needs to start. Every field has a default.
@@ -63,6 +65,10 @@ pub struct Config {
     /// Answer 403 to a non-local `Host` while listening on loopback, as
     /// Ollama does (see [`crate::hosts`]).
     pub host_check: bool,
+    /// Extra CORS origins, written as Ollama's `OLLAMA_ORIGINS` (comma
+    /// separated, `*` wildcards); the defaults are always allowed (see
+    /// [`crate::origins`]).
+    pub origins: Option<String>,
     /// Models on disk at start.
     pub models: Vec<ModelSpec>,
 }
@@ -81,6 +87,7 @@ impl Default for Config {
             keep_alive: KeepAlive::For(Duration::from_secs(300)),
             pull_time: Duration::from_millis(500),
             host_check: true,
+            origins: None,
             models: Vec::new(),
         }
     }
@@ -147,6 +154,7 @@ impl Config {
                 });
             }
         }
+        crate::origins::AllowedOrigins::from_ollama_origins(self.origins.as_deref())?;
         if !(self.tokens_per_second.is_finite() && self.tokens_per_second > 0.0) {
             return Err(ConfigError::TokenRate(self.tokens_per_second));
         }

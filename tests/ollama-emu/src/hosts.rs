@@ -1,21 +1,50 @@
 //! Ollama's `allowedHostsMiddleware`: when it listens on a loopback
 //! address, a request whose `Host` is not local gets `403` with an empty
 //! body (DNS-rebinding protection). Matters when a proxy rewrites `Host`.
+//! The `Host` is split as Go's `net.SplitHostPort` splits it (so `[::1]`
+//! without a port is refused, as Ollama refuses it).
 
 use std::net::IpAddr;
 
-/// True if Ollama would serve a request with this `Host` header while
-/// listening on loopback.
-pub fn host_allowed(host_header: &str) -> bool {
-    let host = split_port(host_header);
-    if let Ok(ip) = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse::<IpAddr>()
-    {
-        return ip.is_loopback() || ip.is_unspecified() || is_private(ip);
+/// What Ollama's Host check does with a request on a loopback listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostCheck {
+    /// On to the handler.
+    Pass,
+    /// A local host name on an `OPTIONS` request: `204`, no handler.
+    Preflight,
+    /// `403` with an empty body.
+    Forbidden,
+}
+
+/// `allowedHostsMiddleware` for a loopback listener: an IP host passes if
+/// it is loopback, private, unspecified or one of this machine's; a name
+/// passes if it is empty, `localhost`, the machine's hostname or under
+/// `.localhost`, `.local`, `.internal` (and an `OPTIONS` for it ends
+/// there with `204`).
+pub fn check_host(host_header: &str, is_options: bool) -> HostCheck {
+    let host = split_host_port(host_header).unwrap_or(host_header);
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        if ip.is_loopback() || ip.is_unspecified() || is_private(ip) || is_local_ip(ip) {
+            return HostCheck::Pass;
+        }
     }
-    let host = host.to_ascii_lowercase();
+    match (host_name_allowed(host), is_options) {
+        (true, true) => HostCheck::Preflight,
+        (true, false) => HostCheck::Pass,
+        (false, _) => HostCheck::Forbidden,
+    }
+}
+
+/// True if Ollama would serve a (non-`OPTIONS`) request with this `Host`
+/// header while listening on loopback.
+pub fn host_allowed(host_header: &str) -> bool {
+    check_host(host_header, false) == HostCheck::Pass
+}
+
+/// Ollama's `allowedHost`.
+fn host_name_allowed(host: &str) -> bool {
+    let host = host.to_lowercase();
     if host.is_empty() || host == "localhost" {
         return true;
     }
@@ -27,16 +56,45 @@ pub fn host_allowed(host_header: &str) -> bool {
         .any(|tld| host.ends_with(&format!(".{tld}")))
 }
 
-/// `net.SplitHostPort`, falling back to the whole value.
-fn split_port(h: &str) -> &str {
-    if let Some(rest) = h.strip_prefix('[') {
-        return rest.split_once(']').map_or(h, |(ip, _)| ip);
-    }
-    match h.rsplit_once(':') {
-        Some((host, port)) if !host.contains(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
-            host
+/// Go's `net.SplitHostPort`: the host, or `None` where Go returns an
+/// error (no port, too many colons, stray brackets). The port is not
+/// checked.
+fn split_host_port(h: &str) -> Option<&str> {
+    let colon = h.rfind(':')?;
+    let (host, j, k) = if h.starts_with('[') {
+        let end = h.find(']')?;
+        if end + 1 != colon {
+            return None;
         }
-        _ => h,
+        (h.get(1..end)?, 1, end + 1)
+    } else {
+        let host = h.get(..colon)?;
+        if host.contains(':') {
+            return None;
+        }
+        (host, 0, 0)
+    };
+    let stray = h.get(j..)?.contains('[') || h.get(k..)?.contains(']');
+    (!stray).then_some(host)
+}
+
+/// Go's `isLocalIP`: an address of one of this machine's interfaces (from
+/// the kernel's local routing table and IPv6 address list).
+fn is_local_ip(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => std::fs::read_to_string("/proc/net/fib_trie").is_ok_and(|t| {
+            let want = v4.to_string();
+            let lines: Vec<&str> = t.lines().collect();
+            lines.windows(2).any(|w| {
+                w[0].trim().strip_prefix("|-- ") == Some(want.as_str())
+                    && w[1].contains("/32 host LOCAL")
+            })
+        }),
+        IpAddr::V6(v6) => std::fs::read_to_string("/proc/net/if_inet6").is_ok_and(|t| {
+            let want: String = v6.octets().iter().map(|b| format!("{b:02x}")).collect();
+            t.lines()
+                .any(|l| l.split_whitespace().next() == Some(want.as_str()))
+        }),
     }
 }
 
@@ -67,6 +125,8 @@ mod tests {
             "LOCALHOST:80",
             "10.1.2.3",
             "[::1]:8080",
+            "::1",
+            "example.com.local:notaport",
             "0.0.0.0",
             "gpu.internal",
             "x.local",
@@ -79,8 +139,17 @@ mod tests {
             "ollama.example.com:11434",
             "8.8.8.8",
             "ollama-lb",
+            "[::1]",
         ] {
             assert!(!host_allowed(bad), "{bad}");
         }
+        assert_eq!(check_host("localhost:11434", true), HostCheck::Preflight);
+        assert_eq!(check_host("127.0.0.1:11434", true), HostCheck::Pass);
+        assert_eq!(check_host("evil.example", true), HostCheck::Forbidden);
+        let own = std::fs::read_to_string("/proc/net/fib_trie").ok();
+        if own.is_some_and(|t| t.contains("127.0.0.1")) {
+            assert!(is_local_ip("127.0.0.1".parse().expect("ip")));
+        }
+        assert!(!is_local_ip("8.8.8.8".parse().expect("ip")));
     }
 }

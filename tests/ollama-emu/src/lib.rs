@@ -62,6 +62,7 @@ pub mod generation;
 pub mod gojson;
 pub mod hosts;
 pub mod models;
+pub mod origins;
 pub mod routes;
 pub mod scheduler;
 pub mod server;

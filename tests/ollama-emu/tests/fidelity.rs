@@ -168,6 +168,64 @@ async fn gin_path_rules_head_and_cors() {
     assert_eq!(r.text().await.unwrap(), "");
 }
 
+/// `OLLAMA_ORIGINS` adds origins (wildcards included) to the defaults;
+/// `*` answers `*` without `Vary`; browser extensions need an entry; an
+/// `OPTIONS` without `Origin` for a local host name is `204` from the Host
+/// check, for a loopback IP it reaches gin (405).
+#[tokio::test]
+async fn ollama_origins_and_the_host_check_on_options() {
+    let emu = start(ollama_emu::Config {
+        origins: Some("https://*.corp.example,chrome-extension://*".into()),
+        ..config(&["llama3"])
+    })
+    .await;
+    let get = |origin: &'static str| {
+        emu.http
+            .get(format!("{}/api/tags", emu.url))
+            .header("origin", origin)
+            .send()
+    };
+    for (origin, status) in [
+        ("https://wiki.corp.example", 200),
+        ("chrome-extension://abc", 200),
+        ("http://localhost:8080", 200),
+        ("https://corp.example.evil", 403),
+        ("moz-extension://abc", 403),
+    ] {
+        let r = get(origin).await.expect("sent");
+        assert_eq!(r.status().as_u16(), status, "{origin}");
+    }
+    let all = start(ollama_emu::Config {
+        origins: Some("*".into()),
+        ..config(&["llama3"])
+    })
+    .await;
+    let r = all
+        .http
+        .get(format!("{}/api/tags", all.url))
+        .header("origin", "https://anything.example")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+    assert!(r.headers().get("vary").is_none());
+
+    let port = emu.handle.addr().port();
+    let options = |host: String| {
+        emu.http
+            .request(reqwest::Method::OPTIONS, format!("{}/api/chat", emu.url))
+            .header("host", host)
+            .send()
+    };
+    let r = options(format!("localhost:{port}")).await.expect("sent");
+    assert_eq!(r.status(), 204);
+    let r = options(format!("127.0.0.1:{port}")).await.expect("sent");
+    assert_eq!(r.status(), 405);
+    let r = options("evil.example".into()).await.expect("sent");
+    assert_eq!(r.status(), 403);
+}
+
 /// The keys of each object in `text`, in the order written.
 fn key_order(text: &str, keys: &[&str]) -> bool {
     let positions: Vec<usize> = keys

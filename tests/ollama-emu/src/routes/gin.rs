@@ -8,6 +8,8 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use crate::origins::AllowedOrigins;
+
 /// Every route as gin knows it: method and path (`:` marks a parameter,
 /// which matches one segment).
 const ROUTES: &[(&str, &str)] = &[
@@ -158,32 +160,6 @@ X-Stainless-Helper-Method,X-Stainless-Lang,X-Stainless-Os,X-Stainless-Package-Ve
 X-Stainless-Poll-Helper,X-Stainless-Retry-Count,X-Stainless-Runtime,\
 X-Stainless-Runtime-Version,X-Stainless-Timeout";
 
-/// Whether `origin` is in Ollama's default `OLLAMA_ORIGINS` list (local
-/// hosts on any port, app schemes) or a browser extension.
-fn origin_allowed(origin: &str) -> bool {
-    for host in ["localhost", "127.0.0.1", "0.0.0.0"] {
-        for scheme in ["http", "https"] {
-            let base = format!("{scheme}://{host}");
-            if origin == base || origin.starts_with(&format!("{base}:")) {
-                return true;
-            }
-        }
-    }
-    [
-        "app://",
-        "file://",
-        "tauri://",
-        "vscode-webview://",
-        "vscode-file://",
-        "chrome-extension://",
-        "safari-extension://",
-        "moz-extension://",
-        "ms-browser-extension://",
-    ]
-    .iter()
-    .any(|p| origin.starts_with(p))
-}
-
 /// What CORS decides for a request.
 pub enum Cors {
     /// Not a cross-origin request: nothing to add.
@@ -196,8 +172,8 @@ pub enum Cors {
     Normal(HeaderMap),
 }
 
-/// gin-contrib/cors with Ollama's configuration.
-pub fn cors(req: &Request) -> Cors {
+/// gin-contrib/cors with Ollama's configuration and these origins.
+pub fn cors(req: &Request, origins: &AllowedOrigins) -> Cors {
     let Some(origin) = req
         .headers()
         .get(header::ORIGIN)
@@ -216,7 +192,7 @@ pub fn cors(req: &Request) -> Cors {
     if origin == format!("http://{host}") || origin == format!("https://{host}") {
         return Cors::None;
     }
-    if !origin_allowed(origin) {
+    if !origins.allows(origin) {
         return Cors::Forbidden;
     }
     let mut h = HeaderMap::new();
@@ -225,6 +201,9 @@ pub fn cors(req: &Request) -> Cors {
             h.append(name, v);
         }
     };
+    // With `*` allowed, cors answers `*` and sends no `Vary`.
+    let allow_origin = if origins.allow_all { "*" } else { origin };
+    let vary = !origins.allow_all;
     if req.method() == Method::OPTIONS {
         set(
             "access-control-allow-methods",
@@ -232,14 +211,18 @@ pub fn cors(req: &Request) -> Cors {
         );
         set("access-control-allow-headers", ALLOW_HEADERS);
         set("access-control-max-age", "43200");
-        set("vary", "Origin");
-        set("vary", "Access-Control-Request-Method");
-        set("vary", "Access-Control-Request-Headers");
-        set("access-control-allow-origin", origin);
+        if vary {
+            set("vary", "Origin");
+            set("vary", "Access-Control-Request-Method");
+            set("vary", "Access-Control-Request-Headers");
+        }
+        set("access-control-allow-origin", allow_origin);
         Cors::Preflight(h)
     } else {
-        set("vary", "Origin");
-        set("access-control-allow-origin", origin);
+        if vary {
+            set("vary", "Origin");
+        }
+        set("access-control-allow-origin", allow_origin);
         Cors::Normal(h)
     }
 }
@@ -259,14 +242,5 @@ mod tests {
             decode_path("/v1/models/bad%20name"),
             "/v1/models/bad%20name"
         );
-    }
-
-    #[test]
-    fn origins() {
-        assert!(origin_allowed("http://localhost:3000"));
-        assert!(origin_allowed("https://127.0.0.1"));
-        assert!(origin_allowed("chrome-extension://abc"));
-        assert!(!origin_allowed("http://localhost.evil.com"));
-        assert!(!origin_allowed("https://example.com"));
     }
 }

@@ -19,6 +19,7 @@ use axum::routing::{delete, get, head, post};
 use axum::Router;
 
 use crate::errors::{json_response, openai_error_body, ApiError};
+use crate::hosts::HostCheck;
 use crate::scheduler::SchedError;
 use crate::state::EmuState;
 
@@ -101,7 +102,10 @@ async fn ollama_middleware(
     req: Request,
     next: Next,
 ) -> Response {
-    let extra = match gin::cors(&req) {
+    let config = state.config();
+    let origins = crate::origins::AllowedOrigins::from_ollama_origins(config.origins.as_deref())
+        .unwrap_or_else(|_| crate::origins::AllowedOrigins::defaults());
+    let extra = match gin::cors(&req, &origins) {
         gin::Cors::Forbidden => return StatusCode::FORBIDDEN.into_response(),
         gin::Cors::Preflight(headers) => {
             let mut resp = StatusCode::NO_CONTENT.into_response();
@@ -111,11 +115,13 @@ async fn ollama_middleware(
         gin::Cors::Normal(headers) => Some(headers),
         gin::Cors::None => None,
     };
-    let mut resp = if !host_ok(state, &req) {
-        StatusCode::FORBIDDEN.into_response()
-    } else {
-        state.count_request(path);
-        faulted(state, path, req, next).await
+    let mut resp = match host_check(state, &config, &req) {
+        HostCheck::Forbidden => StatusCode::FORBIDDEN.into_response(),
+        HostCheck::Preflight => StatusCode::NO_CONTENT.into_response(),
+        HostCheck::Pass => {
+            state.count_request(path);
+            faulted(state, path, req, next).await
+        }
     };
     if let Some(headers) = extra {
         resp.headers_mut().extend(headers);
@@ -123,9 +129,9 @@ async fn ollama_middleware(
     resp
 }
 
-fn host_ok(state: &EmuState, req: &Request) -> bool {
-    if !state.config().host_check || !state.loopback.load(std::sync::atomic::Ordering::Relaxed) {
-        return true;
+fn host_check(state: &EmuState, config: &crate::Config, req: &Request) -> HostCheck {
+    if !config.host_check || !state.loopback.load(std::sync::atomic::Ordering::Relaxed) {
+        return HostCheck::Pass;
     }
     let host = req
         .headers()
@@ -133,7 +139,7 @@ fn host_ok(state: &EmuState, req: &Request) -> bool {
         .and_then(|h| h.to_str().ok())
         .or_else(|| req.uri().authority().map(|a| a.as_str()))
         .unwrap_or("");
-    crate::hosts::host_allowed(host)
+    crate::hosts::check_host(host, req.method() == axum::http::Method::OPTIONS)
 }
 
 async fn faulted(state: &Arc<EmuState>, path: &str, req: Request, next: Next) -> Response {
