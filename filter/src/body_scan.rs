@@ -10,6 +10,7 @@
 //! non-string is a type error. [`BodyScanner`] mirrors the scanner state by
 //! state and only keeps the top-level keys it was asked for.
 
+mod base64;
 mod messages;
 
 pub use messages::MessageSchema;
@@ -48,15 +49,20 @@ pub enum Kind {
     /// `*api.Duration` (`keep_alive`): a number, or a string Go's
     /// `time.ParseDuration` reads; else its decoder's error.
     Duration,
-    /// Anything (`any`, `json.RawMessage`, custom decoders).
+    /// Anything, decoded into `interface{}` (its numbers must fit a
+    /// `float64`).
     Any,
+    /// Anything, kept as bytes (`json.RawMessage`, custom decoders).
+    Raw,
+    /// An array element of this Go type, which takes this JSON kind.
+    Element(&'static str, &'static str),
 }
 
 impl Kind {
     fn accepts(self, kind: &str) -> bool {
         match self {
             _ if kind == "null" => true,
-            Kind::Any => true,
+            Kind::Any | Kind::Raw => true,
             Kind::Str | Kind::Text => kind == "string",
             Kind::Bool => kind == "bool",
             Kind::Number(_) => kind == "number",
@@ -65,6 +71,7 @@ impl Kind {
             Kind::Think => kind == "bool" || kind == "string",
             Kind::Messages(_) => kind == "array",
             Kind::Duration => kind == "number" || kind == "string",
+            Kind::Element(_, json_kinds) => json_kinds.split('|').any(|k| k == kind),
         }
     }
 
@@ -72,11 +79,11 @@ impl Kind {
         match self {
             Kind::Str | Kind::Text => "string",
             Kind::Bool => "bool",
-            Kind::Number(t) | Kind::Array(t) | Kind::Object(t) => t,
+            Kind::Number(t) | Kind::Array(t) | Kind::Object(t) | Kind::Element(t, _) => t,
             Kind::Think => "api.ThinkValue",
             Kind::Messages(m) => m.array_type,
             Kind::Duration => "api.Duration",
-            Kind::Any => "interface {}",
+            Kind::Any | Kind::Raw => "interface {}",
         }
     }
 }
@@ -111,6 +118,9 @@ pub enum ScanError {
     /// `keep_alive`'s decoder failed, with its text (`time: invalid
     /// duration "x"`, `Unsupported type: 'bool'`).
     Duration(String),
+    /// An `api.ImageData` string Go's base64 decoder refuses (saved like
+    /// a type error): `illegal base64 data at input byte N`.
+    Base64 { at: usize, ends_decoding: bool },
     /// A type error inside a `messages` element (or the element itself).
     Nested {
         /// The struct Go names, when not the request's own.
@@ -134,6 +144,10 @@ impl ScanError {
                 | ScanError::ThinkValue(_)
                 | ScanError::Duration(_)
                 | ScanError::Nested {
+                    ends_decoding: true,
+                    ..
+                }
+                | ScanError::Base64 {
                     ends_decoding: true,
                     ..
                 }
@@ -171,6 +185,7 @@ impl ScanError {
                 structure.unwrap_or(strukt)
             ),
             ScanError::Duration(m) => m.clone(),
+            ScanError::Base64 { at, .. } => format!("illegal base64 data at input byte {at}"),
             ScanError::ThinkValue(v) => format!(
                 "invalid think value: {} (must be \"high\", \"medium\", \"low\", \"max\", true, or false)",
                 crate::errors::go_quote(v)
@@ -285,6 +300,8 @@ enum Capture {
     None,
     Key(KeyMatch, &'static [&'static str]),
     Value(usize, ValueBuf),
+    /// An `api.ImageData` string, checked as Go's base64 decoder reads it.
+    Base64(base64::Base64Check),
 }
 
 struct KeySink<'a>(&'a mut KeyMatch, &'static [&'static str]);
@@ -323,6 +340,9 @@ pub struct BodyScanner {
     /// A top-level number being read for a number field: its slot and
     /// literal so far.
     number: Option<(usize, String)>,
+    /// The Go type `number` must fit, and whether a misfit ends decoding
+    /// (it does inside `api.Duration`'s own decoder).
+    number_check: (&'static str, bool),
     /// Inside the `messages` array (its field slot and element state).
     messages: Option<(usize, Messages)>,
     state: St,
@@ -366,6 +386,7 @@ impl BodyScanner {
             kinds,
             captured,
             open_slot: None,
+            number_check: ("float64", false),
             number: None,
             messages: None,
             state: St::BeginValue,
@@ -573,6 +594,7 @@ impl BodyScanner {
             return;
         }
         if self.depth != 1 {
+            self.inner_value_starts(kind);
             return self.message_value_starts(kind);
         }
         self.open_slot = None;
@@ -612,7 +634,8 @@ impl BodyScanner {
             slot < self.captured || matches!(expected, Kind::Think | Kind::Text | Kind::Duration);
         if kind == "string" && read {
             self.capture = Capture::Value(slot, ValueBuf::default());
-        } else if kind == "number" && matches!(expected, Kind::Number(_)) {
+        } else if let (Some(check), "number") = (number_check(expected), kind) {
+            self.number_check = check;
             self.number = Some((slot, String::new()));
         } else if !expected.accepts(kind) {
             self.type_mismatch(slot, kind.to_string(), expected);
@@ -662,6 +685,10 @@ impl BodyScanner {
         let found = match depth {
             2 => m.element_starts(kind),
             3 if m.in_element => m.field_starts(kind).map(|e| (e, false)),
+            4 if m.in_element && m.image_starts(kind) => {
+                self.capture = Capture::Base64(base64::Base64Check::default());
+                None
+            }
             _ => None,
         };
         match found {
@@ -696,26 +723,94 @@ impl BodyScanner {
         }
     }
 
-    /// A top-level number for a number field ended: Go's `strconv` must
-    /// read it as the field's type (`ParseInt`, or `ParseFloat` in range).
+    /// A number being checked ended: Go's `strconv` must read it as its
+    /// Go type (`ParseInt`, or `ParseFloat` in range).
     fn number_done(&mut self) {
         let Some((slot, literal)) = self.number.take() else {
             return;
         };
-        if let Some(Some(v)) = self.values.get_mut(slot) {
+        let (go_type, ends_decoding) = self.number_check;
+        if let (Some(Some(v)), Some(Kind::Number(_))) =
+            (self.values.get_mut(slot), self.kinds.get(slot))
+        {
             // Kept for checks after decoding (`top_logprobs` range).
             v.verbatim.clone_from(&literal);
         }
-        let Some(Kind::Number(go_type)) = self.kinds.get(slot).copied() else {
-            return;
-        };
         let fits = match go_type {
             "float32" => literal.parse::<f32>().is_ok_and(f32::is_finite),
             "float64" => literal.parse::<f64>().is_ok_and(f64::is_finite),
             _ => literal.parse::<i64>().is_ok(),
         };
-        if !fits && !self.decoding_stopped() {
-            self.type_mismatch(slot, format!("number {literal}"), Kind::Number(go_type));
+        if fits || self.decoding_stopped() {
+            return;
+        }
+        let kind = format!("number {literal}");
+        if ends_decoding {
+            let path = self.fields.get(slot).copied().unwrap_or("").to_string();
+            let e = ScanError::Nested {
+                structure: None,
+                path,
+                kind,
+                go_type,
+                ends_decoding: true,
+            };
+            return self.stop_decoding(e);
+        }
+        self.save(ScanError::FieldType {
+            field: self.fields.get(slot).copied().unwrap_or(""),
+            kind,
+            go_type,
+        });
+    }
+
+    /// An `api.ImageData` string ended: a top-level one's base64 error is
+    /// saved; one in a message fails that message's own decoder.
+    fn image_done(&mut self, check: &base64::Base64Check) {
+        let Some(at) = check.error_offset() else {
+            return;
+        };
+        let stopped = self.decoding_stopped();
+        match self.messages.as_mut() {
+            Some((_, m)) if self.depth == 4 => m.inner_error(ScanError::Base64 {
+                at,
+                ends_decoding: true,
+            }),
+            _ if !stopped => self.save(ScanError::Base64 {
+                at,
+                ends_decoding: false,
+            }),
+            _ => {}
+        }
+    }
+
+    /// A value below a top-level field (outside `messages`): the elements
+    /// of typed arrays (`context`, `images`, `tools`) must be of their
+    /// element type, and every number decoded into an `interface{}`
+    /// (`options`, `input`, `stop`, …) must fit a `float64`.
+    fn inner_value_starts(&mut self, kind: &'static str) {
+        if self.messages.is_some() || self.decoding_stopped() {
+            return;
+        }
+        let Some(slot) = self.open_slot else { return };
+        let expected = self.kinds.get(slot).copied().unwrap_or(Kind::Str);
+        let element = match expected {
+            Kind::Array(t) if self.depth == 2 => array_element(t),
+            Kind::Any | Kind::Object("map[string]interface {}") => Some(Kind::Any),
+            _ => None,
+        };
+        let Some(element) = element else { return };
+        if let (Some(check), "number") = (number_check(element), kind) {
+            self.number_check = check;
+            self.number = Some((slot, String::new()));
+        } else if let (Kind::Element("api.ImageData", _), "string") = (element, kind) {
+            self.capture = Capture::Base64(base64::Base64Check::default());
+        } else if !element.accepts(kind) {
+            let field = self.fields.get(slot).copied().unwrap_or("");
+            self.save(ScanError::FieldType {
+                field,
+                kind: kind.to_string(),
+                go_type: element.go_type(),
+            });
         }
     }
 
@@ -785,6 +880,7 @@ impl BodyScanner {
                             *v = Some(value);
                         }
                     }
+                    Capture::Base64(check) => self.image_done(&check),
                     Capture::None => {}
                 }
                 self.value_done();
@@ -819,6 +915,7 @@ impl BodyScanner {
             Capture::None => {}
             Capture::Key(m, names) => f(&mut self.decoder, &mut KeySink(m, names)),
             Capture::Value(_, buf) => f(&mut self.decoder, buf),
+            Capture::Base64(check) => f(&mut self.decoder, check),
         }
     }
 
@@ -890,6 +987,30 @@ impl BodyScanner {
         // The parent, if an object, is always past its key here.
         self.in_key = false;
         self.value_done();
+    }
+}
+
+/// The Go type a number in a value of this kind must fit, and whether
+/// a misfit ends decoding; `None` for kinds whose numbers are not read.
+fn number_check(kind: Kind) -> Option<(&'static str, bool)> {
+    match kind {
+        Kind::Number(t) => Some((t, false)),
+        Kind::Any => Some(("float64", false)),
+        // `api.Duration` decodes into an `interface{}` itself.
+        Kind::Duration => Some(("float64", true)),
+        _ => None,
+    }
+}
+
+/// The kind of the elements of an array field Go decodes element by
+/// element, as far as the scan checks them.
+fn array_element(array_type: &str) -> Option<Kind> {
+    match array_type {
+        "[]int" => Some(Kind::Number("int")),
+        // `[]byte` also takes an array of bytes.
+        "[]api.ImageData" => Some(Kind::Element("api.ImageData", "string|array")),
+        "api.Tools" | "[]api.Tool" => Some(Kind::Element("api.Tool", "object")),
+        _ => None,
     }
 }
 

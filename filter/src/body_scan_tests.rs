@@ -532,3 +532,41 @@ fn agrees_with_serde_json_on_validity_and_value() {
         }
     }
 }
+
+/// Every body the Go oracle once disagreed on gets Ollama's outcome.
+#[test]
+fn fuzz_corpus_gets_ollamas_outcome() {
+    use crate::endpoint::{classify, Endpoint};
+    let corpus = include_str!("body_scan/fuzz_corpus.txt");
+    let mut failures = Vec::new();
+    for line in corpus
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let mut parts = line.splitn(3, '\t');
+        let (Some(path), Some(want), Some(body)) = (parts.next(), parts.next(), parts.next())
+        else {
+            panic!("corpus line without three fields: {line}");
+        };
+        let method = if path == "/api/delete" {
+            "DELETE"
+        } else {
+            "POST"
+        };
+        let Endpoint::Body(route) = classify(method, path) else {
+            panic!("{path} is not a body route");
+        };
+        let mut s = BodyScanner::for_route(route);
+        if !s.feed(body.as_bytes()) {
+            s.finish();
+        }
+        let got = match route.model(s.result().expect("an outcome")) {
+            Ok(m) => format!("model:{}", m.verbatim),
+            Err(e) => e.message(route.api),
+        };
+        if got != want {
+            failures.push(format!("{path} {body}\n  got  {got}\n  want {want}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -92,7 +92,7 @@ macro_rules! route {
     };
 }
 
-use Kind::{Any, Array, Bool, Duration, Number, Object, Str, Text, Think};
+use Kind::{Any, Array, Bool, Duration, Number, Object, Raw, Str, Text, Think};
 const OPTIONS: Kind = Object("map[string]interface {}");
 const INT: Kind = Number("int");
 const F64: Kind = Number("float64");
@@ -144,13 +144,13 @@ static OPENAI_MESSAGE: MessageSchema = MessageSchema {
 // Fields as in Ollama v0.33.0-rc2 `api/types.go` and `openai/openai.go`.
 route!(GENERATE, Generate, Native, "api", "GenerateRequest", 1, [
     "model" => Str, "prompt" => Str, "suffix" => Str, "system" => Str, "template" => Str,
-    "context" => Array("[]int"), "stream" => Bool, "raw" => Bool, "format" => Any,
+    "context" => Array("[]int"), "stream" => Bool, "raw" => Bool, "format" => Raw,
     "keep_alive" => Duration, "images" => Array("[]api.ImageData"), "options" => OPTIONS,
     "think" => Think, "truncate" => Bool, "shift" => Bool, "_debug_render_only" => Bool,
     "logprobs" => Bool, "top_logprobs" => INT,
 ]);
 route!(CHAT, Chat, Native, "api", "ChatRequest", 1, [
-    "model" => Str, "messages" => Kind::Messages(&API_MESSAGE), "stream" => Bool, "format" => Any,
+    "model" => Str, "messages" => Kind::Messages(&API_MESSAGE), "stream" => Bool, "format" => Raw,
     "keep_alive" => Duration, "tools" => Array("api.Tools"), "options" => OPTIONS,
     "think" => Think, "truncate" => Bool, "shift" => Bool, "_debug_render_only" => Bool,
     "logprobs" => Bool, "top_logprobs" => INT,
@@ -182,7 +182,7 @@ route!(OA_CHAT, Chat, OpenAi, "openai", "ChatCompletionRequest", 1, [
     "top_logprobs" => INT, "_debug_render_only" => Bool,
 ]);
 route!(OA_COMPLETIONS, Generate, OpenAi, "openai", "CompletionRequest", 1, [
-    "model" => Str, "prompt" => Any, "frequency_penalty" => F32, "max_tokens" => INT,
+    "model" => Str, "prompt" => Str, "frequency_penalty" => F32, "max_tokens" => INT,
     "presence_penalty" => F32, "seed" => INT, "stop" => Any, "stream" => Bool,
     "stream_options" => Object("openai.StreamOptions"), "temperature" => F32,
     "top_p" => F32, "suffix" => Str, "logprobs" => INT, "_debug_render_only" => Bool,

@@ -2,10 +2,32 @@
 //! strings go through it, so the emulator answers with it and the filter
 //! checks with it before choosing an instance.
 
+/// The `quote` of Go's time package: `"` and `\\` escaped, every byte
+/// of a control or non-ASCII character as `\xNN`.
+fn time_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        if c.is_ascii() && c >= ' ' {
+            if c == '"' || c == '\\' {
+                out.push('\\');
+            }
+            out.push(c);
+        } else {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("\\x{b:02x}"));
+            }
+        }
+    }
+    out.push('"');
+    out
+}
+
 /// Parses a Go duration string (`"1h2m"`, `"-1m"`, `"500ms"`, `"0"`) into
 /// signed nanoseconds, with `time.ParseDuration`'s error texts.
 pub fn parse_go_duration(orig: &str) -> Result<i128, String> {
-    let quoted = format!("{orig:?}");
+    let quoted = time_quote(orig);
     let invalid = || format!("time: invalid duration {quoted}");
     let mut s = orig;
     let mut neg = false;
@@ -56,7 +78,10 @@ pub fn parse_go_duration(orig: &str) -> Result<i128, String> {
             "s" => 1e9,
             "m" => 60e9,
             "h" => 3600e9,
-            _ => return Err(format!("time: unknown unit {unit:?} in duration {quoted}")),
+            _ => {
+                let unit = time_quote(unit);
+                return Err(format!("time: unknown unit {unit} in duration {quoted}"));
+            }
         };
         let number: f64 = format!(
             "{}.{}",
@@ -97,6 +122,15 @@ mod tests {
         assert_eq!(
             parse_go_duration("5x"),
             Err("time: unknown unit \"x\" in duration \"5x\"".into())
+        );
+        // time.quote writes control and non-ASCII bytes as \xNN
+        assert_eq!(
+            parse_go_duration("a\n\u{e9}\"\u{fffd}"),
+            Err("time: invalid duration \"a\\x0a\\xc3\\xa9\\\"\\xef\\xbf\\xbd\"".into())
+        );
+        assert_eq!(
+            parse_go_duration("5\u{b5}x"),
+            Err("time: unknown unit \"\\xc2\\xb5x\" in duration \"5\\xc2\\xb5x\"".into())
         );
     }
 }

@@ -29,6 +29,9 @@ pub struct Messages {
     pub in_element: bool,
     /// The element field whose key was just read.
     pub slot: Option<usize>,
+    /// The element field whose array value is open (its elements are
+    /// values at the next depth).
+    open_array: Option<&'static str>,
     /// The current element's first type error.
     element_error: Option<ScanError>,
     /// The current element's `content` kind and whether it has tool calls.
@@ -44,6 +47,7 @@ impl Messages {
             schema,
             in_element: false,
             slot: None,
+            open_array: None,
             element_error: None,
             content: None,
             tool_calls: false,
@@ -75,8 +79,12 @@ impl Messages {
     /// an error to save now (the OpenAI struct) or `None`; `api.Message`'s
     /// errors wait for the element's end.
     pub fn field_starts(&mut self, kind: &'static str) -> Option<ScanError> {
+        self.open_array = None;
         let slot = self.slot.take()?;
         let name = self.schema.names.get(slot).copied()?;
+        if kind == "array" {
+            self.open_array = Some(name);
+        }
         let expected = self.schema.kinds.get(slot).copied()?;
         match name {
             "content" => self.content = Some(kind),
@@ -93,6 +101,29 @@ impl Messages {
         } else {
             Some(e)
         }
+    }
+
+    /// An element of a message's `images` starts: a string is checked as
+    /// base64 by the caller (true); an array (of bytes) or null passes;
+    /// anything else fails the message's decoder.
+    pub fn image_starts(&mut self, kind: &'static str) -> bool {
+        if self.open_array != Some("images") || !self.schema.custom_decoder {
+            return false;
+        }
+        match kind {
+            "string" => true,
+            "array" | "null" => false,
+            _ => {
+                let e = self.error(kind.to_string(), Some("images"), "api.ImageData");
+                self.inner_error(e);
+                false
+            }
+        }
+    }
+
+    /// An error inside the current element (its decoder keeps the first).
+    pub fn inner_error(&mut self, e: ScanError) {
+        self.element_error.get_or_insert(e);
     }
 
     /// The element object closed: its error if it ends decoding, after

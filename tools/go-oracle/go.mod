@@ -1,0 +1,3 @@
+module ollama-lb/go-oracle
+
+go 1.23
