@@ -26,19 +26,35 @@ pub fn decode_map(bytes: &[u8]) -> Result<ModelMap, MapError> {
     Ok(map)
 }
 
+/// What syncd said about the map the filter holds, sent back on the next
+/// poll (each ignored unless it is a number).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MapTimes<'a> {
+    /// When the map's id was published (`x-ollama-lb-map-time`), so a
+    /// restarted syncd answers at once.
+    pub at: Option<&'a str>,
+    /// How fresh its exact entries are (`x-ollama-lb-map-fresh`), so a
+    /// syncd with newer entries under the same id answers at once, and one
+    /// with older entries keeps waiting.
+    pub fresh: Option<&'a str>,
+}
+
+fn numeric_param(name: &str, value: Option<&str>) -> String {
+    value
+        .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+        .map(|v| format!("&{name}={v}"))
+        .unwrap_or_default()
+}
+
 /// The path of the next map poll: the plain map path at first, then a
-/// long poll from `since`, with `at` (when the map was published, as syncd
-/// said; ignored unless it is a number) so a restarted syncd answers at
-/// once.
-pub fn poll_path(map_path: &str, since: &str, at: Option<&str>, wait_s: u32) -> String {
+/// long poll from `since` with the map's times.
+pub fn poll_path(map_path: &str, since: &str, times: MapTimes<'_>, wait_s: u32) -> String {
     if since.is_empty() {
         return map_path.to_string();
     }
-    let at = at
-        .filter(|a| !a.is_empty() && a.bytes().all(|b| b.is_ascii_digit()))
-        .map(|a| format!("&at={a}"))
-        .unwrap_or_default();
-    format!("{map_path}?since={since}{at}&wait={wait_s}")
+    let at = numeric_param("at", times.at);
+    let fresh = numeric_param("fresh", times.fresh);
+    format!("{map_path}?since={since}{at}{fresh}&wait={wait_s}")
 }
 
 /// Instances that are down in `old` and healthy in `new`: syncd has just
@@ -98,19 +114,31 @@ mod tests {
     }
 
     #[test]
-    fn poll_path_carries_since_and_a_numeric_at() {
-        assert_eq!(poll_path("/v1/map", "", Some("5"), 25), "/v1/map");
+    fn poll_path_carries_since_and_numeric_times() {
+        let at = |a| MapTimes {
+            at: a,
+            fresh: None,
+        };
+        assert_eq!(poll_path("/v1/map", "", at(Some("5")), 25), "/v1/map");
         assert_eq!(
-            poll_path("/v1/map", "abc", Some("1700000000000"), 25),
+            poll_path("/v1/map", "abc", at(Some("1700000000000")), 25),
             "/v1/map?since=abc&at=1700000000000&wait=25"
         );
         assert_eq!(
-            poll_path("/v1/map", "abc", Some("1&x=y"), 25),
+            poll_path("/v1/map", "abc", at(Some("1&x=y")), 25),
             "/v1/map?since=abc&wait=25"
         );
         assert_eq!(
-            poll_path("/v1/map", "abc", None, 3),
+            poll_path("/v1/map", "abc", at(None), 3),
             "/v1/map?since=abc&wait=3"
+        );
+        let both = MapTimes {
+            at: Some("10"),
+            fresh: Some("12"),
+        };
+        assert_eq!(
+            poll_path("/v1/map", "abc", both, 3),
+            "/v1/map?since=abc&at=10&fresh=12&wait=3"
         );
     }
 

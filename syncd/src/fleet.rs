@@ -31,6 +31,12 @@ pub struct Published {
     /// a daemon that restarted has only newer maps than a client's, and
     /// answers at once (see `server::get_map`).
     pub published_ms: u64,
+    /// When this daemon last changed what the map carries beside its id
+    /// (the exact `/api/ps` and `/api/tags` entries, e.g. `expires_at`),
+    /// ms; equals `published_ms` for a new id. A client that sends its
+    /// own (`fresh=`) gets a same-id map only when this one is newer, so
+    /// two replicas whose exact entries differ do not trade maps.
+    pub fresh_ms: u64,
 }
 
 /// The latest map, `None` until the first full round.
@@ -373,14 +379,32 @@ impl Fleet {
             })
             .collect();
         let map = build_map(&views);
-        let changed = self
-            .published
-            .borrow()
-            .as_ref()
-            .is_none_or(|p| p.map.id != map.id);
-        if !changed {
+        let current = self.published.borrow().clone();
+        let now_ms = u64::try_from(Utc::now().timestamp_millis()).unwrap_or(0);
+        match current {
+            Some(p) if p.map.id == map.id => self.refresh(&p, map, now_ms),
+            _ => self.publish_new(map, now_ms),
+        }
+    }
+
+    /// The same id with other exact entries: republished under that id,
+    /// with a later `fresh_ms`, so the merged reads show what instances
+    /// sent while routing (and the map time) stay as they were.
+    fn refresh(&self, current: &Published, map: ModelMap, now_ms: u64) {
+        let json = Bytes::from(serde_json::to_vec(&map).unwrap_or_default());
+        if json == current.json {
             return;
         }
+        tracing::debug!(id = %map.id, "model map entries refreshed");
+        self.published.send_replace(Some(Arc::new(Published {
+            map,
+            json,
+            published_ms: current.published_ms,
+            fresh_ms: now_ms.max(current.fresh_ms + 1),
+        })));
+    }
+
+    fn publish_new(&self, map: ModelMap, now_ms: u64) {
         tracing::info!(
             id = %map.id,
             instances = map.instances.len(),
@@ -401,7 +425,8 @@ impl Fleet {
         self.published.send_replace(Some(Arc::new(Published {
             map,
             json,
-            published_ms: u64::try_from(Utc::now().timestamp_millis()).unwrap_or(0),
+            published_ms: now_ms,
+            fresh_ms: now_ms,
         })));
     }
 

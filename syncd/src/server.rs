@@ -13,7 +13,10 @@
 //!   its map (`x-ollama-lb-map-time`), and this daemon's map is at least as
 //!   new: then it answers at once. So a restarted daemon, whose maps are all
 //!   newer than the one a filter kept from its previous life, is installed
-//!   without waiting for its next change.
+//!   without waiting for its next change. With `fresh=<ms>` (the
+//!   `x-ollama-lb-map-fresh` the client got), a map of the same id whose
+//!   exact instance entries are newer (see `Published::fresh_ms`) is
+//!   answered too; older ones never are, so replicas do not trade maps.
 //! - `POST /v3/discovery:endpoints`: the fleet cluster's endpoints for
 //!   Envoy (EDS over REST-JSON, see [`crate::eds`]).
 //! - `GET /v1/instances`, `GET /healthz`, `GET /readyz`, `GET /metrics`.
@@ -67,10 +70,16 @@ struct MapQuery {
     wait: Option<f64>,
     /// When the client's map was published (`x-ollama-lb-map-time`), ms.
     at: Option<u64>,
+    /// How fresh the client's entries are (`x-ollama-lb-map-fresh`), ms:
+    /// with it, a map of the same id with newer entries is news too.
+    fresh: Option<u64>,
 }
 
 /// Response header with [`Published::published_ms`].
 pub const MAP_TIME_HEADER: &str = "x-ollama-lb-map-time";
+
+/// Response header with [`Published::fresh_ms`].
+pub const MAP_FRESH_HEADER: &str = "x-ollama-lb-map-fresh";
 
 /// The long-poll wait asked for, clamped to [`MAX_WAIT`] before it becomes
 /// a `Duration` (any finite or infinite, positive or negative number).
@@ -100,6 +109,9 @@ async fn get_map(
         Some(current) => {
             let since = q.since.or_else(|| if_none_match(&headers, &current.map.id));
             match since {
+                Some(since) if since == current.map.id && fresher(current, q.fresh) => {
+                    return map_response(current);
+                }
                 Some(since) if since == current.map.id => Some(since),
                 Some(foreign)
                     if !wait.is_zero()
@@ -124,8 +136,9 @@ async fn get_map(
     let mut stopping = state.stopping.clone();
     let changed = async {
         rx.wait_for(|p| {
-            p.as_ref()
-                .is_some_and(|p| since.as_deref() != Some(p.map.id.as_str()))
+            p.as_ref().is_some_and(|p| {
+                since.as_deref() != Some(p.map.id.as_str()) || fresher(p, q.fresh)
+            })
         })
         .await
         .ok()
@@ -138,6 +151,12 @@ async fn get_map(
         },
         _ = stopping.wait_for(|s| *s) => unchanged(),
     }
+}
+
+/// Whether `p`'s exact entries are newer than a client's of the same id
+/// (only a client that says how fresh its entries are cares).
+fn fresher(p: &Published, client_fresh: Option<u64>) -> bool {
+    client_fresh.is_some_and(|f| p.fresh_ms > f)
 }
 
 /// A long poll whose `since` this daemon never published: most likely the
@@ -209,6 +228,10 @@ fn map_response(p: &Published) -> Response {
             (
                 header::HeaderName::from_static(MAP_TIME_HEADER),
                 HeaderValue::from(p.published_ms),
+            ),
+            (
+                header::HeaderName::from_static(MAP_FRESH_HEADER),
+                HeaderValue::from(p.fresh_ms),
             ),
         ],
         p.json.clone(),

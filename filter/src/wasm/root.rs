@@ -56,9 +56,14 @@ impl Worker {
             return;
         };
         self.map_updates_seen = updates;
-        if id.is_empty() || id == self.map_id {
+        // The id with the freshness of its entries: a same-id map with
+        // newer exact entries (merged reads) is installed too.
+        let fresh = shared::get_text(shared::MAP_FRESH_KEY).unwrap_or_default();
+        let version = format!("{id}@{fresh}");
+        if id.is_empty() || version == self.map_id {
             return;
         }
+        let new_id = !self.map_id.starts_with(&format!("{id}@"));
         let Some(bytes) = shared::get(shared::MAP_KEY).0 else {
             return;
         };
@@ -66,22 +71,24 @@ impl Worker {
             Ok(m) => m,
             Err(e) => {
                 warn!("ollama-lb: shared map {id} does not decode: {e}");
-                self.map_id = id;
+                self.map_id = version;
                 return;
             }
         };
-        info!(
-            "ollama-lb: installed model map {} ({} models, {} instances)",
-            map.id,
-            map.models.len(),
-            map.instances.len()
-        );
+        if new_id {
+            info!(
+                "ollama-lb: installed model map {} ({} models, {} instances)",
+                map.id,
+                map.models.len(),
+                map.instances.len()
+            );
+        }
         self.metrics
             .set_gauge("ollama_lb.map_models", map.models.len() as u64);
         self.metrics
             .set_gauge("ollama_lb.map_instances", map.instances.len() as u64);
         self.map = Some(Rc::new(RoutingMap::new(map)));
-        self.map_id = id;
+        self.map_id = version;
     }
 
     /// Re-reads the shared cool-down table if a cool-down was started
@@ -151,10 +158,15 @@ impl Root {
         let config = self.config();
         let since = shared::get_text(shared::MAP_ID_KEY).unwrap_or_default();
         let at = shared::get_text(shared::MAP_AT_KEY);
+        let fresh = shared::get_text(shared::MAP_FRESH_KEY);
+        let times = crate::map_store::MapTimes {
+            at: at.as_deref(),
+            fresh: fresh.as_deref(),
+        };
         let path = crate::map_store::poll_path(
             &config.map_path,
             &since,
-            at.as_deref(),
+            times,
             config.long_poll_seconds,
         );
         let headers = vec![
@@ -187,8 +199,12 @@ impl Root {
                 let id = map.id.clone();
                 let at = shared::header(MapType::HttpCallResponseHeaders, "x-ollama-lb-map-time")
                     .unwrap_or_default();
+                let fresh =
+                    shared::header(MapType::HttpCallResponseHeaders, "x-ollama-lb-map-fresh")
+                        .unwrap_or_default();
                 let stored = shared::set(shared::MAP_KEY, body, None)
                     .and_then(|()| shared::set(shared::MAP_AT_KEY, at.as_bytes(), None))
+                    .and_then(|()| shared::set(shared::MAP_FRESH_KEY, fresh.as_bytes(), None))
                     .and_then(|()| shared::set(shared::MAP_ID_KEY, id.as_bytes(), None));
                 if let Err(e) = stored {
                     warn!("ollama-lb: cannot share map {id}: {e:?}");

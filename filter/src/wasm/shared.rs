@@ -24,6 +24,10 @@ pub const MAP_TIME_KEY: &str = "ollama_lb.map_time";
 /// `x-ollama-lb-map-time`, ms), sent back as `at=` on the next poll so a
 /// restarted syncd answers at once.
 pub const MAP_AT_KEY: &str = "ollama_lb.map_at";
+/// Shared-data key of how fresh the shared map's exact entries are (its
+/// `x-ollama-lb-map-fresh`, ms), sent back as `fresh=`; workers reinstall
+/// a map whose id is the same when this moves.
+pub const MAP_FRESH_KEY: &str = "ollama_lb.map_fresh";
 /// Shared-data key of the fetch lease: `<owner> <expires_ms>`.
 pub const LEASE_KEY: &str = "ollama_lb.fetch_lease";
 
