@@ -115,10 +115,7 @@ mod tests {
 
     #[test]
     fn poll_path_carries_since_and_numeric_times() {
-        let at = |a| MapTimes {
-            at: a,
-            fresh: None,
-        };
+        let at = |a| MapTimes { at: a, fresh: None };
         assert_eq!(poll_path("/v1/map", "", at(Some("5")), 25), "/v1/map");
         assert_eq!(
             poll_path("/v1/map", "abc", at(Some("1700000000000")), 25),

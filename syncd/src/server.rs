@@ -136,9 +136,8 @@ async fn get_map(
     let mut stopping = state.stopping.clone();
     let changed = async {
         rx.wait_for(|p| {
-            p.as_ref().is_some_and(|p| {
-                since.as_deref() != Some(p.map.id.as_str()) || fresher(p, q.fresh)
-            })
+            p.as_ref()
+                .is_some_and(|p| since.as_deref() != Some(p.map.id.as_str()) || fresher(p, q.fresh))
         })
         .await
         .ok()

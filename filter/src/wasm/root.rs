@@ -163,12 +163,8 @@ impl Root {
             at: at.as_deref(),
             fresh: fresh.as_deref(),
         };
-        let path = crate::map_store::poll_path(
-            &config.map_path,
-            &since,
-            times,
-            config.long_poll_seconds,
-        );
+        let path =
+            crate::map_store::poll_path(&config.map_path, &since, times, config.long_poll_seconds);
         let headers = vec![
             (":method", "GET"),
             (":path", path.as_str()),

@@ -81,7 +81,10 @@ async fn the_merged_ps_shows_the_exact_expiry_under_the_same_map_id() -> anyhow:
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
-        assert_eq!(through, direct, "Envoy's /api/ps is the instance's, byte for byte");
+        assert_eq!(
+            through, direct,
+            "Envoy's /api/ps is the instance's, byte for byte"
+        );
         assert_eq!(map_id().await?, id_before, "the map id did not move");
         moved_within_minute = true;
         break;

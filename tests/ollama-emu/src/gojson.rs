@@ -122,7 +122,7 @@ fn check(
     match (kind, v) {
         (Kind::Think, v) => return check_think(v),
         (Kind::Raw, _) => {}
-        (Kind::Duration, v) => return check_duration(v),
+        (Kind::Duration, v) => return check_duration(v, ctx),
         (_, GoValue::Null) => {}
         (Kind::Any, v) | (Kind::Object(_), v @ GoValue::Object(_)) => {
             if let Some(lit) = first_unrepresentable_number(v) {
@@ -229,10 +229,16 @@ fn check_message(
     }
 }
 
-/// `api.Duration.UnmarshalJSON`: a number, or a Go duration string.
-fn check_duration(v: &GoValue) -> Result<(), Abort> {
+/// `api.Duration.UnmarshalJSON`: a number that fits a float64 (it decodes
+/// into an `interface{}`; the outer decoder names the field), or a Go
+/// duration string.
+fn check_duration(v: &GoValue, ctx: &Context) -> Result<(), Abort> {
     let unsupported = |t: &str| Err(Abort(format!("Unsupported type: '{t}'")));
     match v {
+        GoValue::Number(n) if !n.parse::<f64>().is_ok_and(f64::is_finite) => Err(Abort(
+            ctx.type_error(&format!("number {n}"), "float64")
+                .to_string(),
+        )),
         GoValue::Null | GoValue::Number(_) => Ok(()),
         GoValue::Str(s) => crate::duration::parse_go_duration(s)
             .map(|_| ())

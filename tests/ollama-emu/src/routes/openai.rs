@@ -256,7 +256,7 @@ pub async fn completions(State(state): Shared, body: Bytes) -> Result<Response, 
         "openai.CompletionRequest",
         &[
             ("model", Kind::Str),
-            ("prompt", Kind::Any),
+            ("prompt", Kind::Str),
             ("frequency_penalty", Kind::Float32),
             ("max_tokens", Kind::Int),
             ("presence_penalty", Kind::Float32),

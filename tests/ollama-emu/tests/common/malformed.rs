@@ -56,6 +56,13 @@ const MALFORMED: &[(&str, &[u8], u16, &str)] = &[
     ("/v1/chat/completions", b"{\"model\":\"nope\",\"messages\":[{\"role\":\"assistant\",\"tool_calls\":[]}]}", 404, "model 'nope' not found"),
     ("/v1/chat/completions", b"{\"model\":\"nope\",\"messages\":[5]}", 400, "json: cannot unmarshal number into Go struct field ChatCompletionRequest.messages of type openai.Message"),
     ("/api/generate", b"{\"model\":\"nope\",\"keep_alive\":\"-1\"}", 400, "time: missing unit in duration \"-1\""),
+    // Found by scripts/fuzz-go-oracle.sh against Go's encoding/json.
+    ("/api/chat", b"{\"model\":\"nope\",\"keep_alive\":1e400}", 400, "json: cannot unmarshal number 1e400 into Go struct field ChatRequest.keep_alive of type float64"),
+    ("/api/generate", b"{\"model\":\"nope\",\"keep_alive\":\"\\u00e9\"}", 400, "time: invalid duration \"\\xc3\\xa9\""),
+    ("/api/embed", b"{\"model\":\"nope\",\"input\":[1e400]}", 400, "json: cannot unmarshal number 1e400 into Go struct field EmbedRequest.input of type float64"),
+    ("/api/generate", b"{\"model\":\"nope\",\"options\":{\"a\":[-1e400]}}", 400, "json: cannot unmarshal number -1e400 into Go struct field GenerateRequest.options of type float64"),
+    ("/api/generate", b"{\"model\":\"nope\",\"format\":1e400}", 404, "model 'nope' not found"),
+    ("/v1/completions", b"{\"model\":\"nope\",\"prompt\":[\"a\"]}", 400, "json: cannot unmarshal array into Go struct field CompletionRequest.prompt of type string"),
     ("/api/chat", b"{\"model\":\"nope\",\"stream\":1,\"keep_alive\":true}", 400, "Unsupported type: 'bool'"),
     ("/api/embed", b"{\"model\":\"nope\",\"keep_alive\":\"5x\"}", 400, "time: unknown unit \"x\" in duration \"5x\""),
     ("/api/embeddings", b"{\"model\":\"nope\",\"keep_alive\":\"10m\"}", 404, "model \"nope\" not found, try pulling it first"),
