@@ -599,7 +599,15 @@ impl BodyScanner {
         }
         self.open_slot = None;
         let Some(slot) = self.slot else { return };
-        if slot >= self.captured {
+        let expected = self.kinds.get(slot).copied().unwrap_or(Kind::Str);
+        // Go's `null` zeroes a slice, map or pointer but leaves a string,
+        // bool or number as an earlier duplicate key set it.
+        let keeps_value = kind == "null"
+            && matches!(
+                expected,
+                Kind::Str | Kind::Text | Kind::Bool | Kind::Number(_)
+            );
+        if slot >= self.captured && !keeps_value {
             if let Some(v) = self.values.get_mut(slot) {
                 *v = Some(FieldValue {
                     kind,
@@ -607,7 +615,6 @@ impl BodyScanner {
                 });
             }
         }
-        let expected = self.kinds.get(slot).copied().unwrap_or(Kind::Str);
         if matches!(kind, "array" | "object") {
             self.open_slot = Some(slot);
         }
