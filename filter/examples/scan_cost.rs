@@ -23,6 +23,10 @@ fn time_per_scan(body: &[u8], scanner: impl Fn() -> BodyScanner) -> f64 {
 
 fn main() {
     let long_prompt = "word ".repeat(20_000);
+    // A 750 KB picture as base64 (what a vision chat sends), and an
+    // options object full of numbers: the deep checks read both.
+    let image = "aGVsbG8gd29ybGQh".repeat(64_000);
+    let options: Vec<String> = (0..200).map(|i| format!("\"k{i}\":{i}.5")).collect();
     let bodies: Vec<(&str, &str, String)> = vec![
         (
             "/api/chat",
@@ -33,6 +37,18 @@ fn main() {
             "/api/generate",
             "100 KB prompt",
             format!(r#"{{"model":"llama3","prompt":"{long_prompt}","stream":true,"keep_alive":"5m"}}"#),
+        ),
+        (
+            "/api/chat",
+            "chat with a 1 MB image",
+            format!(
+                r#"{{"model":"llava","messages":[{{"role":"user","content":"what is this?","images":["{image}"]}}]}}"#
+            ),
+        ),
+        (
+            "/api/generate",
+            "generate, 200 options",
+            format!(r#"{{"model":"llama3","prompt":"hi","options":{{{}}}}}"#, options.join(",")),
         ),
         (
             "/v1/chat/completions",
