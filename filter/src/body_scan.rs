@@ -422,10 +422,29 @@ impl BodyScanner {
                     break;
                 }
             }
+            i += self.base64_run(&chunk[i..]);
+            if i == chunk.len() {
+                break;
+            }
             self.step(chunk[i]);
             i += 1;
         }
         matches!(self.state, St::Done | St::Error)
+    }
+
+    /// Fast path through an image: the run of base64 alphabet bytes at
+    /// the start of `rest` inside a checked string, counted at once.
+    /// Returns how many bytes it took (0 when not in such a string).
+    fn base64_run(&mut self, rest: &[u8]) -> usize {
+        if self.state != St::InString || !self.decoder.is_idle() {
+            return 0;
+        }
+        let Capture::Base64(check) = &mut self.capture else {
+            return 0;
+        };
+        let n = rest.iter().take_while(|&&b| base64::is_alphabet(b)).count();
+        check.alphabet_run(n);
+        n
     }
 
     /// Ends the body (EOF).

@@ -570,3 +570,49 @@ fn fuzz_corpus_gets_ollamas_outcome() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// The fast path through image strings counts alphabet runs at once; the
+/// outcome must be the one the character-by-character check gives,
+/// wherever the chunks split and whatever escapes the string holds.
+#[test]
+fn image_fast_path_agrees_with_the_character_check() {
+    use crate::endpoint::{classify, Endpoint};
+    let Endpoint::Body(route) = classify("POST", "/api/generate") else {
+        panic!("/api/generate is a body route");
+    };
+    let images = [
+        "aGVsbG8=",
+        "aGVsbG8",
+        "aGVs\\nbG8=",
+        "aG\\u0056sbA==",
+        "aGVsbA=x",
+        "aGV=sbA",
+        "aGVs\\u00e9",
+        "caf\u{e9}YWJj",
+        "YWJj\\ud83dYWJj",
+        "YWJjZA==\\r\\n",
+    ];
+    for image in images {
+        let body = format!(r#"{{"model":"m","images":["{image}"]}}"#);
+        // Go turns a lone surrogate into U+FFFD; serde_json refuses it.
+        let decoded: String = serde_json::from_str(&format!("\"{image}\""))
+            .unwrap_or_else(|_| image.replace("\\ud83d", "\u{fffd}"));
+        let mut check = base64::Base64Check::default();
+        for c in decoded.chars() {
+            crate::go_string::CharSink::push(&mut check, c);
+        }
+        let want = check.error_offset();
+        for split in 0..=body.len() {
+            let (a, b) = body.as_bytes().split_at(split);
+            let mut s = BodyScanner::for_route(route);
+            if !(s.feed(a) || s.feed(b)) {
+                s.finish();
+            }
+            let got = match s.result() {
+                Some(Err(ScanError::Base64 { at, .. })) => Some(at),
+                _ => None,
+            };
+            assert_eq!(got, want, "{image:?} split at {split}");
+        }
+    }
+}

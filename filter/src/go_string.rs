@@ -26,6 +26,12 @@ pub struct GoStringDecoder {
 const REPLACEMENT: char = '\u{fffd}';
 
 impl GoStringDecoder {
+    /// Whether no partial UTF-8 sequence or surrogate is pending, so an
+    /// ASCII byte stands for itself.
+    pub fn is_idle(&self) -> bool {
+        self.utf8_len == 0 && self.surrogate.is_none()
+    }
+
     /// A raw (unescaped) byte of the string.
     pub fn byte(&mut self, b: u8, out: &mut dyn CharSink) {
         self.flush_surrogate(out);
