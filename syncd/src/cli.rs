@@ -616,4 +616,36 @@ mod tests {
         let names: Vec<_> = c.instances.iter().map(|i| i.name.as_str()).collect();
         assert_eq!(names, ["b", "a_11434"]);
     }
+
+    #[test]
+    fn guard_flags_reach_the_plugin_configuration() {
+        let cli = Cli::try_parse_from([
+            "syncd",
+            "envoy-config",
+            "--base-urls",
+            "http://a:11434",
+            "--envoy-listen",
+            "0.0.0.0:11434",
+            "--host-check",
+            "on",
+            "--allowed-hosts",
+            "ollama.example.com, *.corp.example",
+            "--origins",
+            "https://webui.example.com",
+            "--plugin-config",
+            r#"{"origins":["*"]}"#,
+        ])
+        .unwrap();
+        let Command::EnvoyConfig(args) = cli.command else {
+            panic!("envoy-config");
+        };
+        let plugin = args.plugin_config_with_guards();
+        assert_eq!(plugin["host_check"], true);
+        assert_eq!(
+            plugin["allowed_hosts"],
+            serde_json::json!(["ollama.example.com", "*.corp.example"])
+        );
+        assert_eq!(plugin["origins"], serde_json::json!(["*"]), "the JSON wins");
+        assert!(args.render().unwrap().contains("host_check"));
+    }
 }

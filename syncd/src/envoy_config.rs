@@ -431,16 +431,23 @@ fn override_host_policy() -> Value {
 
 /// Envoy's own answers (no healthy upstream, upstream reset, a body or
 /// headers over the limits, a malformed request) in Ollama's JSON shape:
-/// `{"error":"…"}`, or OpenAI's error object under `/v1/`. The filter's
+/// `{"error":"…"}`, or OpenAI's error object under `/v1/` (with Envoy's
+/// sorted keys: `code`, `message`, `param`, `type`). The filter's
 /// answers carry [`model_map::ANSWERED_HEADER`] and are left alone; a
 /// request Envoy refused before its headers were read has none either.
 fn local_reply_config(max_body_bytes: u64) -> Value {
     let not_answered = json!({"header_filter": {"header": {
         "name": model_map::ANSWERED_HEADER, "present_match": true, "invert_match": true,
     }}});
-    let openai = json!({"header_filter": {"header": {
-        "name": ":path", "string_match": {"prefix": "/v1/"},
-    }}});
+    // `/v1/…` but not the fleet route's rewrite of `/api/…` to syncd.
+    let openai = json!({"and_filter": {"filters": [
+        {"header_filter": {"header": {"name": ":path", "string_match": {"prefix": "/v1/"}}}},
+        {"header_filter": {"header": {
+            "name": ":path",
+            "string_match": {"prefix": model_map::FLEET_PATH_PREFIX},
+            "invert_match": true,
+        }}},
+    ]}});
     let too_large = json!({"status_code_filter": {"comparison": {
         "op": "EQ", "value": {"default_value": 413, "runtime_key": "ollama_lb.too_large"},
     }}});
@@ -737,6 +744,36 @@ mod tests {
             .unwrap();
         assert!(plugin.contains(r#""retries":2"#), "{plugin}");
         assert!(!plugin.contains("route_by"), "{plugin}");
+    }
+
+    #[test]
+    fn listener_reads_paths_and_limits_as_ollama_and_answers_in_its_shape() {
+        let v = sample().to_value();
+        let hcm = &v["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+            ["typed_config"];
+        assert_eq!(hcm["normalize_path"], true);
+        assert_eq!(
+            hcm["path_with_escaped_slashes_action"],
+            "UNESCAPE_AND_FORWARD"
+        );
+        assert!(hcm.get("merge_slashes").is_none(), "gin does not merge");
+        assert_eq!(hcm["max_request_headers_kb"], MAX_REQUEST_HEADERS_KB);
+        assert_eq!(hcm["http_protocol_options"]["accept_http_10"], true);
+        let mappers = hcm["local_reply_config"]["mappers"].as_array().unwrap();
+        assert_eq!(mappers.len(), 4);
+        let last = &mappers[3];
+        assert_eq!(
+            last["filter"]["header_filter"]["header"]["name"],
+            model_map::ANSWERED_HEADER
+        );
+        assert_eq!(
+            last["body_format_override"]["json_format"]["error"],
+            "%LOCAL_REPLY_BODY%"
+        );
+        let mut open = sample();
+        open.listen = "0.0.0.0:11434".parse().unwrap();
+        let text = open.to_value().to_string();
+        assert!(text.contains(r#"\"host_check\":false"#), "{text}");
     }
 
     #[test]
