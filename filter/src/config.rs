@@ -52,6 +52,16 @@ pub struct Config {
     pub retries: u32,
     /// How the chosen instance is handed to Envoy's router.
     pub route_by: RouteBy,
+    /// Refuse a non-local `Host` with 403, as Ollama does on a loopback
+    /// listener (`syncd envoy-config` turns it on when Envoy listens on
+    /// loopback).
+    pub host_check: bool,
+    /// Host names allowed by the Host check besides the local ones: exact
+    /// names, `*.domain`, or `*` for all.
+    pub allowed_hosts: Vec<String>,
+    /// CORS origins allowed besides Ollama's defaults, as `OLLAMA_ORIGINS`
+    /// (one `*` wildcard each; `*` alone allows every origin).
+    pub origins: Vec<String>,
 }
 
 /// How a request is sent to the instance the filter chose.
@@ -72,6 +82,9 @@ pub enum RouteBy {
 /// The override-host header the rendered fleet cluster reads.
 pub const ENDPOINTS_HEADER: &str = "x-ollama-lb-endpoints";
 
+/// Default largest request body (256 MiB).
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 256 << 20;
+
 /// The most retries a plugin configuration may ask for.
 pub const MAX_RETRIES: u32 = 10;
 
@@ -84,7 +97,8 @@ impl Default for Config {
             long_poll_seconds: 25,
             policy: Policy::LoadedLeastRequest,
             affinity_header: None,
-            max_body_bytes: 32 * 1024 * 1024,
+            // Ollama has no body limit; this holds several large images.
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             cooldown_ms: 5000,
             // Until syncd's next poll shows it (Ollama lists a model in
             // /api/ps while it loads): 2.5 of syncd's default 2 s intervals.
@@ -92,6 +106,9 @@ impl Default for Config {
             endpoints_header: ENDPOINTS_HEADER.into(),
             retries: 2,
             route_by: RouteBy::Endpoints,
+            host_check: false,
+            allowed_hosts: Vec::new(),
+            origins: Vec::new(),
         }
     }
 }
@@ -154,6 +171,22 @@ impl Config {
         if self.retries > MAX_RETRIES {
             return bad("retries", "must be at most 10");
         }
+        if self.allowed_hosts.iter().any(|h| !is_host_rule(h)) {
+            return bad(
+                "allowed_hosts",
+                "entries must be host names without port, `*.domain` or `*`",
+            );
+        }
+        if self
+            .origins
+            .iter()
+            .any(|o| o.is_empty() || o.matches('*').count() > 1)
+        {
+            return bad(
+                "origins",
+                "entries must be origins such as https://webui.example.com, with at most one `*`",
+            );
+        }
         Ok(())
     }
 }
@@ -178,6 +211,15 @@ fn blame(value: &serde_json::Value, e: serde_json::Error) -> ConfigError {
     }
 }
 
+fn is_host_rule(h: &str) -> bool {
+    let name = h.strip_prefix("*.").unwrap_or(h);
+    h == "*"
+        || (!name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_'))
+}
+
 fn is_header_name(h: &str) -> bool {
     !h.is_empty()
         && h.bytes()
@@ -200,10 +242,13 @@ mod tests {
         let c = Config::try_from_json(
             br#"{"syncd_cluster":"s","syncd_authority":"a","map_path":"/m","long_poll_seconds":3,
                 "policy":"round_robin","affinity_header":"x-openwebui-chat-id","max_body_bytes":10,
-                "cooldown_ms":1,"endpoints_header":"x-r","retries":4,"route_by":"host"}"#,
+                "cooldown_ms":1,"endpoints_header":"x-r","retries":4,"route_by":"host",
+                "host_check":true,"allowed_hosts":["lb"],"origins":["https://w.example"]}"#,
         )
         .unwrap();
         assert_eq!(c.route_by, RouteBy::Host);
+        assert!(c.host_check);
+        assert_eq!((c.allowed_hosts.len(), c.origins.len()), (1, 1));
         assert_eq!(c.policy, Policy::RoundRobin);
         assert_eq!(c.affinity_header.as_deref(), Some("x-openwebui-chat-id"));
         assert_eq!(
@@ -235,6 +280,10 @@ mod tests {
             (r#"{"affinity_header":""}"#, "affinity_header"),
             (r#"{"max_body_bytes":0}"#, "max_body_bytes"),
             (r#"{"syncd_cluster":""}"#, "syncd_cluster"),
+            (r#"{"allowed_hosts":["lb:80"]}"#, "allowed_hosts"),
+            (r#"{"allowed_hosts":[""]}"#, "allowed_hosts"),
+            (r#"{"origins":["https://*.*.x"]}"#, "origins"),
+            (r#"{"host_check":"yes"}"#, "`host_check`"),
         ] {
             let err = Config::try_from_json(json.as_bytes())
                 .unwrap_err()

@@ -191,7 +191,8 @@ route!(OA_EMBEDDINGS, Embed, OpenAi, "openai", "EmbedRequest", 1, [
     "model" => Str, "input" => Any, "dimensions" => INT, "encoding_format" => Text,
 ]);
 
-/// Classifies a request by method and path (query ignored).
+/// Classifies a request by method and path (query ignored); the path is
+/// the one gin matches on, decoded by [`crate::gin_path::go_path`].
 pub fn classify(method: &str, path: &str) -> Endpoint {
     let path = path.split(['?', '#']).next().unwrap_or_default();
     let read = matches!(method, "GET" | "HEAD");
@@ -215,7 +216,7 @@ pub fn classify(method: &str, path: &str) -> Endpoint {
         ("GET", "/v1/models") => Endpoint::Local(LocalRead::OpenAiModels),
         ("GET", p) => match p.strip_prefix("/v1/models/") {
             Some(seg) if !seg.is_empty() && !seg.contains('/') => {
-                Endpoint::Local(LocalRead::OpenAiModel(percent_decode(seg)))
+                Endpoint::Local(LocalRead::OpenAiModel(seg.to_string()))
             }
             _ => Endpoint::AnyInstance,
         },
@@ -386,29 +387,6 @@ impl BodyRoute {
     }
 }
 
-/// Decodes `%XX` escapes of a path segment; malformed escapes stay as is.
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok());
-        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -447,7 +425,7 @@ mod tests {
             Endpoint::AnyInstance
         );
         assert_eq!(
-            classify("GET", "/v1/models/llama3%3A8b"),
+            classify("GET", &crate::gin_path::go_path("/v1/models/llama3%3A8b")),
             Endpoint::Local(LocalRead::OpenAiModel("llama3:8b".into()))
         );
         assert_eq!(classify("GET", "/v1/models/user/m"), Endpoint::AnyInstance);

@@ -10,6 +10,8 @@
 //! - [`route`]: from a request and the map to an instance or an error;
 //!   [`routing_map`]: the map with what routing precomputes.
 //! - [`request_head`]: the request headers the filter reads, in one read.
+//! - [`guards`]: Ollama's CORS and Host checks; [`gin_path`]: paths
+//!   decoded as Go does and gin's trailing-slash redirect.
 //! - [`instance_times`]: the cool-down and recently-sent tables kept in
 //!   Envoy shared data; [`cooldown`]: how long a cool-down lasts.
 //! - [`fleet_reads`]: `/api/tags`, `/api/ps`, `/api/version`, `/v1/models`
@@ -31,7 +33,9 @@ pub mod endpoint;
 pub mod errors;
 pub mod fleet_manage;
 pub mod fleet_reads;
+pub mod gin_path;
 pub mod go_string;
+pub mod guards;
 pub mod instance_times;
 pub mod map_store;
 pub mod policy;

@@ -7,6 +7,10 @@
 pub struct RequestHead {
     pub method: String,
     pub path: String,
+    /// `:authority` (HTTP/1 `Host`) as the client sent it.
+    pub authority: String,
+    /// `origin`, when present.
+    pub origin: Option<String>,
     /// `content-length`, when present and a number.
     pub content_length: Option<u64>,
     /// `x-ollama-instance`, trimmed (an operator pinning one instance).
@@ -20,6 +24,9 @@ pub struct RequestHead {
     /// The client sent [`model_map::FLEET_HEADER`] (which the filter
     /// removes: only the filter sends a request to the fleet API).
     pub has_fleet_header: bool,
+    /// The client sent [`model_map::ANSWERED_HEADER`] (which the filter
+    /// removes).
+    pub has_answered_header: bool,
 }
 
 /// Envoy's request headers that change how often or how long a request is
@@ -51,6 +58,10 @@ impl RequestHead {
             } else if name.eq_ignore_ascii_case(":path") && !path {
                 path = true;
                 head.path = text(value);
+            } else if name.eq_ignore_ascii_case(":authority") && head.authority.is_empty() {
+                head.authority = text(value);
+            } else if name.eq_ignore_ascii_case("origin") && head.origin.is_none() {
+                head.origin = Some(text(value));
             } else if name.eq_ignore_ascii_case("content-length") && !length {
                 length = true;
                 head.content_length = text(value).trim().parse().ok();
@@ -64,6 +75,8 @@ impl RequestHead {
                 head.has_retry_headers = true;
             } else if name.eq_ignore_ascii_case(model_map::FLEET_HEADER) {
                 head.has_fleet_header = true;
+            } else if name.eq_ignore_ascii_case(model_map::ANSWERED_HEADER) {
+                head.has_answered_header = true;
             }
             if affinity_header.is_some_and(|h| name.eq_ignore_ascii_case(h))
                 && head.affinity.is_none()
@@ -95,6 +108,7 @@ mod tests {
                 (":method", "POST"),
                 (":path", "/api/chat"),
                 (":authority", "lb"),
+                ("Origin", "http://localhost:3000"),
                 ("Content-Length", " 42 "),
                 ("x-ollama-instance", " gpu-a "),
                 ("x-chat", "c1"),
@@ -109,6 +123,8 @@ mod tests {
         assert!(h.has_retry_headers);
         assert_eq!(h.method, "POST");
         assert_eq!(h.path, "/api/chat");
+        assert_eq!(h.authority, "lb");
+        assert_eq!(h.origin.as_deref(), Some("http://localhost:3000"));
         assert_eq!(h.content_length, Some(42));
         assert_eq!(h.pinned.as_deref(), Some("gpu-a"));
         assert_eq!(h.affinity.as_deref(), Some("c1"), "the first one counts");

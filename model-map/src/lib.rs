@@ -26,6 +26,13 @@ pub use name::{ModelName, NameError, Source};
 /// [`FLEET_PATH_PREFIX`]. The filter removes any copy a client sends.
 pub const FLEET_HEADER: &str = "x-ollama-lb-fleet";
 
+/// Request header the filter sets on a request it answers itself, just
+/// before answering: Envoy's `local_reply_config` rewrites only answers
+/// of requests without it (Envoy's own plain-text replies) into Ollama's
+/// JSON shape, and leaves the filter's own answers as they are. The filter
+/// removes any copy a client sends.
+pub const ANSWERED_HEADER: &str = "x-ollama-lb-answered";
+
 /// Where syncd serves the fleet's management API: Envoy rewrites `/api/…`
 /// to `/v1/fleet/api/…` on the fleet route.
 pub const FLEET_PATH_PREFIX: &str = "/v1/fleet/";

@@ -228,9 +228,43 @@ pub struct EnvoyConfigArgs {
     /// The filter's plugin configuration as a JSON object (see the README).
     #[arg(long, env = "ENVOY_PLUGIN_CONFIG", default_value = "{}", value_parser = parse_json_object)]
     pub plugin_config: serde_json::Value,
-    /// Largest request body accepted (e.g. 32MiB); the filter answers 413 above it.
-    #[arg(long, env = "ENVOY_MAX_BODY_BYTES", default_value = "32MiB", value_parser = parse_bytes)]
+    /// Largest request body accepted (e.g. 256MiB; Ollama has no limit);
+    /// 413 in Ollama's shape above it. Envoy may hold this much per request.
+    #[arg(long, env = "ENVOY_MAX_BODY_BYTES", default_value = "256MiB", value_parser = parse_bytes)]
     pub max_body_bytes: u64,
+    /// Ollama's DNS-rebinding guard (403 to a non-local `Host`): `auto`
+    /// turns it on when --envoy-listen is a loopback address, as Ollama does.
+    #[arg(long, env = "ENVOY_HOST_CHECK", value_enum, default_value = "auto")]
+    pub host_check: HostCheck,
+    /// Host names the Host check allows besides local ones (comma-separated;
+    /// `*.example.com` for a domain, `*` for any), e.g. the name clients
+    /// use for a balancer behind a reverse proxy.
+    #[arg(
+        long,
+        env = "ENVOY_ALLOWED_HOSTS",
+        value_delimiter = ',',
+        value_name = "NAME"
+    )]
+    pub allowed_hosts: Vec<String>,
+    /// CORS origins allowed besides Ollama's defaults, as OLLAMA_ORIGINS
+    /// (comma-separated, one `*` wildcard each; `*` allows every origin),
+    /// e.g. https://webui.example.com.
+    #[arg(
+        long,
+        env = "ENVOY_ORIGINS",
+        value_delimiter = ',',
+        value_name = "ORIGIN"
+    )]
+    pub origins: Vec<String>,
+}
+
+/// Whether the filter applies Ollama's Host check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HostCheck {
+    /// On when Envoy listens on loopback (as Ollama decides).
+    Auto,
+    On,
+    Off,
 }
 
 impl EnvoyConfigArgs {
@@ -258,7 +292,7 @@ impl EnvoyConfigArgs {
             syncd_replicas: replicas.collect(),
             route_by: self.route_by,
             wasm_path: Some(self.wasm.clone()),
-            plugin_config: self.plugin_config.clone(),
+            plugin_config: self.plugin_config_with_guards(),
             max_body_bytes: self.max_body_bytes,
             failover: Failover {
                 retries: self.retries,
@@ -267,6 +301,34 @@ impl EnvoyConfigArgs {
             fleet_endpoints: self.fleet_endpoints,
         };
         Ok(envoy.to_yaml())
+    }
+}
+
+impl EnvoyConfigArgs {
+    /// `--plugin-config` with the guard flags added (the JSON's own
+    /// fields win: they are the more specific setting).
+    fn plugin_config_with_guards(&self) -> serde_json::Value {
+        let mut plugin = self.plugin_config.clone();
+        if let Some(obj) = plugin.as_object_mut() {
+            match self.host_check {
+                HostCheck::Auto => {}
+                HostCheck::On => {
+                    obj.entry("host_check").or_insert(true.into());
+                }
+                HostCheck::Off => {
+                    obj.entry("host_check").or_insert(false.into());
+                }
+            }
+            let list = |v: &[String]| v.iter().map(|s| s.trim().to_string()).collect::<Vec<_>>();
+            if !self.allowed_hosts.is_empty() {
+                obj.entry("allowed_hosts")
+                    .or_insert(list(&self.allowed_hosts).into());
+            }
+            if !self.origins.is_empty() {
+                obj.entry("origins").or_insert(list(&self.origins).into());
+            }
+        }
+        plugin
     }
 }
 
@@ -553,5 +615,37 @@ mod tests {
         assert_eq!(c.listen.port(), 11435);
         let names: Vec<_> = c.instances.iter().map(|i| i.name.as_str()).collect();
         assert_eq!(names, ["b", "a_11434"]);
+    }
+
+    #[test]
+    fn guard_flags_reach_the_plugin_configuration() {
+        let cli = Cli::try_parse_from([
+            "syncd",
+            "envoy-config",
+            "--base-urls",
+            "http://a:11434",
+            "--envoy-listen",
+            "0.0.0.0:11434",
+            "--host-check",
+            "on",
+            "--allowed-hosts",
+            "ollama.example.com, *.corp.example",
+            "--origins",
+            "https://webui.example.com",
+            "--plugin-config",
+            r#"{"origins":["*"]}"#,
+        ])
+        .unwrap();
+        let Command::EnvoyConfig(args) = cli.command else {
+            panic!("envoy-config");
+        };
+        let plugin = args.plugin_config_with_guards();
+        assert_eq!(plugin["host_check"], true);
+        assert_eq!(
+            plugin["allowed_hosts"],
+            serde_json::json!(["ollama.example.com", "*.corp.example"])
+        );
+        assert_eq!(plugin["origins"], serde_json::json!(["*"]), "the JSON wins");
+        assert!(args.render().unwrap().contains("host_check"));
     }
 }

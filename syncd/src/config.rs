@@ -6,10 +6,10 @@
 //! tables, then each `--instance`, then each `OLLAMA_BASE_URLS` entry.
 //! Names, clusters and URLs must be unique across all of them.
 //!
-//! A URL without a port means Ollama's default port 11434 for `http` (as
-//! `OLLAMA_HOST` does) and 443 for `https`; the resolved URL always spells
-//! the port out, so the daemon, the map and Envoy all reach the same
-//! server.
+//! A URL without a port means Ollama's default port 11434 (as
+//! `OLLAMA_HOST` does); the resolved URL always spells the port out, so the
+//! daemon, the map and Envoy all reach the same server. `https://` and
+//! path prefixes are refused: the data path could not honour them.
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -408,12 +408,16 @@ fn parse_url(raw: &str) -> Result<ParsedUrl, String> {
         .map_err(|e| format!("{e}; write it as http://HOST:PORT, e.g. http://10.0.0.5:11434"))?;
     let default_port = match url.scheme() {
         "http" => DEFAULT_OLLAMA_PORT,
-        "https" => 443,
-        other => {
-            return Err(format!(
-                "scheme {other:?} is not supported; use http:// or https://"
-            ))
+        // Neither syncd's client nor the rendered clusters speak TLS yet:
+        // refused here rather than polled as a server that is always down.
+        "https" => {
+            return Err(
+                "https:// instances are not supported yet (syncd and Envoy reach \
+                 instances over plain HTTP); give the server's http:// address"
+                    .into(),
+            )
         }
+        other => return Err(format!("scheme {other:?} is not supported; use http://")),
     };
     let Some(host) = url.host_str().filter(|h| !h.is_empty()).map(str::to_string) else {
         return Err("it has no host; write it as http://HOST:PORT".into());
@@ -432,9 +436,17 @@ fn parse_url(raw: &str) -> Result<ParsedUrl, String> {
         default_port
     };
     let authority = format!("{host}:{port}");
-    let path = url.path().trim_end_matches('/');
+    if !url.path().trim_end_matches('/').is_empty() {
+        // Envoy sends client paths (`/api/chat`) to the instance as they
+        // are, so a prefix would reach syncd's polls but not the requests.
+        return Err(format!(
+            "a path prefix ({}) is not supported: requests through Envoy would not carry it; \
+             give the server's base URL without a path, e.g. http://{authority}",
+            url.path().trim_end_matches('/')
+        ));
+    }
     Ok(ParsedUrl {
-        url: format!("{}://{authority}{path}", url.scheme()),
+        url: format!("{}://{authority}", url.scheme()),
         authority,
     })
 }

@@ -17,9 +17,10 @@ fn base_urls(v: &str) -> Result<Config, ConfigError> {
 
 #[test]
 fn base_urls_are_split_trimmed_and_named_like_open_webui() {
-    let c =
-        base_urls(" http://10.0.0.5:11434/ ;; http://gpu-a:11434;  ;https://ollama.example.com/")
-            .unwrap();
+    let c = base_urls(
+        " http://10.0.0.5:11434/ ;; http://gpu-a:11434;  ;http://ollama.example.com:443/",
+    )
+    .unwrap();
     let got: Vec<_> = c
         .instances
         .iter()
@@ -49,7 +50,7 @@ fn base_urls_are_split_trimmed_and_named_like_open_webui() {
             ),
             (
                 "ollama.example.com_443",
-                "https://ollama.example.com:443",
+                "http://ollama.example.com:443",
                 "ollama.example.com_443",
                 "ollama.example.com:443"
             ),
@@ -58,14 +59,14 @@ fn base_urls_are_split_trimmed_and_named_like_open_webui() {
 }
 
 #[test]
-fn http_without_port_means_ollamas_port_and_paths_are_kept() {
-    let c = base_urls("http://gpu-b;http://proxy:8080/ollama/").unwrap();
+fn http_without_port_means_ollamas_port() {
+    let c = base_urls("http://gpu-b;http://proxy:8080/").unwrap();
     assert_eq!(c.instances[0].url, "http://gpu-b:11434");
     assert_eq!(c.instances[0].name, "gpu-b_11434");
-    assert_eq!(c.instances[1].url, "http://proxy:8080/ollama");
-    let c = base_urls("http://h:80;https://s:8443/;HTTP://UPPER:1").unwrap();
+    assert_eq!(c.instances[1].url, "http://proxy:8080");
+    let c = base_urls("http://h:80;http://s:8443/;HTTP://UPPER:1").unwrap();
     let urls: Vec<_> = c.instances.iter().map(|i| i.url.as_str()).collect();
-    assert_eq!(urls, ["http://h:80", "https://s:8443", "http://upper:1"]);
+    assert_eq!(urls, ["http://h:80", "http://s:8443", "http://upper:1"]);
     assert_eq!(
         c.instances[0].name, "h_80",
         "an explicit default port is kept"
@@ -86,7 +87,9 @@ fn bad_urls_name_the_value_and_the_fix() {
         ("10.0.0.5:11434", "http://HOST:PORT"),
         ("gpu-a:11434", "scheme"),
         ("gpu-a", "http://HOST:PORT"),
-        ("ftp://x:1", "use http:// or https://"),
+        ("ftp://x:1", "use http://"),
+        ("https://x:443", "not supported yet"),
+        ("http://proxy:8080/ollama", "path prefix (/ollama)"),
         ("http://x:1/?a=b", "query"),
     ] {
         let err = base_urls(value).unwrap_err().to_string();

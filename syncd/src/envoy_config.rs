@@ -45,7 +45,19 @@ pub enum FleetEndpoints {
 }
 
 /// Default request-body limit, shared by the filter and Envoy's buffers.
-pub const DEFAULT_MAX_BODY_BYTES: u64 = 32 << 20;
+/// Ollama (Go) has none; 256 MiB holds a multimodal request with several
+/// large images. Envoy holds at most this much per request while the
+/// filter reads the model (and for a retry), so it bounds memory per
+/// request, not per process.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 256 << 20;
+
+/// Envoy's request-header limit in KiB: Go's `http.DefaultMaxHeaderBytes`
+/// (1 MiB) and the 4 KiB its server reads beyond it.
+pub const MAX_REQUEST_HEADERS_KB: u32 = 1028;
+
+/// Envoy's limit on the number of request headers. Go counts only bytes;
+/// this lets the 1 MiB be spent on many small headers too.
+pub const MAX_HEADERS_COUNT: u32 = 65_536;
 
 /// An upstream Envoy cluster: one Ollama instance, or syncd.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,6 +151,10 @@ impl EnvoyConfig {
                     .or_insert(json!(self.max_body_bytes));
                 obj.entry("syncd_cluster")
                     .or_insert(json!(self.syncd.cluster));
+                // Ollama's DNS-rebinding guard is on when it listens on
+                // loopback; so is the filter's.
+                obj.entry("host_check")
+                    .or_insert(json!(self.listen.ip().is_loopback()));
                 match self.route_by {
                     RouteBy::Endpoints => {
                         obj.entry("retries").or_insert(json!(self.failover.retries));
@@ -218,6 +234,20 @@ impl EnvoyConfig {
                             // the filter's own answers, nor Envoy over
                             // the instances' (issue #15).
                             "server_header_transformation": "PASS_THROUGH",
+                            // Paths as Ollama (Go) reads them: unreserved
+                            // escapes decoded, `%2F` a slash (Go's
+                            // `URL.Path`); the filter decodes the rest.
+                            // Slashes are not merged: gin does not either.
+                            "normalize_path": true,
+                            "path_with_escaped_slashes_action": "UNESCAPE_AND_FORWARD",
+                            // Go's header limits, and HTTP/1.0 as Go serves it.
+                            "max_request_headers_kb": MAX_REQUEST_HEADERS_KB,
+                            "common_http_protocol_options": {"max_headers_count": MAX_HEADERS_COUNT},
+                            "http_protocol_options": {
+                                "accept_http_10": true,
+                                "default_host_for_http_10": self.listen.to_string(),
+                            },
+                            "local_reply_config": local_reply_config(self.max_body_bytes),
                             "route_config": {
                                 "name": "ollama",
                                 "virtual_hosts": self.virtual_hosts(),
@@ -302,7 +332,8 @@ impl EnvoyConfig {
                         "match": {"prefix": "/"},
                         "direct_response": {
                             "status": 503,
-                            "body": {"inline_string": "{\"error\":\"ollama-lb: no instance was chosen for this request\"}"},
+                            // Put in Ollama's JSON shape by local_reply_config.
+                            "body": {"inline_string": "ollama-lb: no instance was chosen for this request"},
                         },
                     }],
                 }));
@@ -396,6 +427,58 @@ fn override_host_policy() -> Value {
             "fallback_policy": nowhere,
         }),
     )
+}
+
+/// Envoy's own answers (no healthy upstream, upstream reset, a body or
+/// headers over the limits, a malformed request) in Ollama's JSON shape:
+/// `{"error":"…"}`, or OpenAI's error object under `/v1/` (with Envoy's
+/// sorted keys: `code`, `message`, `param`, `type`). The filter's
+/// answers carry [`model_map::ANSWERED_HEADER`] and are left alone; a
+/// request Envoy refused before its headers were read has none either.
+fn local_reply_config(max_body_bytes: u64) -> Value {
+    let not_answered = json!({"header_filter": {"header": {
+        "name": model_map::ANSWERED_HEADER, "present_match": true, "invert_match": true,
+    }}});
+    // `/v1/…` but not the fleet route's rewrite of `/api/…` to syncd.
+    let openai = json!({"and_filter": {"filters": [
+        {"header_filter": {"header": {"name": ":path", "string_match": {"prefix": "/v1/"}}}},
+        {"header_filter": {"header": {
+            "name": ":path",
+            "string_match": {"prefix": model_map::FLEET_PATH_PREFIX},
+            "invert_match": true,
+        }}},
+    ]}});
+    let too_large = json!({"status_code_filter": {"comparison": {
+        "op": "EQ", "value": {"default_value": 413, "runtime_key": "ollama_lb.too_large"},
+    }}});
+    let all = |filters: Vec<Value>| json!({"and_filter": {"filters": filters}});
+    let native = json!({
+        "json_format": {"error": "%LOCAL_REPLY_BODY%"},
+        "content_type": "application/json; charset=utf-8",
+    });
+    let openai_shape = json!({
+        "json_format": {"error": {
+            "message": "%LOCAL_REPLY_BODY%", "type": "api_error", "param": null, "code": null,
+        }},
+        "content_type": "application/json",
+    });
+    let too_large_text = json!({"inline_string": format!(
+        "request body too large: ollama-lb reads at most {max_body_bytes} bytes to find the model"
+    )});
+    json!({"mappers": [
+        {
+            "filter": all(vec![not_answered.clone(), too_large.clone(), openai.clone()]),
+            "body": too_large_text,
+            "body_format_override": openai_shape,
+        },
+        {
+            "filter": all(vec![not_answered.clone(), too_large]),
+            "body": too_large_text,
+            "body_format_override": native,
+        },
+        {"filter": all(vec![not_answered.clone(), openai]), "body_format_override": openai_shape},
+        {"filter": not_answered, "body_format_override": native},
+    ]})
 }
 
 /// Turns the instance in the filter's per-instance stat names
@@ -603,7 +686,11 @@ mod tests {
     fn plugin_config_gets_the_body_limit_and_syncd_cluster() {
         let v = sample().to_value();
         let text = v.to_string();
-        assert!(text.contains(r#"\"max_body_bytes\":33554432"#), "{text}");
+        assert!(text.contains(r#"\"max_body_bytes\":268435456"#), "{text}");
+        assert!(
+            text.contains(r#"\"host_check\":true"#),
+            "loopback listener: {text}"
+        );
         assert!(text.contains(r#"\"syncd_cluster\":\"syncd\""#), "{text}");
     }
 
@@ -657,6 +744,36 @@ mod tests {
             .unwrap();
         assert!(plugin.contains(r#""retries":2"#), "{plugin}");
         assert!(!plugin.contains("route_by"), "{plugin}");
+    }
+
+    #[test]
+    fn listener_reads_paths_and_limits_as_ollama_and_answers_in_its_shape() {
+        let v = sample().to_value();
+        let hcm = &v["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+            ["typed_config"];
+        assert_eq!(hcm["normalize_path"], true);
+        assert_eq!(
+            hcm["path_with_escaped_slashes_action"],
+            "UNESCAPE_AND_FORWARD"
+        );
+        assert!(hcm.get("merge_slashes").is_none(), "gin does not merge");
+        assert_eq!(hcm["max_request_headers_kb"], MAX_REQUEST_HEADERS_KB);
+        assert_eq!(hcm["http_protocol_options"]["accept_http_10"], true);
+        let mappers = hcm["local_reply_config"]["mappers"].as_array().unwrap();
+        assert_eq!(mappers.len(), 4);
+        let last = &mappers[3];
+        assert_eq!(
+            last["filter"]["header_filter"]["header"]["name"],
+            model_map::ANSWERED_HEADER
+        );
+        assert_eq!(
+            last["body_format_override"]["json_format"]["error"],
+            "%LOCAL_REPLY_BODY%"
+        );
+        let mut open = sample();
+        open.listen = "0.0.0.0:11434".parse().unwrap();
+        let text = open.to_value().to_string();
+        assert!(text.contains(r#"\"host_check\":false"#), "{text}");
     }
 
     #[test]

@@ -19,7 +19,10 @@ use crate::endpoint::{classify, BodyRoute, Endpoint, Op};
 use crate::errors::{Api, LbError};
 use crate::fleet_manage::{self, UNLOAD_BODY_MAX};
 use crate::fleet_reads::{self, LocalAnswer};
+use crate::gin_path;
+use crate::guards::{self, Verdict};
 use crate::policy::Policy;
+use crate::request_head::RequestHead;
 use crate::route::{self, Choice};
 use crate::routing_map::RoutingMap;
 
@@ -34,6 +37,8 @@ pub struct Request {
     routed: Option<Routed>,
     /// A cool-down was already started for the serving instance.
     cooled: bool,
+    /// CORS headers for the answer (an allowed cross-origin request).
+    cors: Vec<(&'static str, String)>,
 }
 
 /// A body being scanned for the model.
@@ -75,6 +80,7 @@ impl Request {
             body: None,
             routed: None,
             cooled: false,
+            cors: Vec::new(),
         }
     }
 
@@ -85,11 +91,57 @@ impl Request {
     }
 
     fn respond(&self, answer: &LocalAnswer) {
-        let headers = vec![("content-type", answer.content_type)];
-        if let Err(e) =
-            hostcalls::send_http_response(answer.status, headers, Some(answer.body.as_bytes()))
-        {
-            warn!("ollama-lb: cannot send a local answer: {e:?}");
+        let headers = [("content-type", answer.content_type)];
+        send_answer(answer.status, &headers, &self.cors, answer.body.as_bytes());
+    }
+
+    /// gin's trailing-slash redirect, then Ollama's CORS and Host checks,
+    /// on the path decoded as Go does (which `head.path` becomes). `Some`
+    /// when the filter answered. An allowed `Origin` is answered here (its
+    /// headers go on the response) and not passed on: an instance would
+    /// judge it by its own `OLLAMA_ORIGINS` and the rewritten `Host`.
+    fn guard(&mut self, head: &mut RequestHead) -> Option<Action> {
+        let raw = std::mem::take(&mut head.path);
+        head.path = gin_path::go_path(&raw);
+        let query = gin_path::raw_query(&raw);
+        if let Some(r) = gin_path::trailing_slash_redirect(&head.method, &head.path, query) {
+            let mut headers = vec![("location", r.location.as_str())];
+            headers.extend(r.content_type.map(|c| ("content-type", c)));
+            send_answer(r.status, &headers, &[], r.body.as_bytes());
+            return Some(Action::Pause);
+        }
+        let config = self.worker.borrow().config.clone();
+        let asked = guards::Asked {
+            method: &head.method,
+            host: &head.authority,
+            origin: head.origin.as_deref(),
+        };
+        let rules = guards::Rules {
+            host_check: config.host_check,
+            allowed_hosts: &config.allowed_hosts,
+            origins: &config.origins,
+        };
+        match guards::check(&asked, &rules) {
+            Verdict::Answer(status, headers) => {
+                let outcome = if status == 403 {
+                    "forbidden"
+                } else {
+                    "preflight"
+                };
+                self.worker
+                    .borrow()
+                    .metrics
+                    .count(&format!("ollama_lb.outcome.{outcome}"), 1);
+                send_answer(status, &[], &headers, b"");
+                Some(Action::Pause)
+            }
+            Verdict::Pass(cors) => {
+                if head.origin.is_some() {
+                    shared::set_request_header("origin", None);
+                }
+                self.cors = cors;
+                None
+            }
         }
     }
 
@@ -319,8 +371,14 @@ impl Context for Request {}
 impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
         let config = self.worker.borrow().config.clone();
-        let head =
+        let mut head =
             shared::request_head(&config.endpoints_header, config.affinity_header.as_deref());
+        if head.has_answered_header {
+            shared::set_request_header(model_map::ANSWERED_HEADER, None);
+        }
+        if let Some(answered) = self.guard(&mut head) {
+            return answered;
+        }
         // A client never chooses the instances.
         if head.has_endpoints_header {
             shared::set_request_header(&config.endpoints_header, None);
@@ -437,6 +495,17 @@ impl HttpContext for Request {
     }
 
     fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        let cors = std::mem::take(&mut self.cors);
+        if !cors.is_empty()
+            && shared::header(MapType::HttpResponseHeaders, "access-control-allow-origin").is_none()
+        {
+            for (name, value) in &cors {
+                if let Err(e) = hostcalls::add_map_value(MapType::HttpResponseHeaders, name, value)
+                {
+                    warn!("ollama-lb: cannot add response header {name}: {e:?}");
+                }
+            }
+        }
         if self.routed.is_none() {
             return Action::Continue;
         }
@@ -469,6 +538,22 @@ impl HttpContext for Request {
             shared::start_cooldown(&worker.metrics, &routed.instance, worker.config.cooldown_ms);
         }
         self.uncount(&routed);
+    }
+}
+
+/// Answers the request (marked, so Envoy's `local_reply_config` leaves
+/// the answer as it is) with `headers` and then `extra`.
+fn send_answer(
+    status: u32,
+    headers: &[(&str, &str)],
+    extra: &[(&'static str, String)],
+    body: &[u8],
+) {
+    shared::set_request_header(model_map::ANSWERED_HEADER, Some("1"));
+    let mut all: Vec<(&str, &str)> = headers.to_vec();
+    all.extend(extra.iter().map(|(n, v)| (*n, v.as_str())));
+    if let Err(e) = hostcalls::send_http_response(status, all, Some(body)) {
+        warn!("ollama-lb: cannot send a local answer: {e:?}");
     }
 }
 
