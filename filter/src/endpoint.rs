@@ -395,7 +395,8 @@ fn percent_decode(s: &str) -> String {
         let hex = bytes
             .get(i + 1..i + 3)
             .and_then(|h| std::str::from_utf8(h).ok());
-        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+        let Some(&byte) = bytes.get(i) else { break };
+        match (byte, hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
             (b'%', Some(b)) => {
                 out.push(b);
                 i += 3;

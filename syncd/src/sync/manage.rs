@@ -289,14 +289,16 @@ fn combine(what: &str, replies: &[(String, Reply)]) -> Option<(StatusCode, Strin
     if failed.is_empty() {
         return None;
     }
-    let status = if failed.len() == replies.len() && failed.iter().all(|f| f.2 == failed[0].2) {
-        StatusCode::from_u16(failed[0].2).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    let first = failed.first()?;
+    let everywhere = failed.len() == replies.len();
+    let status = if everywhere && failed.iter().all(|f| f.2 == first.2) {
+        StatusCode::from_u16(first.2).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     } else {
         StatusCode::INTERNAL_SERVER_ERROR
     };
-    if failed.len() == replies.len() && failed.iter().all(|f| f.1 == failed[0].1) {
+    if everywhere && failed.iter().all(|f| f.1 == first.1) {
         let on: Vec<&str> = failed.iter().map(|f| f.0).collect();
-        return Some((status, format!("{} (on {})", failed[0].1, on.join(", "))));
+        return Some((status, format!("{} (on {})", first.1, on.join(", "))));
     }
     let parts: Vec<String> = failed.iter().map(|(n, e, _)| format!("{n}: {e}")).collect();
     let done: Vec<&str> = replies
@@ -486,14 +488,13 @@ async fn unload(State(state): State<Manage>, req: Request) -> Response {
         return error(status, message);
     }
     let created_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
-    let mut answer = json!({"model": raw, "created_at": created_at});
-    if chat {
-        answer["message"] = json!({"role": "assistant", "content": ""});
+    let answer = if chat {
+        json!({"model": raw, "created_at": created_at,
+            "message": {"role": "assistant", "content": ""}, "done": true, "done_reason": "unload"})
     } else {
-        answer["response"] = json!("");
-    }
-    answer["done"] = json!(true);
-    answer["done_reason"] = json!("unload");
+        json!({"model": raw, "created_at": created_at,
+            "response": "", "done": true, "done_reason": "unload"})
+    };
     Json(answer).into_response()
 }
 

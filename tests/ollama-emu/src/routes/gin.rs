@@ -64,8 +64,8 @@ fn decode_path(path: &str) -> String {
     let b = path.as_bytes();
     let mut out = String::with_capacity(path.len());
     let mut i = 0;
-    while i < b.len() {
-        let decoded = (b[i] == b'%')
+    while let Some(&byte) = b.get(i) {
+        let decoded = (byte == b'%')
             .then(|| path.get(i + 1..i + 3))
             .flatten()
             .and_then(|h| u8::from_str_radix(h, 16).ok())
@@ -76,7 +76,7 @@ fn decode_path(path: &str) -> String {
                 i += 3;
             }
             None => {
-                out.push(char::from(b[i]));
+                out.push(char::from(byte));
                 i += 1;
             }
         }
