@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -542,7 +543,14 @@ fn blob_map(state: &Manage, digest: &str) -> Result<Arc<Published>, Refusal> {
 
 /// `HEAD /api/blobs/:digest`: 200 only when every healthy instance has it,
 /// so that a client uploads it (to all that lack it).
-async fn blob_head(State(state): State<Manage>, Path(digest): Path<String>) -> Response {
+async fn blob_head(
+    State(state): State<Manage>,
+    digest: Result<Path<String>, PathRejection>,
+) -> Response {
+    let digest = match digest {
+        Ok(Path(d)) => d,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
     let current = match blob_map(&state, &digest) {
         Ok(c) => c,
         Err(refused) => return refused.into_response(),
@@ -563,9 +571,13 @@ async fn blob_head(State(state): State<Manage>, Path(digest): Path<String>) -> R
 /// whole); 201 when it was created somewhere, 200 when all had it.
 async fn blob_upload(
     State(state): State<Manage>,
-    Path(digest): Path<String>,
+    digest: Result<Path<String>, PathRejection>,
     req: Request,
 ) -> Response {
+    let digest = match digest {
+        Ok(Path(d)) => d,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
     let current = match blob_map(&state, &digest) {
         Ok(c) => c,
         Err(refused) => return refused.into_response(),

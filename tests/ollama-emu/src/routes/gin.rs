@@ -270,3 +270,44 @@ mod tests {
         assert!(!origin_allowed("https://example.com"));
     }
 }
+
+/// The last path segment as a handler parameter, percent-decoded the way
+/// Go decodes a URL path: any bytes, invalid UTF-8 read as U+FFFD (axum's
+/// `Path<String>` refuses it with a plain-text 400 that Ollama never
+/// sends).
+pub struct LossyParam(pub String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for LossyParam {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let segment = parts.uri.path().rsplit('/').next().unwrap_or_default();
+        Ok(LossyParam(percent_decode_lossy(segment)))
+    }
+}
+
+fn percent_decode_lossy(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while let Some(&byte) = b.get(i) {
+        let hex = (byte == b'%')
+            .then(|| s.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match hex {
+            Some(c) => {
+                out.push(c);
+                i += 3;
+            }
+            None => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}

@@ -6,7 +6,9 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
+
+use crate::routes::gin::LossyParam;
 use axum::http::StatusCode;
 use axum::response::Response;
 use bytes::Bytes;
@@ -454,7 +456,7 @@ pub async fn list_models(State(state): Shared) -> Response {
 /// `GET /v1/models/:model`.
 pub async fn get_model(
     State(state): Shared,
-    Path(model): Path<String>,
+    LossyParam(model): LossyParam,
 ) -> Result<Response, OpenAiError> {
     let m = find_for_show(&state, &model)?;
     let owned_by = ModelName::parse(&model)
