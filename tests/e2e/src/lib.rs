@@ -30,6 +30,7 @@
 pub mod browser;
 pub mod dns_server;
 pub mod envoy;
+pub mod hostile;
 pub mod load;
 pub use syncd::envoy_config;
 pub mod map_server;
