@@ -2,6 +2,14 @@
 //! request gets an answer (a normal one, or an Ollama-style JSON error),
 //! never a dropped connection or a panic.
 
+// Test helpers: a failed unwrap here is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 mod common;
 
 use common::{emu, fast, Daemon};

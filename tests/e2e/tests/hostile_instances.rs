@@ -7,6 +7,14 @@
 //! set); syncd's and Envoy's memory stay bounded over many polls. The
 //! memory and map sizes measured are printed.
 
+// Test helpers: a failed unwrap here is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use std::time::Duration;
 
 use e2e::hostile::{spawn, Hostile};

@@ -3,6 +3,14 @@
 //! or gin's own plain 404/405 texts, as Ollama gives them), never a
 //! dropped connection or a panic.
 
+// Test helpers: a failed unwrap here is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 mod common;
 
 use common::{config, start};

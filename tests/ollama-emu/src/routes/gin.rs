@@ -244,33 +244,6 @@ pub fn cors(req: &Request) -> Cors {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn routes_and_paths() {
-        assert!(route_exists("GET", "/v1/models/llama3:latest"));
-        assert!(!route_exists("GET", "/v1/models/a/b"));
-        assert!(!route_exists("HEAD", "/api/ps"));
-        assert_eq!(decode_path("/api/%74ags"), "/api/tags");
-        assert_eq!(decode_path("/v1/models/a%2Fb"), "/v1/models/a/b");
-        assert_eq!(
-            decode_path("/v1/models/bad%20name"),
-            "/v1/models/bad%20name"
-        );
-    }
-
-    #[test]
-    fn origins() {
-        assert!(origin_allowed("http://localhost:3000"));
-        assert!(origin_allowed("https://127.0.0.1"));
-        assert!(origin_allowed("chrome-extension://abc"));
-        assert!(!origin_allowed("http://localhost.evil.com"));
-        assert!(!origin_allowed("https://example.com"));
-    }
-}
-
 /// The last path segment as a handler parameter, percent-decoded the way
 /// Go decodes a URL path: any bytes, invalid UTF-8 read as U+FFFD (axum's
 /// `Path<String>` refuses it with a plain-text 400 that Ollama never
@@ -310,4 +283,31 @@ fn percent_decode_lossy(s: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_and_paths() {
+        assert!(route_exists("GET", "/v1/models/llama3:latest"));
+        assert!(!route_exists("GET", "/v1/models/a/b"));
+        assert!(!route_exists("HEAD", "/api/ps"));
+        assert_eq!(decode_path("/api/%74ags"), "/api/tags");
+        assert_eq!(decode_path("/v1/models/a%2Fb"), "/v1/models/a/b");
+        assert_eq!(
+            decode_path("/v1/models/bad%20name"),
+            "/v1/models/bad%20name"
+        );
+    }
+
+    #[test]
+    fn origins() {
+        assert!(origin_allowed("http://localhost:3000"));
+        assert!(origin_allowed("https://127.0.0.1"));
+        assert!(origin_allowed("chrome-extension://abc"));
+        assert!(!origin_allowed("http://localhost.evil.com"));
+        assert!(!origin_allowed("https://example.com"));
+    }
 }
