@@ -11,6 +11,14 @@
 //! - [`wrk`]: the load generator and its summary.
 //! - [`workload`]: the seeded Poisson/Zipf multi-turn chat schedule.
 //! - [`stats`], [`svg`], [`machine`]: pure helpers.
+
+// A measurement program run by hand, never deployed: a failed step ends the run.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 #![forbid(unsafe_code)]
 
 use std::time::Duration;

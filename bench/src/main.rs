@@ -1,6 +1,14 @@
 //! `ollama-lb-bench`: runs the benchmarks and writes the report. Run it
 //! through `scripts/bench.sh`, which builds what it needs first.
 
+// A measurement program run by hand, never deployed: a failed step ends the run.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::Command;

@@ -109,7 +109,7 @@ impl Workload {
             let mut turn = 0;
             loop {
                 turns.push(Turn {
-                    at: Duration::from_secs_f64(at),
+                    at: Duration::try_from_secs_f64(at).unwrap_or(Duration::MAX),
                     chat,
                     turn,
                     model,

@@ -415,18 +415,15 @@ impl BodyScanner {
             }
             if self.state == St::InString && matches!(self.capture, Capture::None) {
                 // Fast path through long strings nobody needs decoded.
-                while i < chunk.len() && chunk[i] >= 0x20 && chunk[i] != b'"' && chunk[i] != b'\\' {
-                    i += 1;
-                }
-                if i == chunk.len() {
-                    break;
-                }
+                let rest = chunk.get(i..).unwrap_or_default();
+                i += rest
+                    .iter()
+                    .position(|&c| c < 0x20 || c == b'"' || c == b'\\')
+                    .unwrap_or(rest.len());
             }
-            i += self.base64_run(&chunk[i..]);
-            if i == chunk.len() {
-                break;
-            }
-            self.step(chunk[i]);
+            i += self.base64_run(chunk.get(i..).unwrap_or_default());
+            let Some(&c) = chunk.get(i) else { break };
+            self.step(c);
             i += 1;
         }
         matches!(self.state, St::Done | St::Error)
@@ -892,8 +889,10 @@ impl BodyScanner {
                 self.with_sink(|d, s| d.finish(s));
                 match std::mem::replace(&mut self.capture, Capture::None) {
                     Capture::Key(m, names) => {
-                        let found = (0..names.len())
-                            .find(|&i| m.alive & (1 << i) != 0 && names[i].len() == m.pos);
+                        let found = (0..names.len()).find(|&i| {
+                            m.alive & (1 << i) != 0
+                                && names.get(i).is_some_and(|n| n.len() == m.pos)
+                        });
                         match (self.depth, self.messages.as_mut()) {
                             (3, Some((_, msgs))) if msgs.in_element => msgs.slot = found,
                             _ => self.slot = found,

@@ -39,7 +39,12 @@ impl GoStringDecoder {
             out.push(b as char);
             return;
         }
-        self.utf8[self.utf8_len] = b;
+        // At most three bytes of an unfinished sequence are ever pending.
+        let Some(slot) = self.utf8.get_mut(self.utf8_len) else {
+            self.flush_utf8(out);
+            return self.byte(b, out);
+        };
+        *slot = b;
         self.utf8_len += 1;
         self.drain_utf8(out);
     }
@@ -91,14 +96,15 @@ impl GoStringDecoder {
 
     fn drain_utf8(&mut self, out: &mut dyn CharSink) {
         while self.utf8_len > 0 {
-            match std::str::from_utf8(&self.utf8[..self.utf8_len]) {
+            match std::str::from_utf8(self.pending()) {
                 Ok(s) => {
                     s.chars().for_each(|c| out.push(c));
                     self.utf8_len = 0;
                 }
                 Err(e) if e.valid_up_to() > 0 => {
                     let n = e.valid_up_to();
-                    if let Ok(s) = std::str::from_utf8(&self.utf8[..n]) {
+                    if let Ok(s) = std::str::from_utf8(self.pending().get(..n).unwrap_or_default())
+                    {
                         s.chars().for_each(|c| out.push(c));
                     }
                     self.shift(n);
@@ -110,6 +116,10 @@ impl GoStringDecoder {
                 }
             }
         }
+    }
+
+    fn pending(&self) -> &[u8] {
+        self.utf8.get(..self.utf8_len).unwrap_or_default()
     }
 
     fn shift(&mut self, n: usize) {

@@ -14,9 +14,14 @@ pub enum MapError {
     Format { found: u32 },
 }
 
-/// Decodes a map and checks its format; fills in a missing id.
+/// Decodes a map and checks its format; fills in a missing id. A model
+/// entry that does not decode is left out (and logged), not the map.
 pub fn decode_map(bytes: &[u8]) -> Result<ModelMap, MapError> {
-    let mut map: ModelMap = serde_json::from_slice(bytes)?;
+    let decoded = model_map::decode::decode_map(bytes)?;
+    for why in decoded.rejected.iter().take(10) {
+        log::warn!("ollama-lb: map {} leaves out {why}", decoded.map.id);
+    }
+    let mut map = decoded.map;
     if map.format != MAP_FORMAT {
         return Err(MapError::Format { found: map.format });
     }

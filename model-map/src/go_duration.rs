@@ -44,8 +44,7 @@ pub fn parse_go_duration(orig: &str) -> Result<i128, String> {
         return Err(invalid());
     }
     let mut total: f64 = 0.0;
-    while !s.is_empty() {
-        let b = s.as_bytes()[0];
+    while let Some(&b) = s.as_bytes().first() {
         if !(b == b'.' || b.is_ascii_digit()) {
             return Err(invalid());
         }

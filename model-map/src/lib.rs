@@ -7,13 +7,19 @@
 //! - [`map`]: the model map itself (instances, models, replicas, loaded state)
 //!   as syncd publishes it and the filter decodes it, with its content
 //!   identifier.
+//! - [`limits`]: what one instance may put into the map (nesting, sizes,
+//!   model counts), checked by syncd before it builds a map.
+//! - [`decode`]: decoding a map entry by entry, so one bad entry costs
+//!   that model, not the map.
 //! - [`go_duration`]: Go's `time.ParseDuration` (Ollama's `keep_alive`), so
 //!   the filter rejects what Ollama rejects, with the same text.
 //!
 //! This crate is pure and builds for the host and for `wasm32-wasip1`.
 #![forbid(unsafe_code)]
 
+pub mod decode;
 pub mod go_duration;
+pub mod limits;
 pub mod map;
 pub mod name;
 

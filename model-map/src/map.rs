@@ -160,7 +160,7 @@ impl ModelMap {
         // cannot fail; an empty hash input would still give a stable id.
         let bytes = serde_json::to_vec(&unsealed).unwrap_or_default();
         let digest = Sha256::digest(&bytes);
-        hex::encode(&digest[..8])
+        hex::encode(digest.get(..8).unwrap_or_default())
     }
 
     /// Sets `id` from the content and returns the map.
@@ -174,7 +174,7 @@ impl ModelMap {
         self.models
             .binary_search_by(|m| m.key.as_str().cmp(key))
             .ok()
-            .map(|i| &self.models[i])
+            .and_then(|i| self.models.get(i))
     }
 
     /// The instance of this name. The index is checked on every use, so

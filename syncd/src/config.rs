@@ -514,7 +514,7 @@ fn check_unique(found: &[Found]) -> Result<(), ConfigError> {
     ];
     for (what, key) in keys {
         for (n, (inst, origin)) in found.iter().enumerate() {
-            if let Some((_, first)) = found[..n].iter().find(|(o, _)| key(o) == key(inst)) {
+            if let Some((_, first)) = found.iter().take(n).find(|(o, _)| key(o) == key(inst)) {
                 return Err(ConfigError::Duplicate {
                     what,
                     value: key(inst).to_string(),

@@ -96,9 +96,11 @@ pub fn answers(packet: &[u8], id: u16) -> Result<Vec<IpAddr>, DnsError> {
             .get(at + 10..at + 10 + len)
             .ok_or(DnsError::Malformed)?;
         match (rtype, data.len()) {
-            (TYPE_A, 4) => found.push(IpAddr::V4(Ipv4Addr::new(
-                data[0], data[1], data[2], data[3],
-            ))),
+            (TYPE_A, 4) => {
+                let mut octets = [0u8; 4];
+                octets.copy_from_slice(data);
+                found.push(IpAddr::V4(Ipv4Addr::from(octets)))
+            }
             (TYPE_AAAA, 16) => {
                 let mut octets = [0u8; 16];
                 octets.copy_from_slice(data);
@@ -135,8 +137,9 @@ pub async fn lookup(
                 .map_err(|_| DnsError::Timeout(timeout))?
                 .map_err(io)?;
             // A late reply to the other question is skipped.
-            if u16_at(&buf[..n], 0) == Ok(id) {
-                break &buf[..n];
+            let got = buf.get(..n).unwrap_or_default();
+            if u16_at(got, 0) == Ok(id) {
+                break got;
             }
         };
         all.extend(answers(reply, id)?);

@@ -37,7 +37,8 @@ pub fn fleet_endpoints(slots: &[Slot]) -> Vec<SocketAddr> {
 /// The version of an endpoint list: the first 16 hex digits of its hash.
 pub fn version(endpoints: &[SocketAddr]) -> String {
     let text: Vec<String> = endpoints.iter().map(|a| a.to_string()).collect();
-    hex::encode(&Sha256::digest(text.join(",").as_bytes())[..8])
+    let digest = Sha256::digest(text.join(",").as_bytes());
+    hex::encode(digest.get(..8).unwrap_or_default())
 }
 
 /// The `DiscoveryResponse` for `cluster` with `endpoints`.
@@ -76,14 +77,15 @@ pub struct Poll {
 /// the fleet cluster).
 pub fn read_request(body: &[u8]) -> Poll {
     let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    let text = |v: &Value| v.as_str().unwrap_or("").to_string();
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or("").to_string();
     Poll {
-        cluster: request["resource_names"][0]
-            .as_str()
+        cluster: request
+            .pointer("/resource_names/0")
+            .and_then(Value::as_str)
             .unwrap_or(FLEET_CLUSTER)
             .to_string(),
-        version: text(&request["version_info"]),
-        node: text(&request["node"]["id"]),
+        version: text(request.get("version_info")),
+        node: text(request.pointer("/node/id")),
     }
 }
 

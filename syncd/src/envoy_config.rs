@@ -290,7 +290,9 @@ impl EnvoyConfig {
                 }},
             }),
         };
-        fleet["load_balancing_policy"] = override_host_policy();
+        if let Some(fleet) = fleet.as_object_mut() {
+            fleet.insert("load_balancing_policy".into(), override_host_policy());
+        }
         fleet
     }
 
@@ -306,8 +308,14 @@ impl EnvoyConfig {
         match self.route_by {
             RouteBy::Endpoints => {
                 let mut routes = to(("cluster", FLEET_CLUSTER));
-                routes[0]["route"]["retry_policy"] = self.failover.retry_policy();
-                let routes = json!([self.fleet_manage_route(), routes[0]]);
+                let route = routes
+                    .pointer_mut("/0/route")
+                    .and_then(Value::as_object_mut);
+                if let Some(route) = route {
+                    route.insert("retry_policy".into(), self.failover.retry_policy());
+                }
+                let fleet_route = routes.get(0).cloned().unwrap_or(Value::Null);
+                let routes = json!([self.fleet_manage_route(), fleet_route]);
                 json!([{"name": "ollama", "domains": ["*"], "routes": routes}])
             }
             RouteBy::Host => {
@@ -386,8 +394,11 @@ impl Failover {
             "retriable_status_codes": [503],
             "num_retries": self.retries,
         });
-        if let Some(t) = self.per_try_timeout {
-            policy["per_try_timeout"] = json!(format!("{:.3}s", t.as_secs_f64()));
+        if let (Some(t), Some(policy)) = (self.per_try_timeout, policy.as_object_mut()) {
+            policy.insert(
+                "per_try_timeout".into(),
+                json!(format!("{:.3}s", t.as_secs_f64())),
+            );
         }
         policy
     }

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
+use model_map::limits::{shortened, MAX_MAP_VERBATIM_BYTES};
 use model_map::ModelMap;
 use serde::Serialize;
 use tokio::sync::watch;
@@ -53,8 +54,15 @@ pub struct Slot {
     pub held: Vec<Held>,
     pub version: Option<String>,
     pub last_seen: Option<DateTime<Utc>>,
-    /// Error of the current failure streak, cleared by a success.
+    /// Error of the current failure streak; after a success, what that
+    /// poll left out (entries over a limit, invalid names), if anything.
     pub last_error: Option<String>,
+    /// Bytes of the verbatim entries of `held` (see
+    /// [`model_map::limits::MAX_MAP_VERBATIM_BYTES`]).
+    pub bytes: usize,
+    /// Entries the last successful poll left out (over a limit, or an
+    /// invalid name).
+    pub left_out: usize,
     pub latency: Option<Duration>,
     pub latency_histogram: Histogram,
     pub failures_total: u64,
@@ -101,6 +109,8 @@ impl Slot {
             version: None,
             last_seen: None,
             last_error: None,
+            bytes: 0,
+            left_out: 0,
             latency: None,
             latency_histogram: Histogram::default(),
             failures_total: 0,
@@ -247,6 +257,11 @@ impl Fleet {
         address: Option<String>,
     ) -> Option<Duration> {
         let mut slots = self.lock();
+        let others: usize = slots
+            .iter()
+            .filter(|s| s.instance.name != instance)
+            .map(|s| s.bytes)
+            .sum();
         let slot = slots.iter_mut().find(|s| s.instance.name == instance)?;
         let first_poll = !slot.health.polled;
         let moved = match address {
@@ -258,6 +273,7 @@ impl Fleet {
         };
         slot.latency = Some(latency);
         slot.latency_histogram.observe(latency);
+        let outcome = outcome.and_then(|obs| within_map_budget(others, obs));
         let (transition, content_changed) = match outcome {
             Ok(obs) => self.record_success(slot, obs),
             Err(e) => (self.record_failure(slot, e), false),
@@ -294,16 +310,19 @@ impl Fleet {
     fn record_success(&self, slot: &mut Slot, obs: Observation) -> (Option<Transition>, bool) {
         let (held, invalid) = holdings(&obs.tags, &obs.ps);
         let mut changed = held != slot.held;
-        if changed && !invalid.is_empty() {
-            tracing::warn!(instance = %slot.instance.name, names = ?invalid, "skipping invalid model names");
+        let left_out = left_out(&obs, &invalid);
+        if changed && left_out.is_some() {
+            tracing::warn!(instance = %slot.instance.name, left_out = left_out.as_deref().unwrap_or(""), "skipping models");
         }
         slot.held = held;
+        slot.bytes = obs.bytes;
+        slot.left_out = obs.tags.refused.len() + obs.ps.refused.len() + invalid.len();
         if obs.version.is_some() && obs.version != slot.version {
             slot.version = obs.version;
             changed = true;
         }
         slot.last_seen = Some(Utc::now());
-        slot.last_error = None;
+        slot.last_error = left_out;
         (slot.health.record_success(&self.settings), changed)
     }
 
@@ -391,7 +410,8 @@ impl Fleet {
     /// with a later `fresh_ms`, so the merged reads show what instances
     /// sent while routing (and the map time) stay as they were.
     fn refresh(&self, current: &Published, map: ModelMap, now_ms: u64) {
-        let json = Bytes::from(serde_json::to_vec(&map).unwrap_or_default());
+        let (map, json) = decodable(map);
+        let json = Bytes::from(json);
         if json == current.json {
             return;
         }
@@ -405,6 +425,7 @@ impl Fleet {
     }
 
     fn publish_new(&self, map: ModelMap, now_ms: u64) {
+        let (map, json) = decodable(map);
         tracing::info!(
             id = %map.id,
             instances = map.instances.len(),
@@ -413,7 +434,7 @@ impl Fleet {
             digest_mismatches = map.models.iter().filter(|m| m.digest_mismatch).count(),
             "model map changed"
         );
-        let json = Bytes::from(serde_json::to_vec(&map).unwrap_or_default());
+        let json = Bytes::from(json);
         self.map_changes.fetch_add(1, Ordering::Relaxed);
         {
             let mut past = self.past_ids.lock().unwrap_or_else(|p| p.into_inner());
@@ -434,6 +455,85 @@ impl Fleet {
     pub fn reports(&self) -> Vec<InstanceReport> {
         self.lock().iter().map(report).collect()
     }
+}
+
+/// `map` without the model entries the filter's decoder would leave out
+/// (checked with its own limits, [`model_map::decode`]). Instances'
+/// entries are checked before they are kept, so this finds nothing unless
+/// those checks and the decoder disagree; then the map still goes out.
+fn decodable(mut map: ModelMap) -> (ModelMap, Vec<u8>) {
+    let json = serde_json::to_vec(&map).unwrap_or_default();
+    let bad = match model_map::decode::undecodable_entries(&json) {
+        Ok(bad) if bad.is_empty() => return (map, json),
+        Ok(bad) => bad,
+        Err(e) => {
+            tracing::error!(error = %e, "the map does not decode as a map; publishing it anyway");
+            return (map, json);
+        }
+    };
+    let keys: Vec<String> = bad
+        .iter()
+        .filter_map(|&at| map.models.get(at).map(|m| m.key.clone()))
+        .collect();
+    tracing::error!(models = ?keys, "leaving out model entries the filter could not decode");
+    map.models.retain(|m| !keys.contains(&m.key));
+    let map = map.sealed();
+    let json = serde_json::to_vec(&map).unwrap_or_default();
+    (map, json)
+}
+
+/// The poll as a failure when its entries would take the map's verbatim
+/// entries (`others` from the other instances) over the fleet's cap.
+fn within_map_budget(others: usize, obs: Observation) -> Result<Observation, PollError> {
+    let total = others.saturating_add(obs.bytes);
+    if total > MAX_MAP_VERBATIM_BYTES {
+        return Err(PollError::OverLimit {
+            path: "/api/tags",
+            message: format!(
+                "its models would take the map to {total} bytes of entries, over the \
+                 limit of {MAX_MAP_VERBATIM_BYTES} for the fleet"
+            ),
+        });
+    }
+    Ok(obs)
+}
+
+/// What a successful poll left out, in one line for `last_error`: the
+/// entries over a limit, then the invalid names (shortened).
+fn left_out(obs: &Observation, invalid: &[String]) -> Option<String> {
+    let mut parts: Vec<String> = obs
+        .tags
+        .refused
+        .iter()
+        .chain(&obs.ps.refused)
+        .cloned()
+        .collect();
+    if !invalid.is_empty() {
+        let names: Vec<String> = invalid
+            .iter()
+            .take(5)
+            .map(|n| format!("{:?}", shortened(n, 100)))
+            .collect();
+        let more = invalid.len().saturating_sub(names.len());
+        let more = if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        };
+        parts.push(format!("invalid model names {}{more}", names.join(", ")));
+    }
+    if parts.is_empty() {
+        return None;
+    }
+    let count = parts.len();
+    let shown: Vec<String> = parts.into_iter().take(3).collect();
+    let more = count.saturating_sub(shown.len());
+    let more = if more > 0 {
+        format!("; and {more} more")
+    } else {
+        String::new()
+    };
+    Some(format!("left out: {}{more}", shown.join("; ")))
 }
 
 fn report(s: &Slot) -> InstanceReport {

@@ -5,7 +5,9 @@
 //! - [`config`]: instances from `OLLAMA_BASE_URLS`, `--instance` and a TOML
 //!   file, plus polling settings; all validated before any port is bound.
 //! - [`ollama`]: the HTTP client for one instance (`/api/tags`, `/api/ps`,
-//!   `/api/version`) with its timeout and response-size cap.
+//!   `/api/version`) with its timeout and response-size cap;
+//!   [`sanitise`] checks what an instance answers against
+//!   [`model_map::limits`] before anything is built from it.
 //! - [`health`]: up/down thresholds and backoff, pure.
 //! - [`build`]: turns what instances report into the shared
 //!   [`model_map::ModelMap`], pure.
@@ -43,6 +45,7 @@ pub mod ollama;
 pub mod page;
 pub mod poller;
 pub mod resolve;
+pub mod sanitise;
 pub mod server;
 pub mod status;
 pub mod sync;

@@ -97,6 +97,19 @@ pub fn render(fleet: &Fleet) -> String {
     put(
         &mut out,
         (
+            "ollama_lb_instance_left_out_models",
+            "gauge",
+            "Entries the instance's last poll listed that were left out of the map \
+             (over a limit or an invalid name; its last_error says which).",
+        ),
+        per(
+            &|s| s.left_out.to_string(),
+            "ollama_lb_instance_left_out_models",
+        ),
+    );
+    put(
+        &mut out,
+        (
             "ollama_lb_poll_failures_total",
             "counter",
             "Failed polls of the instance.",

@@ -33,13 +33,19 @@ pub enum PollError {
     TooLarge { path: &'static str, limit: u64 },
     #[error("GET {path}: invalid JSON: {message}")]
     InvalidJson { path: &'static str, message: String },
+    /// Over one of [`model_map::limits`] (see [`crate::sanitise`]).
+    #[error("GET {path}: {message}")]
+    OverLimit { path: &'static str, message: String },
 }
 
 /// `/api/tags`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 pub struct Tags {
     #[serde(default, deserialize_with = "null_as_empty")]
     pub models: Vec<TagModel>,
+    /// Entries refused alone for being over a limit, one line each.
+    #[serde(skip)]
+    pub refused: Vec<String>,
 }
 
 /// One `/api/tags` entry: the fields the map reads, and the entry as sent.
@@ -84,10 +90,13 @@ pub struct TagFields {
 }
 
 /// `/api/ps`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 pub struct Ps {
     #[serde(default, deserialize_with = "null_as_empty")]
     pub models: Vec<PsModel>,
+    /// Entries refused alone for being over a limit, one line each.
+    #[serde(skip)]
+    pub refused: Vec<String>,
 }
 
 /// One `/api/ps` entry: the fields the map reads, and the entry as sent.
@@ -139,6 +148,51 @@ struct Version {
     version: String,
 }
 
+impl Tags {
+    /// The entries that passed [`crate::sanitise::check_answer`].
+    pub fn from_checked(
+        path: &'static str,
+        checked: crate::sanitise::Checked,
+    ) -> Result<Tags, PollError> {
+        let models = decode_entries(path, checked.entries)?;
+        Ok(Tags {
+            models,
+            refused: checked.refused,
+        })
+    }
+}
+
+impl Ps {
+    /// The entries that passed [`crate::sanitise::check_answer`].
+    pub fn from_checked(
+        path: &'static str,
+        checked: crate::sanitise::Checked,
+    ) -> Result<Ps, PollError> {
+        let models = decode_entries(path, checked.entries)?;
+        Ok(Ps {
+            models,
+            refused: checked.refused,
+        })
+    }
+}
+
+/// Entries of the wrong shape (a string for a size) fail the poll, as they
+/// always did: that instance does not answer like Ollama.
+fn decode_entries<T: TryFrom<serde_json::Value, Error = serde_json::Error>>(
+    path: &'static str,
+    entries: Vec<serde_json::Value>,
+) -> Result<Vec<T>, PollError> {
+    entries
+        .into_iter()
+        .map(|v| {
+            T::try_from(v).map_err(|e| PollError::InvalidJson {
+                path,
+                message: e.to_string(),
+            })
+        })
+        .collect()
+}
+
 fn null_as_empty<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
 where
     D: serde::Deserializer<'de>,
@@ -154,6 +208,9 @@ pub struct Observation {
     pub ps: Ps,
     /// Present when this poll asked `/api/version` and got an answer.
     pub version: Option<String>,
+    /// Bytes of the verbatim entries this poll keeps (toward
+    /// [`model_map::limits::MAX_MAP_VERBATIM_BYTES`]).
+    pub bytes: usize,
 }
 
 /// Something that can be polled: the real [`OllamaClient`], or a script in
@@ -203,14 +260,34 @@ impl OllamaClient {
 
     /// GETs `path` and decodes it, within the timeout and the size cap.
     pub async fn get<T: DeserializeOwned>(&self, path: &'static str) -> Result<T, PollError> {
-        let timeout = self.timeout;
-        let body = tokio::time::timeout(timeout, self.fetch(path))
-            .await
-            .map_err(|_| PollError::Timeout { path, timeout })??;
+        let body = self.get_body(path).await?;
         serde_json::from_slice(&body).map_err(|e| PollError::InvalidJson {
             path,
             message: e.to_string(),
         })
+    }
+
+    async fn get_body(&self, path: &'static str) -> Result<Vec<u8>, PollError> {
+        let timeout = self.timeout;
+        tokio::time::timeout(timeout, self.fetch(path))
+            .await
+            .map_err(|_| PollError::Timeout { path, timeout })?
+    }
+
+    /// `GET /api/tags`, checked against the limits ([`crate::sanitise`]).
+    pub async fn tags(&self) -> Result<(Tags, usize), PollError> {
+        let path = "/api/tags";
+        let checked = crate::sanitise::check_answer(path, &self.get_body(path).await?)?;
+        let bytes = checked.bytes;
+        Ok((Tags::from_checked(path, checked)?, bytes))
+    }
+
+    /// `GET /api/ps`, checked against the limits ([`crate::sanitise`]).
+    pub async fn ps(&self) -> Result<(Ps, usize), PollError> {
+        let path = "/api/ps";
+        let checked = crate::sanitise::check_answer(path, &self.get_body(path).await?)?;
+        let bytes = checked.bytes;
+        Ok((Ps::from_checked(path, checked)?, bytes))
     }
 
     async fn fetch(&self, path: &'static str) -> Result<Vec<u8>, PollError> {
@@ -413,15 +490,14 @@ impl Probe for OllamaClient {
                 }
             }
         };
-        let (tags, ps, version) = tokio::join!(
-            self.get::<Tags>("/api/tags"),
-            self.get::<Ps>("/api/ps"),
-            version
-        );
+        let (tags, ps, version) = tokio::join!(self.tags(), self.ps(), version);
+        let ((tags, tags_bytes), (ps, ps_bytes)) = (tags?, ps?);
+        crate::sanitise::check_instance_bytes("/api/tags and /api/ps", tags_bytes + ps_bytes)?;
         Ok(Observation {
-            tags: tags?,
-            ps: ps?,
+            tags,
+            ps,
             version,
+            bytes: tags_bytes + ps_bytes,
         })
     }
 }

@@ -65,9 +65,10 @@ mod tests {
             self.polls.lock().unwrap().push(now);
             if *self.up.lock().unwrap() {
                 Ok(Observation {
-                    tags: Tags { models: vec![] },
-                    ps: Ps { models: vec![] },
+                    tags: Tags::default(),
+                    ps: Ps::default(),
                     version: Some("0.9.7".into()),
+                    bytes: 0,
                 })
             } else {
                 Err(PollError::Request {

@@ -26,6 +26,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -89,6 +90,12 @@ fn clamp_wait(wait: Option<f64>) -> Duration {
         .unwrap_or(Duration::ZERO)
 }
 
+/// An answer in Ollama's error shape.
+fn json_error(status: StatusCode, message: impl Into<String>) -> Response {
+    let body = serde_json::json!({ "error": message.into() });
+    (status, Json(body)).into_response()
+}
+
 fn not_ready() -> Response {
     let body = serde_json::json!({ "error": NOT_READY });
     (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
@@ -96,9 +103,13 @@ fn not_ready() -> Response {
 
 async fn get_map(
     State(state): State<AppState>,
-    Query(q): Query<MapQuery>,
+    query: Result<Query<MapQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> Response {
+    let q = match query {
+        Ok(Query(q)) => q,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
     let mut rx = state.fleet.subscribe();
     let current = rx.borrow_and_update().clone();
     // `since` is the id the client holds, when it is the current one;
@@ -275,7 +286,8 @@ async fn discover_endpoints(
         .map(|c| c.0.ip().to_string())
         .unwrap_or_default();
     let Ok(body) = axum::body::to_bytes(request.into_body(), 1 << 20).await else {
-        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+        let message = "a discovery request over 1 MiB";
+        return json_error(StatusCode::PAYLOAD_TOO_LARGE, message);
     };
     let poll = crate::eds::read_request(&body);
     let gateway = format!("{} {peer}", poll.node);

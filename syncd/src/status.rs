@@ -239,7 +239,11 @@ fn table(rows: &[Vec<String>]) -> String {
             if c + 1 == r.len() {
                 line.push_str(cell);
             } else {
-                let _ = write!(line, "{cell:<w$}  ", w = widths[c]);
+                let _ = write!(
+                    line,
+                    "{cell:<w$}  ",
+                    w = widths.get(c).copied().unwrap_or(0)
+                );
             }
         }
         out.push_str(line.trim_end());

@@ -4,6 +4,14 @@
 //! admin that does not answer is reported rather than counted as zero.
 //! (The page in a real browser: `tests/e2e/tests/status_page.rs`.)
 
+// Test helpers: a failed unwrap here is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 mod common;
 mod sync_common;
 

@@ -2,6 +2,14 @@
 //! placement), `syncd sync --url`, and `run --reconcile` restoring a
 //! wiped instance.
 
+// Test helpers: a failed unwrap here is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 mod common;
 mod sync_common;
 

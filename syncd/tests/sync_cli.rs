@@ -1,6 +1,14 @@
 //! `syncd sync`, the binary: plain progress and the summary, `--dry-run`,
 //! exit codes, a bad placement, and bars on a terminal.
 
+// Test helpers: a failed unwrap here is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 mod common;
 mod sync_common;
 

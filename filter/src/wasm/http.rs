@@ -251,20 +251,22 @@ impl Request {
             return;
         };
         let served = shared::property_text(&["upstream", "address"]).unwrap_or_default();
-        if let Some(at) = routed.listed.iter().position(|(_, a)| *a == served) {
+        let position = routed.listed.iter().position(|(_, a)| *a == served);
+        let served_by = position.and_then(|at| Some((at, routed.listed.get(at)?.0.clone())));
+        if let Some((at, served_by)) = served_by {
             let worker = self.worker.borrow();
-            for (name, _) in &routed.listed[..at] {
+            for (name, _) in routed.listed.iter().take(at) {
                 shared::start_cooldown(&worker.metrics, name, worker.config.cooldown_ms);
             }
             drop(worker);
-            if routed.listed[at].0 != routed.instance {
+            if served_by != routed.instance {
                 self.uncount(&routed);
                 self.worker
                     .borrow()
                     .metrics
                     .count("ollama_lb.outcome.retried", 1);
                 self.count_on(&mut routed, at);
-                routed.instance = routed.listed[at].0.clone();
+                routed.instance = served_by;
             }
         }
         self.routed = Some(routed);

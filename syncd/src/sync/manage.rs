@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -289,14 +290,16 @@ fn combine(what: &str, replies: &[(String, Reply)]) -> Option<(StatusCode, Strin
     if failed.is_empty() {
         return None;
     }
-    let status = if failed.len() == replies.len() && failed.iter().all(|f| f.2 == failed[0].2) {
-        StatusCode::from_u16(failed[0].2).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    let first = failed.first()?;
+    let everywhere = failed.len() == replies.len();
+    let status = if everywhere && failed.iter().all(|f| f.2 == first.2) {
+        StatusCode::from_u16(first.2).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     } else {
         StatusCode::INTERNAL_SERVER_ERROR
     };
-    if failed.len() == replies.len() && failed.iter().all(|f| f.1 == failed[0].1) {
+    if everywhere && failed.iter().all(|f| f.1 == first.1) {
         let on: Vec<&str> = failed.iter().map(|f| f.0).collect();
-        return Some((status, format!("{} (on {})", failed[0].1, on.join(", "))));
+        return Some((status, format!("{} (on {})", first.1, on.join(", "))));
     }
     let parts: Vec<String> = failed.iter().map(|(n, e, _)| format!("{n}: {e}")).collect();
     let done: Vec<&str> = replies
@@ -486,14 +489,13 @@ async fn unload(State(state): State<Manage>, req: Request) -> Response {
         return error(status, message);
     }
     let created_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
-    let mut answer = json!({"model": raw, "created_at": created_at});
-    if chat {
-        answer["message"] = json!({"role": "assistant", "content": ""});
+    let answer = if chat {
+        json!({"model": raw, "created_at": created_at,
+            "message": {"role": "assistant", "content": ""}, "done": true, "done_reason": "unload"})
     } else {
-        answer["response"] = json!("");
-    }
-    answer["done"] = json!(true);
-    answer["done_reason"] = json!("unload");
+        json!({"model": raw, "created_at": created_at,
+            "response": "", "done": true, "done_reason": "unload"})
+    };
     Json(answer).into_response()
 }
 
@@ -541,7 +543,14 @@ fn blob_map(state: &Manage, digest: &str) -> Result<Arc<Published>, Refusal> {
 
 /// `HEAD /api/blobs/:digest`: 200 only when every healthy instance has it,
 /// so that a client uploads it (to all that lack it).
-async fn blob_head(State(state): State<Manage>, Path(digest): Path<String>) -> Response {
+async fn blob_head(
+    State(state): State<Manage>,
+    digest: Result<Path<String>, PathRejection>,
+) -> Response {
+    let digest = match digest {
+        Ok(Path(d)) => d,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
     let current = match blob_map(&state, &digest) {
         Ok(c) => c,
         Err(refused) => return refused.into_response(),
@@ -562,9 +571,13 @@ async fn blob_head(State(state): State<Manage>, Path(digest): Path<String>) -> R
 /// whole); 201 when it was created somewhere, 200 when all had it.
 async fn blob_upload(
     State(state): State<Manage>,
-    Path(digest): Path<String>,
+    digest: Result<Path<String>, PathRejection>,
     req: Request,
 ) -> Response {
+    let digest = match digest {
+        Ok(Path(d)) => d,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
     let current = match blob_map(&state, &digest) {
         Ok(c) => c,
         Err(refused) => return refused.into_response(),

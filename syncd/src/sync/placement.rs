@@ -121,7 +121,7 @@ impl Placement {
         };
         placement
             .check(instances)
-            .map_err(|(i, message)| invalid(lines[i], message))?;
+            .map_err(|(i, message)| invalid(lines.get(i).copied().unwrap_or(0), message))?;
         Ok(placement)
     }
 

@@ -22,7 +22,7 @@ use tokio::task::JoinSet;
 use super::board::SyncBoard;
 use super::plan::{Action, ActionKind, Plan};
 use crate::config::{Instance, PollSettings};
-use crate::ollama::{OllamaClient, Tags};
+use crate::ollama::OllamaClient;
 
 /// What a sync reports, in order: the plan, progress, one result per
 /// action, the summary. Serialised as NDJSON by `POST /v1/sync`.
@@ -271,7 +271,7 @@ impl Executor {
             .await
             .map_err(|e| e.to_string())?;
         self.progress(events, action, "verifying", None, None);
-        let tags: Tags = client.get("/api/tags").await.map_err(|e| e.to_string())?;
+        let (tags, _) = client.tags().await.map_err(|e| e.to_string())?;
         let digest = tags.models.iter().find_map(|m| {
             let name = if m.name.is_empty() { &m.model } else { &m.name };
             ModelName::parse(name)

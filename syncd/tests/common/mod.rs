@@ -1,4 +1,12 @@
 //! Shared rig: emulated Ollama servers and a syncd on ephemeral ports.
+
+// Test helpers: a failed unwrap here is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 #![allow(dead_code)]
 
 use std::future::Future;

@@ -1,5 +1,13 @@
 //! Rig for the sync tests: emulators with 100 ms pulls, the config that
 //! reaches them, and what each one holds.
+
+// Test helpers: a failed unwrap here is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 #![allow(dead_code)]
 
 use std::net::SocketAddr;

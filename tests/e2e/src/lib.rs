@@ -17,11 +17,20 @@
 //!
 //! Binaries are not built here: the test command builds them first
 //! (`scripts/test.sh`), so tests never race cargo for the build lock.
+
+// A test rig: a failed unwrap here is a failed test, with the logs printed.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 #![forbid(unsafe_code)]
 
 pub mod browser;
 pub mod dns_server;
 pub mod envoy;
+pub mod hostile;
 pub mod load;
 pub use syncd::envoy_config;
 pub mod map_server;

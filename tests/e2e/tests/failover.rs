@@ -7,6 +7,14 @@
 //! times measured are printed (`--nocapture`), not asserted: they depend on
 //! the machine.
 
+// Test helpers: a failed unwrap here is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use std::time::{Duration, Instant};
 
 use e2e::envoy_config::EnvoyConfig;

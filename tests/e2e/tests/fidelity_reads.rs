@@ -10,6 +10,14 @@
 //! `api/types.go`): fields in declaration order, omitempty fields left
 //! out, `<`, `>`, `&` escaped.
 
+// Test helpers: a failed unwrap here is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use model_map::ModelMap;
 use syncd::build::{build_map, holdings, InstanceView};
 use syncd::config::Instance;

@@ -2,6 +2,14 @@
 //! errors it answers itself, the fleet reads, and the map protocol, with a
 //! test-controlled map (exact health and load) and with the real syncd.
 
+// Test helpers: a failed unwrap here is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use e2e::{Emu, Envoy, MapServer, Rig};
 use model_map::{InstanceState, Loaded, ModelEntry, ModelMap, ModelName, Replica};
 use serde_json::{json, Value};

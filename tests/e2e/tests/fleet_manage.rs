@@ -5,6 +5,14 @@
 //! finish; a second identical pull joins the first; `x-ollama-instance`
 //! pins each request to one instance; bad names get Ollama's 400s.
 
+// Test helpers: a failed unwrap here is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use std::time::{Duration, Instant};
 
 use e2e::{Emu, Envoy, Rig, Syncd};

@@ -4,6 +4,14 @@
 //! the fleet changes, one replica sees it a poll before the other, and the
 //! filter still installs the new map once.
 
+// Test helpers: a failed unwrap here is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use e2e::{Envoy, Rig, Syncd};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -62,7 +70,7 @@ async fn two_syncd_replicas_publish_one_map_and_the_filter_does_not_flap() -> an
         .as_secs_f64()
         % 60.0;
     if second > 35.0 {
-        tokio::time::sleep(Duration::from_secs_f64(60.5 - second)).await;
+        tokio::time::sleep(Duration::try_from_secs_f64(60.5 - second).unwrap_or_default()).await;
     }
     let mut rig = Rig::new("two_syncd");
     // A loaded model streaming a reply: while a request runs, Ollama

@@ -85,9 +85,12 @@ fn is_local_ip(ip: IpAddr) -> bool {
         IpAddr::V4(v4) => std::fs::read_to_string("/proc/net/fib_trie").is_ok_and(|t| {
             let want = v4.to_string();
             let lines: Vec<&str> = t.lines().collect();
-            lines.windows(2).any(|w| {
-                w[0].trim().strip_prefix("|-- ") == Some(want.as_str())
-                    && w[1].contains("/32 host LOCAL")
+            lines.windows(2).any(|w| match w {
+                [addr, kind] => {
+                    addr.trim().strip_prefix("|-- ") == Some(want.as_str())
+                        && kind.contains("/32 host LOCAL")
+                }
+                _ => false,
             })
         }),
         IpAddr::V6(v6) => std::fs::read_to_string("/proc/net/if_inet6").is_ok_and(|t| {

@@ -86,7 +86,7 @@ const WORDS: &[&str] = &[
 
 /// The `i`-th reply token (a word, with a leading space after the first).
 pub fn token(i: usize) -> String {
-    let word = WORDS[i % WORDS.len()];
+    let word = WORDS.get(i % WORDS.len()).copied().unwrap_or_default();
     if i == 0 {
         word.to_string()
     } else {
@@ -102,7 +102,7 @@ pub fn reply(n: usize) -> String {
 /// Time between tokens at `tokens_per_second`.
 pub fn token_interval(tokens_per_second: f64) -> Duration {
     if tokens_per_second > 0.0 && tokens_per_second.is_finite() {
-        Duration::from_secs_f64(1.0 / tokens_per_second)
+        Duration::try_from_secs_f64(1.0 / tokens_per_second).unwrap_or(Duration::MAX)
     } else {
         Duration::ZERO
     }
@@ -123,7 +123,8 @@ pub fn embedding(text: &str, dims: usize) -> Vec<f32> {
             if out.len() == dims {
                 break;
             }
-            let raw = u16::from_be_bytes([pair[0], pair[1]]);
+            let (&hi, &lo) = (pair.first().unwrap_or(&0), pair.get(1).unwrap_or(&0));
+            let raw = u16::from_be_bytes([hi, lo]);
             out.push(f32::from(raw) / 32767.5 - 1.0);
         }
         block += 1;

@@ -4,6 +4,14 @@
 //! expected text is read from Ollama v0.33.0-rc2 and Go's encoding/json;
 //! see the reference table in `tests/ollama-emu/README.md`.
 
+// Test helpers: a failed unwrap here is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 mod common;
 
 use common::{config, start};

@@ -252,7 +252,7 @@ impl Reader<'_> {
             self.digits();
         }
         // Only ASCII was accepted, so the slice is valid UTF-8.
-        Ok(String::from_utf8_lossy(&self.b[start..self.i]).into_owned())
+        Ok(String::from_utf8_lossy(self.b.get(start..self.i).unwrap_or_default()).into_owned())
     }
 
     fn digits(&mut self) {
@@ -272,7 +272,7 @@ impl Reader<'_> {
             if c != b'"' && c != b'\\' && c >= 0x20 {
                 continue;
             }
-            let raw = &self.b[raw_start..self.i - 1];
+            let raw = self.b.get(raw_start..self.i - 1).unwrap_or_default();
             if !raw.is_empty() {
                 flush_high(&mut out, &mut high);
                 push_lossy_go(&mut out, raw);
@@ -369,7 +369,7 @@ pub fn push_lossy_go(out: &mut String, mut raw: &[u8]) {
                 out.push_str(std::str::from_utf8(good).unwrap_or_default());
                 let bad = e.error_len().unwrap_or(rest.len());
                 out.extend(std::iter::repeat_n('\u{FFFD}', bad));
-                raw = &rest[bad..];
+                raw = rest.get(bad..).unwrap_or_default();
             }
         }
     }

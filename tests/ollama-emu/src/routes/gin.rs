@@ -66,8 +66,8 @@ fn decode_path(path: &str) -> String {
     let b = path.as_bytes();
     let mut out = String::with_capacity(path.len());
     let mut i = 0;
-    while i < b.len() {
-        let decoded = (b[i] == b'%')
+    while let Some(&byte) = b.get(i) {
+        let decoded = (byte == b'%')
             .then(|| path.get(i + 1..i + 3))
             .flatten()
             .and_then(|h| u8::from_str_radix(h, 16).ok())
@@ -78,7 +78,7 @@ fn decode_path(path: &str) -> String {
                 i += 3;
             }
             None => {
-                out.push(char::from(b[i]));
+                out.push(char::from(byte));
                 i += 1;
             }
         }
@@ -225,6 +225,47 @@ pub fn cors(req: &Request, origins: &AllowedOrigins) -> Cors {
         set("access-control-allow-origin", allow_origin);
         Cors::Normal(h)
     }
+}
+
+/// The last path segment as a handler parameter, percent-decoded the way
+/// Go decodes a URL path: any bytes, invalid UTF-8 read as U+FFFD (axum's
+/// `Path<String>` refuses it with a plain-text 400 that Ollama never
+/// sends).
+pub struct LossyParam(pub String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for LossyParam {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let segment = parts.uri.path().rsplit('/').next().unwrap_or_default();
+        Ok(LossyParam(percent_decode_lossy(segment)))
+    }
+}
+
+fn percent_decode_lossy(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while let Some(&byte) = b.get(i) {
+        let hex = (byte == b'%')
+            .then(|| s.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match hex {
+            Some(c) => {
+                out.push(c);
+                i += 3;
+            }
+            None => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
+
+use crate::routes::gin::LossyParam;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -191,7 +193,7 @@ fn blob_digest(d: &str) -> Result<String, ApiError> {
 /// `HEAD /api/blobs/:digest`.
 pub async fn blob_head(
     State(state): Shared,
-    Path(digest): Path<String>,
+    LossyParam(digest): LossyParam,
 ) -> Result<Response, ApiError> {
     let d = blob_digest(&digest)?;
     if state.models().has_blob(&d) {
@@ -204,7 +206,7 @@ pub async fn blob_head(
 /// `POST /api/blobs/:digest`: 201 when created, 200 if it exists.
 pub async fn blob_post(
     State(state): Shared,
-    Path(digest): Path<String>,
+    LossyParam(digest): LossyParam,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let d = blob_digest(&digest)?;

@@ -98,14 +98,14 @@ async fn load_or_unload(
         drop(Generation::start(state, model, keep_alive, Some(0), 0, start).await?);
         "load"
     };
-    let mut body = json!({"model": raw_model, "created_at": crate::time::now()});
-    if chat {
-        body["message"] = json!({"role": "assistant", "content": ""});
+    let now = crate::time::now();
+    let body = if chat {
+        json!({"model": raw_model, "created_at": now,
+            "message": {"role": "assistant", "content": ""}, "done": true, "done_reason": reason})
     } else {
-        body["response"] = json!("");
-    }
-    body["done"] = json!(true);
-    body["done_reason"] = json!(reason);
+        json!({"model": raw_model, "created_at": now,
+            "response": "", "done": true, "done_reason": reason})
+    };
     Ok(json_response(StatusCode::OK, &body))
 }
 
@@ -178,8 +178,8 @@ pub async fn generate(State(state): Shared, body: Bytes) -> Result<Response, Api
             "model": raw_model, "created_at": crate::time::now(), "response": response,
             "done": true, "done_reason": gen.done_reason(),
         });
-        if with_context {
-            v["context"] = json!([1, 2, 3]);
+        if let (true, Some(obj)) = (with_context, v.as_object_mut()) {
+            obj.insert("context".into(), json!([1, 2, 3]));
         }
         if let Some(obj) = v.as_object_mut() {
             obj.extend(gen.metrics());

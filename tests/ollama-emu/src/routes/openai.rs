@@ -6,7 +6,9 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
+
+use crate::routes::gin::LossyParam;
 use axum::http::StatusCode;
 use axum::response::Response;
 use bytes::Bytes;
@@ -238,7 +240,12 @@ pub async fn chat_completions(State(state): Shared, body: Bytes) -> Result<Respo
         }
         if c.with_usage {
             let mut u = chunk(json!([]));
-            u["usage"] = usage(c.gen.prompt_tokens, c.gen.eval_count());
+            if let Some(obj) = u.as_object_mut() {
+                obj.insert(
+                    "usage".into(),
+                    usage(c.gen.prompt_tokens, c.gen.eval_count()),
+                );
+            }
             if !tx.event(&u).await {
                 return;
             }
@@ -321,7 +328,12 @@ pub async fn completions(State(state): Shared, body: Bytes) -> Result<Response, 
         }
         if c.with_usage {
             let mut u = chunk(json!([]));
-            u["usage"] = usage(c.gen.prompt_tokens, c.gen.eval_count());
+            if let Some(obj) = u.as_object_mut() {
+                obj.insert(
+                    "usage".into(),
+                    usage(c.gen.prompt_tokens, c.gen.eval_count()),
+                );
+            }
             if !tx.event(&u).await {
                 return;
             }
@@ -400,14 +412,18 @@ fn f32s_base64(v: &[f32]) -> String {
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
         let b = [
-            chunk[0],
+            *chunk.first().unwrap_or(&0),
             *chunk.get(1).unwrap_or(&0),
             *chunk.get(2).unwrap_or(&0),
         ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
-                out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
+                out.push(char::from(
+                    *ALPHABET
+                        .get((n >> (18 - 6 * i)) as usize & 63)
+                        .unwrap_or(&b'='),
+                ));
             } else {
                 out.push('=');
             }
@@ -440,7 +456,7 @@ pub async fn list_models(State(state): Shared) -> Response {
 /// `GET /v1/models/:model`.
 pub async fn get_model(
     State(state): Shared,
-    Path(model): Path<String>,
+    LossyParam(model): LossyParam,
 ) -> Result<Response, OpenAiError> {
     let m = find_for_show(&state, &model)?;
     let owned_by = ModelName::parse(&model)

@@ -1,4 +1,12 @@
 //! Helpers shared by the emulator's integration tests.
+
+// Test helpers: a failed unwrap here is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 #![allow(dead_code)]
 
 use std::time::Duration;
