@@ -12,8 +12,8 @@ use thiserror::Error;
 
 /// Nesting of any value kept verbatim from an instance (a whole
 /// `/api/tags` or `/api/ps` entry, with its `details`), counted from that
-/// value. A model entry of the map adds 7 levels above it, far under
-/// [`DECODER_DEPTH`].
+/// value. A model entry of the map adds at most 4 levels above it (entry,
+/// replicas, replica, loaded), far under [`DECODER_DEPTH`].
 pub const MAX_VERBATIM_DEPTH: usize = 32;
 
 /// Bytes of one `/api/tags` or `/api/ps` entry as the instance sent it.

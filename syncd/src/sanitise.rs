@@ -131,8 +131,8 @@ pub fn check_instance_bytes(path: &'static str, bytes: usize) -> Result<(), Poll
     Ok(())
 }
 
-/// ` ("name")` of an entry, shortened, when its first bytes show one; the
-/// entry may be huge, so only a prefix is looked at.
+/// ` ("name")` of an entry, shortened, when it has one (the rest of the
+/// entry is skipped over, not decoded).
 fn name_of(text: &str) -> String {
     #[derive(Deserialize)]
     struct Named {
