@@ -2,6 +2,14 @@
 //! fields in random order, then mutated in structure (type swaps, odd keys,
 //! numbers, strings, nesting) and sometimes in bytes.
 
+// Test helpers: a failed unwrap here is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 /// A small deterministic generator (xorshift64*), so a seed replays a run.
 pub struct Gen {
     state: u64,

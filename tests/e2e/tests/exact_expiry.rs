@@ -4,6 +4,14 @@
 //! `x-ollama-lb-map-fresh`, and the filter, which sends its own `fresh=`,
 //! installs it without treating it as a new map.
 
+// Test helpers: a failed unwrap here is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use e2e::Rig;
 use serde_json::{json, Value};
 use std::time::Duration;

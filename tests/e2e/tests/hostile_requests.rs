@@ -6,6 +6,14 @@
 //! emulator) answers, or the balancer's documented rule where Ollama has
 //! none (its limits).
 
+// Test helpers: a failed unwrap here is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
 use e2e::envoy_config::RouteBy;
 use e2e::Rig;
 use serde_json::json;
