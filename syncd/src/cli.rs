@@ -12,8 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::config::{Config, ConfigError, Discovery, PollSettings, Sources};
 use crate::envoy_config::{EnvoyConfig, Failover, FleetEndpoints, RouteBy, Upstream};
 
-/// Exit code for a configuration or usage error (`EX_USAGE`).
-pub const EXIT_CONFIG: u8 = 64;
+pub use crate::EXIT_CONFIG;
 
 /// ollama-lb's sync daemon: polls Ollama instances and publishes the model
 /// map that the Envoy filter routes by.
@@ -159,15 +158,26 @@ pub struct SyncArgs {
     pub concurrency: Option<NonZeroUsize>,
     /// Progress display: bars on a terminal, plain lines otherwise.
     #[arg(long, env = "SYNCD_PROGRESS", value_enum, default_value = "auto")]
-    pub progress: crate::sync::command::ProgressMode,
+    pub progress: crate::sync::progress::ProgressMode,
 }
 
 impl SyncArgs {
+    /// Where the sync runs: the daemon at `--url`, or here over the
+    /// configured instances (resolved and validated now).
+    pub fn source(&self) -> Result<crate::sync::command::SyncSource, ConfigError> {
+        use crate::sync::command::SyncSource;
+        Ok(match &self.url {
+            Some(url) => SyncSource::Remote {
+                url: url.clone(),
+                token: self.api_token.clone().filter(|t| !t.is_empty()),
+            },
+            None => SyncSource::Local(Box::new(self.config.resolve()?)),
+        })
+    }
+
     /// The options of the sync itself.
     pub fn options(&self) -> crate::sync::command::SyncOptions {
         crate::sync::command::SyncOptions {
-            url: self.url.clone(),
-            api_token: self.api_token.clone().filter(|t| !t.is_empty()),
             placement: self.placement.clone(),
             dry_run: self.dry_run,
             concurrency: self.concurrency,

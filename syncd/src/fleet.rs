@@ -18,7 +18,7 @@ use crate::build::{build_map, holdings, Held, InstanceView};
 use crate::config::{Config, Instance, PollSettings};
 use crate::eds::EndpointAcks;
 use crate::health::{Health, Transition};
-use crate::metrics::Histogram;
+use crate::histogram::Histogram;
 use crate::ollama::{Observation, PollError};
 
 /// A published map and its JSON, serialised once per change.
@@ -161,6 +161,12 @@ impl Fleet {
     /// A receiver that sees every newly published map.
     pub fn subscribe(&self) -> MapReceiver {
         self.published.subscribe()
+    }
+
+    /// How many receivers watch the map now: held long polls, the status
+    /// page's feeds, reconcile.
+    pub fn map_watchers(&self) -> usize {
+        self.published.receiver_count()
     }
 
     /// The current map, if the first round has finished.

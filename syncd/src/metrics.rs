@@ -2,34 +2,9 @@
 //! gauges, counters and one latency histogram per instance.
 
 use std::fmt::Write;
-use std::time::Duration;
 
-use crate::fleet::Fleet;
-
-/// Upper bounds of the poll-latency buckets, in seconds.
-pub const LATENCY_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
-
-/// A cumulative latency histogram.
-#[derive(Debug, Clone, Default)]
-pub struct Histogram {
-    counts: [u64; LATENCY_BUCKETS.len()],
-    count: u64,
-    sum: f64,
-}
-
-impl Histogram {
-    /// Adds one observation.
-    pub fn observe(&mut self, d: Duration) {
-        let secs = d.as_secs_f64();
-        for (bound, count) in LATENCY_BUCKETS.iter().zip(&mut self.counts) {
-            if secs <= *bound {
-                *count += 1;
-            }
-        }
-        self.count += 1;
-        self.sum += secs;
-    }
-}
+use crate::fleet::{Published, Slot};
+use crate::histogram::LATENCY_BUCKETS;
 
 /// Label values escaped as the text format requires.
 fn esc(v: &str) -> String {
@@ -38,9 +13,9 @@ fn esc(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// Renders every metric of `fleet`.
-pub fn render(fleet: &Fleet) -> String {
-    let slots = fleet.slots();
+/// Renders every metric: per instance from `slots`, the map's from
+/// `current` and the count of map changes.
+pub fn render(slots: &[Slot], current: Option<&Published>, map_changes: u64) -> String {
     let mut out = String::new();
     let put = |out: &mut String, header: (&str, &str, &str), lines: Vec<String>| {
         let (name, kind, help) = header;
@@ -49,7 +24,7 @@ pub fn render(fleet: &Fleet) -> String {
             let _ = writeln!(out, "{l}");
         }
     };
-    let per = |f: &dyn Fn(&crate::fleet::Slot) -> String, name: &str| -> Vec<String> {
+    let per = |f: &dyn Fn(&Slot) -> String, name: &str| -> Vec<String> {
         slots
             .iter()
             .map(|s| format!("{name}{{instance=\"{}\"}} {}", esc(&s.instance.name), f(s)))
@@ -107,25 +82,25 @@ pub fn render(fleet: &Fleet) -> String {
         ),
     );
     let mut hist = Vec::new();
-    for s in &slots {
+    for s in slots {
         let inst = esc(&s.instance.name);
         let h = &s.latency_histogram;
-        for (bound, count) in LATENCY_BUCKETS.iter().zip(h.counts) {
+        for (bound, count) in LATENCY_BUCKETS.iter().zip(h.counts()) {
             hist.push(format!(
                 "ollama_lb_poll_latency_seconds_bucket{{instance=\"{inst}\",le=\"{bound}\"}} {count}"
             ));
         }
         hist.push(format!(
             "ollama_lb_poll_latency_seconds_bucket{{instance=\"{inst}\",le=\"+Inf\"}} {}",
-            h.count
+            h.count()
         ));
         hist.push(format!(
             "ollama_lb_poll_latency_seconds_sum{{instance=\"{inst}\"}} {}",
-            h.sum
+            h.sum()
         ));
         hist.push(format!(
             "ollama_lb_poll_latency_seconds_count{{instance=\"{inst}\"}} {}",
-            h.count
+            h.count()
         ));
     }
     put(
@@ -144,13 +119,9 @@ pub fn render(fleet: &Fleet) -> String {
             "counter",
             "Maps published with a new id.",
         ),
-        vec![format!(
-            "ollama_lb_map_changes_total {}",
-            fleet.map_changes()
-        )],
+        vec![format!("ollama_lb_map_changes_total {map_changes}")],
     );
-    let current = fleet.current();
-    let (mismatches, models, info) = match &current {
+    let (mismatches, models, info) = match current {
         Some(p) => (
             p.map.models.iter().filter(|m| m.digest_mismatch).count(),
             p.map.models.len(),

@@ -2,12 +2,11 @@
 //! exit codes, a bad placement, and bars on a terminal.
 
 mod common;
-mod sync_common;
 
 use std::process::{Command, Output};
 
+use common::*;
 use serde_json::json;
-use sync_common::*;
 
 fn syncd(args: Vec<String>) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_syncd"));

@@ -10,33 +10,29 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::ValueEnum;
 use thiserror::Error;
 use tokio::sync::mpsc;
 
+use super::executor::{Event, Executor, Summary};
 use super::placement::{Placement, PlacementError};
 use super::plan::{plan, render_table};
-use super::progress::{render, Renderer};
-use super::run::{Event, Executor, Summary};
-use crate::cli::ConfigArgs;
-use crate::config::ConfigError;
+use super::progress::{render, ProgressMode, Renderer};
+use crate::config::{Config, ConfigError};
 
-/// How progress is shown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ProgressMode {
-    /// Bars when stdout is a terminal, else plain lines.
-    Auto,
-    /// Bars (drawn only on a terminal).
-    Bars,
-    /// Plain lines.
-    Plain,
+/// Where the sync runs: from here over the configured instances, or on a
+/// running daemon (`--url`).
+#[derive(Debug, Clone)]
+pub enum SyncSource {
+    /// Poll every instance of this configuration once, plan and pull from
+    /// here.
+    Local(Box<Config>),
+    /// Ask the daemon at `url` (`POST /v1/sync`), with its bearer token.
+    Remote { url: String, token: Option<String> },
 }
 
-/// What `syncd sync` was asked to do.
+/// How `syncd sync` was asked to sync, wherever it runs.
 #[derive(Debug, Clone)]
 pub struct SyncOptions {
-    pub url: Option<String>,
-    pub api_token: Option<String>,
     pub placement: Option<PathBuf>,
     pub dry_run: bool,
     /// `None`: 1 (with `--url`, the daemon's own setting applies).
@@ -63,7 +59,7 @@ impl CommandError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CommandError::Config(_) | CommandError::Placement(_) | CommandError::Refused(_) => {
-                crate::cli::EXIT_CONFIG
+                crate::EXIT_CONFIG
             }
             CommandError::Daemon(_) => 1,
         }
@@ -71,10 +67,10 @@ impl CommandError {
 }
 
 /// Runs the command; returns the exit code.
-pub async fn run(config: &ConfigArgs, opts: &SyncOptions) -> Result<u8, CommandError> {
-    match &opts.url {
-        Some(url) => remote(url, opts).await,
-        None => local(config, opts).await,
+pub async fn sync_command(source: &SyncSource, opts: &SyncOptions) -> Result<u8, CommandError> {
+    match source {
+        SyncSource::Remote { url, token } => remote(url, token.as_deref(), opts).await,
+        SyncSource::Local(config) => local(config, opts).await,
     }
 }
 
@@ -95,14 +91,13 @@ fn exit_code(summary: Option<&Summary>) -> u8 {
     u8::from(!summary.is_some_and(Summary::ok))
 }
 
-async fn local(config: &ConfigArgs, opts: &SyncOptions) -> Result<u8, CommandError> {
-    let config = config.resolve()?;
+async fn local(config: &Config, opts: &SyncOptions) -> Result<u8, CommandError> {
     let names: Vec<String> = config.instances.iter().map(|i| i.name.clone()).collect();
     let placement = match &opts.placement {
         Some(path) => Some(Placement::from_file(path, Some(&names))?),
         None => None,
     };
-    let (map, unreachable) = super::poll_once(&config).await;
+    let (map, unreachable) = super::poll_once(config).await;
     for (name, error) in &unreachable {
         eprintln!("syncd sync: instance {name} is unreachable ({error}); it is skipped");
     }
@@ -120,7 +115,7 @@ async fn local(config: &ConfigArgs, opts: &SyncOptions) -> Result<u8, CommandErr
     Ok(exit_code(summary.as_ref()))
 }
 
-async fn remote(url: &str, opts: &SyncOptions) -> Result<u8, CommandError> {
+async fn remote(url: &str, token: Option<&str>, opts: &SyncOptions) -> Result<u8, CommandError> {
     let placement = match &opts.placement {
         Some(path) => Some(Placement::from_file(path, None)?),
         None => None,
@@ -142,7 +137,7 @@ async fn remote(url: &str, opts: &SyncOptions) -> Result<u8, CommandError> {
         .map_err(|e| CommandError::Daemon(e.to_string()))?;
     let endpoint = format!("{}/v1/sync", url.trim_end_matches('/'));
     let mut request = http.post(&endpoint).json(&body);
-    if let Some(token) = &opts.api_token {
+    if let Some(token) = token {
         request = request.bearer_auth(token);
     }
     let daemon_error = |e: reqwest::Error| {

@@ -36,9 +36,9 @@ use model_map::{InstanceState, ModelName};
 use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
 
+use super::executor::Executor;
 use super::fleet_pull::{FleetPulls, Renderer};
 use super::placement::Placement;
-use super::run::Executor;
 use super::targets;
 use crate::fleet::{Fleet, Published};
 

@@ -9,8 +9,19 @@ use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use super::executor::{Event, Summary};
 use super::plan::ActionKind;
-use super::run::{Event, Summary};
+
+/// How progress is shown (`--progress`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProgressMode {
+    /// Bars when stdout is a terminal, else plain lines.
+    Auto,
+    /// Bars (drawn only on a terminal).
+    Bars,
+    /// Plain lines.
+    Plain,
+}
 
 /// Shortest gap between two plain lines of one pull with the same status.
 pub const PLAIN_EVERY: Duration = Duration::from_millis(250);

@@ -18,6 +18,7 @@ use model_map::ModelMap;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
+use tokio_util::task::TaskTracker;
 
 use super::board::SyncBoard;
 use super::plan::{Action, ActionKind, Plan};
@@ -121,6 +122,9 @@ pub struct Executor {
     pub locks: Arc<KeyLocks>,
     /// Every event also lands here, for the status page.
     pub board: Arc<SyncBoard>,
+    /// Syncs running in the background (API syncs, fleet pulls, reconcile
+    /// batches), which the daemon drains on shutdown.
+    pub tasks: TaskTracker,
 }
 
 impl Executor {
@@ -133,7 +137,17 @@ impl Executor {
             stall: Duration::from_secs(300),
             locks: Arc::default(),
             board: Arc::default(),
+            tasks: TaskTracker::new(),
         }
+    }
+
+    /// Runs `task` in the background, tracked in [`Executor::tasks`].
+    pub fn spawn<F>(&self, task: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.tasks.spawn(task)
     }
 
     /// Runs `plan` against the instances of `map`; sends the plan, progress
