@@ -209,8 +209,6 @@ async fn the_status_page_shows_the_fleet_and_follows_it_live() -> anyhow::Result
         .screenshot(&rig.dir.join("status-page-phone.png"))
         .await?;
     println!("screenshots in {}", rig.dir.display());
-    let errors = envoy.errors(&mut rig);
-    assert!(errors.is_empty(), "Envoy logged errors: {errors:?}");
     Ok(())
 }
 
