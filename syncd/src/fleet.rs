@@ -18,8 +18,9 @@ use crate::build::{build_map, holdings, Held, InstanceView};
 use crate::config::{Config, Instance, PollSettings};
 use crate::eds::EndpointAcks;
 use crate::health::{Health, Transition};
-use crate::histogram::Histogram;
+use crate::histogram::latency_histogram;
 use crate::ollama::{Observation, PollError};
+use prometheus_client::metrics::histogram::Histogram;
 
 /// A published map and its JSON, serialised once per change.
 #[derive(Debug)]
@@ -96,7 +97,7 @@ impl Slot {
             last_seen: None,
             last_error: None,
             latency: None,
-            latency_histogram: Histogram::default(),
+            latency_histogram: latency_histogram(),
             failures_total: 0,
         }
     }
@@ -257,7 +258,7 @@ impl Fleet {
             _ => false,
         };
         slot.latency = Some(latency);
-        slot.latency_histogram.observe(latency);
+        crate::histogram::observe(&slot.latency_histogram, latency);
         let (transition, content_changed) = match outcome {
             Ok(obs) => self.record_success(slot, obs),
             Err(e) => (self.record_failure(slot, e), false),

@@ -274,8 +274,8 @@ async fn metrics(State(state): State<AppState>) -> Response {
             HeaderValue::from_static("text/plain; version=0.0.4"),
         )],
         crate::metrics::render(
-            &state.fleet.slots(),
-            state.fleet.current().as_deref(),
+            state.fleet.slots(),
+            state.fleet.current(),
             state.fleet.map_changes(),
         ),
     )
