@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::{Config, ConfigError, Discovery, PollSettings, Sources};
 use crate::envoy_config::{EnvoyConfig, Failover, FleetEndpoints, RouteBy, Upstream};
+use crate::text;
 
 pub use crate::EXIT_CONFIG;
 
@@ -445,20 +446,11 @@ pub fn describe(config: &Config) -> String {
     if !config.sources.discover.is_empty() {
         out.push('\n');
     }
-    let width = |f: fn(&crate::config::Instance) -> &str| {
-        config
-            .instances
-            .iter()
-            .map(|i| f(i).len())
-            .max()
-            .unwrap_or(0)
-            .max(8)
-    };
-    let (wn, wu) = (width(|i| &i.name), width(|i| &i.url));
-    out.push_str(&format!("{:<wn$}  {:<wu$}  CLUSTER\n", "INSTANCE", "URL"));
+    let mut rows = vec![text::row(&["INSTANCE", "URL", "CLUSTER"])];
     for i in &config.instances {
-        out.push_str(&format!("{:<wn$}  {:<wu$}  {}\n", i.name, i.url, i.cluster));
+        rows.push(text::row(&[&i.name, &i.url, &i.cluster]));
     }
+    out.push_str(&text::table(&rows));
     out
 }
 

@@ -25,7 +25,8 @@
 //!   `POST /v1/sync` and the reconcile loop.
 //! - [`cli`]: the command line (`run`, `status`, `check-config`,
 //!   `envoy-config`, `sync`);
-//!   [`status`] is the `status` client.
+//!   [`status`] is the `status` client; [`text`] has the table, digest,
+//!   `{"error"}` and NDJSON helpers they share.
 //!
 //! [`Daemon`] is the daemon: [`Daemon::serve`] takes its listener and a
 //! shutdown future, so tests bind `127.0.0.1:0` and stop it when they
@@ -52,6 +53,7 @@ pub mod resolve;
 pub mod server;
 pub mod status;
 pub mod sync;
+pub mod text;
 
 pub use config::Config;
 pub use daemon::{Daemon, RunError, SyncSettings};

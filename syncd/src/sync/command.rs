@@ -150,10 +150,7 @@ async fn remote(url: &str, token: Option<&str>, opts: &SyncOptions) -> Result<u8
     let status = resp.status();
     if !status.is_success() {
         let text = resp.text().await.unwrap_or_default();
-        let message = serde_json::from_str::<serde_json::Value>(&text)
-            .ok()
-            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
-            .unwrap_or(text);
+        let message = crate::text::error_message(&text).unwrap_or(text);
         return Err(if status == reqwest::StatusCode::BAD_REQUEST {
             CommandError::Refused(message)
         } else {
@@ -177,11 +174,10 @@ async fn remote(url: &str, token: Option<&str>, opts: &SyncOptions) -> Result<u8
             render(rx, shower).await
         }
     });
-    let mut buf = Vec::new();
+    let mut lines = crate::text::NdjsonLines::default();
     while let Some(chunk) = resp.chunk().await.map_err(daemon_error)? {
-        buf.extend_from_slice(&chunk);
-        while let Some(end) = buf.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = buf.drain(..=end).collect();
+        lines.push(&chunk);
+        while let Some(line) = lines.next_line() {
             match serde_json::from_slice::<Event>(&line) {
                 Ok(event) => {
                     let _ = tx.send(event);

@@ -24,6 +24,7 @@ use super::board::SyncBoard;
 use super::plan::{Action, ActionKind, Plan};
 use crate::config::{Instance, PollSettings};
 use crate::ollama::{OllamaClient, Tags};
+use crate::text::short_digest;
 
 /// What a sync reports, in order: the plan, progress, one result per
 /// action, the summary. Serialised as NDJSON by `POST /v1/sync`.
@@ -297,16 +298,12 @@ impl Executor {
             (Some(got), Some(want)) if &got != want => Err(format!(
                 "pulled, but it is at digest {} and the fleet's canonical digest is {}: \
                  the registry serves another version of this tag",
-                short(&got),
-                short(want)
+                short_digest(&got),
+                short_digest(want)
             )),
             _ => Ok(()),
         }
     }
-}
-
-fn short(digest: &str) -> &str {
-    digest.get(..12).unwrap_or(digest)
 }
 
 impl Executor {

@@ -133,7 +133,7 @@ impl Renderer {
                 self.sent.insert(l.digest.clone(), now);
                 let short = l.digest.trim_start_matches("sha256:");
                 out.push(json!({
-                    "status": format!("pulling {}", short.get(..12).unwrap_or(short)),
+                    "status": format!("pulling {}", crate::text::short_digest(short)),
                     "digest": l.digest, "total": l.total, "completed": l.completed,
                 }));
             }

@@ -266,12 +266,9 @@ async fn fan_out(
 fn reply_error(reply: &Reply) -> Option<String> {
     match reply {
         Ok((status, _)) if (200..300).contains(status) => None,
-        Ok((status, body)) => Some(
-            serde_json::from_slice::<Value>(body)
-                .ok()
-                .and_then(|v| v.get("error")?.as_str().map(str::to_string))
-                .unwrap_or_else(|| format!("HTTP {status}")),
-        ),
+        Ok((status, body)) => {
+            Some(crate::text::error_message(body).unwrap_or_else(|| format!("HTTP {status}")))
+        }
         Err(e) => Some(e.clone()),
     }
 }

@@ -23,6 +23,7 @@ use model_map::{ModelEntry, ModelMap};
 use serde::{Deserialize, Serialize};
 
 use super::placement::{DefaultRule, ModelRule, Placement};
+use crate::text::{row, short_digest, table};
 
 /// Why an instance pulls a model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -262,35 +263,28 @@ pub fn render_table(plan: &Plan) -> String {
         }
         return out;
     }
-    let w = |f: fn(&Action) -> usize, min: usize| {
-        plan.actions.iter().map(f).max().unwrap_or(0).max(min)
-    };
-    let (wi, wm) = (w(|a| a.instance.len(), 8), w(|a| a.model.len(), 5));
-    let mut out = format!(
-        "{:<wi$}  {:<wm$}  {:<6}  {:<15}  DIGEST\n",
-        "INSTANCE", "MODEL", "ACTION", "REASON"
-    );
+    let mut rows = vec![row(&["INSTANCE", "MODEL", "ACTION", "REASON", "DIGEST"])];
     for a in &plan.actions {
-        let kind = a.kind.as_str();
         let reason = match a.reason {
             Some(Reason::Missing) => "missing",
             Some(Reason::DigestMismatch) => "digest mismatch",
             None => "",
         };
-        let short = |d: &Option<String>| {
-            d.as_deref()
-                .map_or("?".to_string(), |d| d.chars().take(12).collect())
-        };
+        let short = |d: &Option<String>| d.as_deref().map_or("?", short_digest).to_string();
         let digest = match (a.kind, &a.current) {
             (ActionKind::Warm, _) => String::new(),
             (_, Some(_)) => format!("{} -> {}", short(&a.current), short(&a.want)),
             (_, None) => short(&a.want),
         };
-        out.push_str(&format!(
-            "{:<wi$}  {:<wm$}  {kind:<6}  {reason:<15}  {digest}\n",
-            a.instance, a.model
-        ));
+        rows.push(row(&[
+            &a.instance,
+            &a.model,
+            a.kind.as_str(),
+            reason,
+            &digest,
+        ]));
     }
+    let mut out = table(&rows);
     let pulls = plan
         .actions
         .iter()
