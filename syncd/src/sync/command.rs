@@ -126,56 +126,75 @@ async fn remote(url: &str, token: Option<&str>, opts: &SyncOptions) -> Result<u8
              the daemon's own --concurrency applies"
         );
     }
+    let endpoint = format!("{}/v1/sync", url.trim_end_matches('/'));
     let body = serde_json::json!({
         "dry_run": opts.dry_run,
         "placement": placement,
     });
+    let resp = post_sync(&endpoint, token, &body).await?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    let shown = if opts.dry_run {
+        tokio::spawn(print_plan(rx))
+    } else {
+        tokio::spawn(render(rx, renderer(opts.progress)))
+    };
+    read_events(resp, &endpoint, &tx).await?;
+    drop(tx);
+    let summary = shown.await.ok().flatten();
+    if summary.is_none() {
+        eprintln!("syncd sync: the daemon's stream ended before the summary");
+    }
+    Ok(exit_code(summary.as_ref()))
+}
+
+/// `POST {endpoint}` with `body`; the streaming answer once it is 2xx.
+async fn post_sync(
+    endpoint: &str,
+    token: Option<&str>,
+    body: &serde_json::Value,
+) -> Result<reqwest::Response, CommandError> {
     let http = reqwest::Client::builder()
         .no_proxy()
         .connect_timeout(Duration::from_secs(5))
         .build()
         .map_err(|e| CommandError::Daemon(e.to_string()))?;
-    let endpoint = format!("{}/v1/sync", url.trim_end_matches('/'));
-    let mut request = http.post(&endpoint).json(&body);
+    let mut request = http.post(endpoint).json(body);
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
-    let daemon_error = |e: reqwest::Error| {
-        CommandError::Daemon(format!(
-            "POST {endpoint}: {}",
-            crate::ollama::error_chain(&e)
-        ))
-    };
-    let mut resp = request.send().await.map_err(daemon_error)?;
+    let resp = request
+        .send()
+        .await
+        .map_err(|e| daemon_error(endpoint, &e))?;
     let status = resp.status();
-    if !status.is_success() {
-        let text = resp.text().await.unwrap_or_default();
-        let message = crate::text::error_message(&text).unwrap_or(text);
-        return Err(if status == reqwest::StatusCode::BAD_REQUEST {
-            CommandError::Refused(message)
-        } else {
-            CommandError::Daemon(format!("POST {endpoint}: HTTP {status}: {message}"))
-        });
+    if status.is_success() {
+        return Ok(resp);
     }
-    let (tx, rx) = mpsc::unbounded_channel();
-    let dry_run = opts.dry_run;
-    let shower = renderer(opts.progress);
-    let shown = tokio::spawn(async move {
-        if dry_run {
-            let mut rx = rx;
-            while let Some(event) = rx.recv().await {
-                if let Event::Plan(p) = event {
-                    print!("{}", render_table(&p));
-                    return Some(Summary::default());
-                }
-            }
-            None
-        } else {
-            render(rx, shower).await
-        }
-    });
+    let text = resp.text().await.unwrap_or_default();
+    let message = crate::text::error_message(&text).unwrap_or(text);
+    Err(if status == reqwest::StatusCode::BAD_REQUEST {
+        CommandError::Refused(message)
+    } else {
+        CommandError::Daemon(format!("POST {endpoint}: HTTP {status}: {message}"))
+    })
+}
+
+fn daemon_error(endpoint: &str, e: &reqwest::Error) -> CommandError {
+    CommandError::Daemon(format!(
+        "POST {endpoint}: {}",
+        crate::ollama::error_chain(e)
+    ))
+}
+
+/// Sends every event of the NDJSON answer on `tx`; an unreadable line is
+/// reported and skipped.
+async fn read_events(
+    mut resp: reqwest::Response,
+    endpoint: &str,
+    tx: &mpsc::UnboundedSender<Event>,
+) -> Result<(), CommandError> {
     let mut lines = crate::text::NdjsonLines::default();
-    while let Some(chunk) = resp.chunk().await.map_err(daemon_error)? {
+    while let Some(chunk) = resp.chunk().await.map_err(|e| daemon_error(endpoint, &e))? {
         lines.push(&chunk);
         while let Some(line) = lines.next_line() {
             match serde_json::from_slice::<Event>(&line) {
@@ -186,10 +205,16 @@ async fn remote(url: &str, token: Option<&str>, opts: &SyncOptions) -> Result<u8
             }
         }
     }
-    drop(tx);
-    let summary = shown.await.ok().flatten();
-    if summary.is_none() {
-        eprintln!("syncd sync: the daemon's stream ended before the summary");
+    Ok(())
+}
+
+/// `--dry-run --url`: prints the plan the daemon sent, as a table.
+async fn print_plan(mut rx: mpsc::UnboundedReceiver<Event>) -> Option<Summary> {
+    while let Some(event) = rx.recv().await {
+        if let Event::Plan(p) = event {
+            print!("{}", render_table(&p));
+            return Some(Summary::default());
+        }
     }
-    Ok(exit_code(summary.as_ref()))
+    None
 }
