@@ -334,17 +334,36 @@ async fn remove(State(state): State<Manage>, req: Request) -> Response {
     if holders.is_empty() {
         return error(StatusCode::NOT_FOUND, format!("model '{raw}' not found"));
     }
+    tracing::info!(model = %name.key(), on = ?names(&holders), "fleet delete");
+    on_holders(
+        &state,
+        &holders,
+        (Method::DELETE, "/api/delete"),
+        body,
+        "delete",
+    )
+    .await
+}
+
+/// Sends `body` to every holder, waits until the map shows the change,
+/// and answers 200 or the combined failure of `what`.
+async fn on_holders(
+    state: &Manage,
+    holders: &[&InstanceState],
+    (method, path): (Method, &str),
+    body: serde_json::Map<String, Value>,
+    what: &str,
+) -> Response {
     let replies = fan_out(
         &state.exec.http,
-        &holders,
-        Method::DELETE,
-        "/api/delete",
+        holders,
+        method,
+        path,
         &Value::Object(body),
     )
     .await;
     state.fleet.repoll_and_settle().await;
-    tracing::info!(model = %name.key(), on = ?names(&holders), "fleet delete");
-    empty_ok_or("delete", &replies)
+    empty_ok_or(what, &replies)
 }
 
 fn names<'a>(instances: &[&'a InstanceState]) -> Vec<&'a str> {
@@ -377,16 +396,7 @@ async fn copy(State(state): State<Manage>, req: Request) -> Response {
         return error(StatusCode::NOT_FOUND, format!("model {source:?} not found"));
     }
     tracing::info!(source = %src.key(), %destination, on = ?names(&holders), "fleet copy");
-    let replies = fan_out(
-        &state.exec.http,
-        &holders,
-        Method::POST,
-        "/api/copy",
-        &Value::Object(body),
-    )
-    .await;
-    state.fleet.repoll_and_settle().await;
-    empty_ok_or("copy", &replies)
+    on_holders(&state, &holders, (Method::POST, "/api/copy"), body, "copy").await
 }
 
 /// `POST /api/create`: each target is asked with `stream: false`; the
