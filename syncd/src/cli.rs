@@ -11,9 +11,9 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::{Config, ConfigError, Discovery, PollSettings, Sources};
 use crate::envoy_config::{EnvoyConfig, Failover, FleetEndpoints, RouteBy, Upstream};
+use crate::text;
 
-/// Exit code for a configuration or usage error (`EX_USAGE`).
-pub const EXIT_CONFIG: u8 = 64;
+pub use crate::EXIT_CONFIG;
 
 /// ollama-lb's sync daemon: polls Ollama instances and publishes the model
 /// map that the Envoy filter routes by.
@@ -159,15 +159,26 @@ pub struct SyncArgs {
     pub concurrency: Option<NonZeroUsize>,
     /// Progress display: bars on a terminal, plain lines otherwise.
     #[arg(long, env = "SYNCD_PROGRESS", value_enum, default_value = "auto")]
-    pub progress: crate::sync::command::ProgressMode,
+    pub progress: crate::sync::progress::ProgressMode,
 }
 
 impl SyncArgs {
+    /// Where the sync runs: the daemon at `--url`, or here over the
+    /// configured instances (resolved and validated now).
+    pub fn source(&self) -> Result<crate::sync::command::SyncSource, ConfigError> {
+        use crate::sync::command::SyncSource;
+        Ok(match &self.url {
+            Some(url) => SyncSource::Remote {
+                url: url.clone(),
+                token: self.api_token.clone().filter(|t| !t.is_empty()),
+            },
+            None => SyncSource::Local(Box::new(self.config.resolve()?)),
+        })
+    }
+
     /// The options of the sync itself.
     pub fn options(&self) -> crate::sync::command::SyncOptions {
         crate::sync::command::SyncOptions {
-            url: self.url.clone(),
-            api_token: self.api_token.clone().filter(|t| !t.is_empty()),
             placement: self.placement.clone(),
             dry_run: self.dry_run,
             concurrency: self.concurrency,
@@ -497,72 +508,32 @@ pub fn describe(config: &Config) -> String {
     if !config.sources.discover.is_empty() {
         out.push('\n');
     }
-    let width = |f: fn(&crate::config::Instance) -> &str| {
-        config
-            .instances
-            .iter()
-            .map(|i| f(i).len())
-            .max()
-            .unwrap_or(0)
-            .max(8)
-    };
-    let (wn, wu) = (width(|i| &i.name), width(|i| &i.url));
-    out.push_str(&format!("{:<wn$}  {:<wu$}  CLUSTER\n", "INSTANCE", "URL"));
+    let mut rows = vec![text::row(&["INSTANCE", "URL", "CLUSTER"])];
     for i in &config.instances {
-        out.push_str(&format!("{:<wn$}  {:<wu$}  {}\n", i.name, i.url, i.cluster));
+        rows.push(text::row(&[&i.name, &i.url, &i.cluster]));
     }
+    out.push_str(&text::table(&rows));
     out
 }
 
-/// Parses `1.5s`, `200ms`, `2m`, `1h`, or plain seconds.
+/// Parses a duration as `humantime` reads it (`1.5s`, `200ms`, `2m`,
+/// `1h`, `1m30s`), or a plain number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (number, unit) = s.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration; write e.g. 2s, 500ms or 1m"))?;
-    let scale = match unit.trim() {
-        "" | "s" => 1.0,
-        "ms" => 0.001,
-        "m" => 60.0,
-        "h" => 3600.0,
-        other => {
-            return Err(format!(
-                "unknown unit {other:?} in {s:?}; use ms, s, m or h"
-            ))
-        }
-    };
-    Duration::try_from_secs_f64(value * scale).map_err(|e| format!("{s:?}: {e}"))
+    if let Ok(seconds) = s.parse::<f64>() {
+        return Duration::try_from_secs_f64(seconds).map_err(|e| format!("{s:?}: {e}"));
+    }
+    humantime::parse_duration(s)
+        .map_err(|e| format!("{s:?} is not a duration ({e}); write e.g. 2s, 500ms or 1m30s"))
 }
 
-/// Parses a byte count: plain, or with KiB/MiB/GiB (or KB/MB/GB) suffix.
+/// Parses a byte count as `bytesize` reads it: plain, or with a KiB/MiB/GiB
+/// (binary) or KB/MB/GB (decimal) suffix, e.g. `4MiB`.
 pub fn parse_bytes(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (number, unit) = s.split_at(split);
-    let value: u64 = number
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size; write e.g. 4MiB or 4194304"))?;
-    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kib" => 1 << 10,
-        "m" | "mib" => 1 << 20,
-        "g" | "gib" => 1 << 30,
-        "kb" => 1_000,
-        "mb" => 1_000_000,
-        "gb" => 1_000_000_000,
-        other => {
-            return Err(format!(
-                "unknown unit {other:?} in {s:?}; use KiB, MiB or GiB"
-            ))
-        }
-    };
-    value
-        .checked_mul(scale)
-        .ok_or_else(|| format!("{s:?} is too large"))
+    s.trim()
+        .parse::<bytesize::ByteSize>()
+        .map(|size| size.as_u64())
+        .map_err(|e| format!("{s:?} is not a size ({e}); write e.g. 4MiB or 4194304"))
 }
 
 #[cfg(test)]
@@ -581,10 +552,16 @@ mod tests {
         assert_eq!(parse_duration("200ms"), Ok(Duration::from_millis(200)));
         assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
         assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("0.5"), Ok(Duration::from_millis(500)));
+        assert!(parse_duration("-1").is_err());
+        assert!(parse_duration("1e300").is_err());
         assert!(parse_duration("fast").is_err());
         assert!(parse_duration("2x").is_err());
         assert_eq!(parse_bytes("4MiB"), Ok(4 << 20));
         assert_eq!(parse_bytes("1000"), Ok(1000));
+        assert_eq!(parse_bytes("32MiB"), Ok(32 << 20));
+        assert_eq!(parse_bytes("2 KB"), Ok(2000));
         assert!(parse_bytes("4 parsecs").is_err());
         assert_eq!(
             default_timeout(Duration::from_secs(2)),

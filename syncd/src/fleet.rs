@@ -19,8 +19,9 @@ use crate::build::{build_map, holdings, Held, InstanceView};
 use crate::config::{Config, Instance, PollSettings};
 use crate::eds::EndpointAcks;
 use crate::health::{Health, Transition};
-use crate::metrics::Histogram;
+use crate::histogram::latency_histogram;
 use crate::ollama::{Observation, PollError};
+use prometheus_client::metrics::histogram::Histogram;
 
 /// A published map and its JSON, serialised once per change.
 #[derive(Debug)]
@@ -112,7 +113,7 @@ impl Slot {
             bytes: 0,
             left_out: 0,
             latency: None,
-            latency_histogram: Histogram::default(),
+            latency_histogram: latency_histogram(),
             failures_total: 0,
         }
     }
@@ -177,6 +178,12 @@ impl Fleet {
     /// A receiver that sees every newly published map.
     pub fn subscribe(&self) -> MapReceiver {
         self.published.subscribe()
+    }
+
+    /// How many receivers watch the map now: held long polls, the status
+    /// page's feeds, reconcile.
+    pub fn map_watchers(&self) -> usize {
+        self.published.receiver_count()
     }
 
     /// The current map, if the first round has finished.
@@ -272,7 +279,7 @@ impl Fleet {
             _ => false,
         };
         slot.latency = Some(latency);
-        slot.latency_histogram.observe(latency);
+        crate::histogram::observe(&slot.latency_histogram, latency);
         let outcome = outcome.and_then(|obs| within_map_budget(others, obs));
         let (transition, content_changed) = match outcome {
             Ok(obs) => self.record_success(slot, obs),

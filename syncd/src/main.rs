@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use syncd::cli::{Cli, Command, EXIT_CONFIG};
+use syncd::cli::{Cli, Command};
+use syncd::sync::command::{sync_command, CommandError};
+use syncd::EXIT_CONFIG;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -41,16 +43,20 @@ fn real_main(cli: Cli) -> anyhow::Result<ExitCode> {
                 let listener = tokio::net::TcpListener::bind(config.listen)
                     .await
                     .with_context(|| format!("binding --listen {}", config.listen))?;
-                let fleet = syncd::Fleet::new(&config);
-                let reload = std::sync::Arc::new(tokio::sync::Notify::new());
-                notify_on_sighup(reload.clone());
-                syncd::serve(listener, &config, fleet, sync, reload, shutdown_signal()).await?;
+                let daemon = syncd::Daemon::new(config).with_sync(sync);
+                notify_on_sighup(daemon.reload_trigger());
+                daemon.serve(listener, shutdown_signal()).await?;
                 Ok(ExitCode::SUCCESS)
             })
         }
         Command::Sync(args) => {
+            let synced = args.source().map_err(CommandError::from);
             let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
-            match runtime.block_on(syncd::sync::command::run(&args.config, &args.options())) {
+            let synced = match synced {
+                Ok(source) => runtime.block_on(sync_command(&source, &args.options())),
+                Err(e) => Err(e),
+            };
+            match synced {
                 Ok(code) => Ok(ExitCode::from(code)),
                 Err(e) => {
                     eprintln!("syncd sync: {e}");

@@ -1,202 +1,180 @@
-//! Prometheus text exposition for `/metrics`, written by hand: a handful of
-//! gauges, counters and one latency histogram per instance.
+//! `/metrics`: the Prometheus text exposition (format 0.0.4) of syncd's
+//! gauges, counters and per-instance poll-latency histograms, encoded by
+//! `prometheus-client` from a snapshot of the fleet taken at each scrape.
+//! The metric names and labels are the ones the dashboard
+//! (`deploy/grafana/ollama-lb.json`) and `docs/operations.md` use.
 
-use std::fmt::Write;
-use std::time::Duration;
+use std::fmt;
+use std::sync::Arc;
 
-use crate::fleet::Fleet;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    prometheus_text, DescriptorEncoder, EncodeMetric, MetricEncoder, NoLabelSet,
+};
+use prometheus_client::metrics::exemplar::Exemplar;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
 
-/// Upper bounds of the poll-latency buckets, in seconds.
-pub const LATENCY_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+use crate::fleet::{Published, Slot};
 
-/// A cumulative latency histogram.
-#[derive(Debug, Clone, Default)]
-pub struct Histogram {
-    counts: [u64; LATENCY_BUCKETS.len()],
-    count: u64,
-    sum: f64,
+/// What one scrape shows.
+#[derive(Debug)]
+struct Snapshot {
+    slots: Vec<Slot>,
+    current: Option<Arc<Published>>,
+    map_changes: u64,
 }
 
-impl Histogram {
-    /// Adds one observation.
-    pub fn observe(&mut self, d: Duration) {
-        let secs = d.as_secs_f64();
-        for (bound, count) in LATENCY_BUCKETS.iter().zip(&mut self.counts) {
-            if secs <= *bound {
-                *count += 1;
-            }
-        }
-        self.count += 1;
-        self.sum += secs;
-    }
-}
-
-/// Label values escaped as the text format requires.
-fn esc(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-/// Renders every metric of `fleet`.
-pub fn render(fleet: &Fleet) -> String {
-    let slots = fleet.slots();
+/// Renders every metric: per instance from `slots`, the map's from
+/// `current`, and the count of map changes.
+pub fn render(slots: Vec<Slot>, current: Option<Arc<Published>>, map_changes: u64) -> String {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(Snapshot {
+        slots,
+        current,
+        map_changes,
+    }));
     let mut out = String::new();
-    let put = |out: &mut String, header: (&str, &str, &str), lines: Vec<String>| {
-        let (name, kind, help) = header;
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for l in lines {
-            let _ = writeln!(out, "{l}");
-        }
-    };
-    let per = |f: &dyn Fn(&crate::fleet::Slot) -> String, name: &str| -> Vec<String> {
-        slots
-            .iter()
-            .map(|s| format!("{name}{{instance=\"{}\"}} {}", esc(&s.instance.name), f(s)))
-            .collect()
-    };
-    put(
-        &mut out,
-        (
-            "ollama_lb_instance_up",
-            "gauge",
-            "1 when the instance counts as healthy.",
-        ),
-        per(
-            &|s| u8::from(s.health.healthy).to_string(),
-            "ollama_lb_instance_up",
-        ),
-    );
-    put(
-        &mut out,
-        (
-            "ollama_lb_instance_models",
-            "gauge",
-            "Models the instance holds (last known).",
-        ),
-        per(&|s| s.held.len().to_string(), "ollama_lb_instance_models"),
-    );
-    put(
-        &mut out,
-        (
-            "ollama_lb_instance_loaded_models",
-            "gauge",
-            "Models loaded in memory on the instance.",
-        ),
-        per(
-            &|s| {
-                s.held
-                    .iter()
-                    .filter(|h| h.replica.loaded.is_some())
-                    .count()
-                    .to_string()
-            },
-            "ollama_lb_instance_loaded_models",
-        ),
-    );
-    put(
-        &mut out,
-        (
-            "ollama_lb_instance_left_out_models",
-            "gauge",
-            "Entries the instance's last poll listed that were left out of the map \
-             (over a limit or an invalid name; its last_error says which).",
-        ),
-        per(
-            &|s| s.left_out.to_string(),
-            "ollama_lb_instance_left_out_models",
-        ),
-    );
-    put(
-        &mut out,
-        (
-            "ollama_lb_poll_failures_total",
-            "counter",
-            "Failed polls of the instance.",
-        ),
-        per(
-            &|s| s.failures_total.to_string(),
-            "ollama_lb_poll_failures_total",
-        ),
-    );
-    let mut hist = Vec::new();
-    for s in &slots {
-        let inst = esc(&s.instance.name);
-        let h = &s.latency_histogram;
-        for (bound, count) in LATENCY_BUCKETS.iter().zip(h.counts) {
-            hist.push(format!(
-                "ollama_lb_poll_latency_seconds_bucket{{instance=\"{inst}\",le=\"{bound}\"}} {count}"
-            ));
-        }
-        hist.push(format!(
-            "ollama_lb_poll_latency_seconds_bucket{{instance=\"{inst}\",le=\"+Inf\"}} {}",
-            h.count
-        ));
-        hist.push(format!(
-            "ollama_lb_poll_latency_seconds_sum{{instance=\"{inst}\"}} {}",
-            h.sum
-        ));
-        hist.push(format!(
-            "ollama_lb_poll_latency_seconds_count{{instance=\"{inst}\"}} {}",
-            h.count
-        ));
-    }
-    put(
-        &mut out,
-        (
-            "ollama_lb_poll_latency_seconds",
-            "histogram",
-            "Duration of one poll of an instance.",
-        ),
-        hist,
-    );
-    put(
-        &mut out,
-        (
-            "ollama_lb_map_changes_total",
-            "counter",
-            "Maps published with a new id.",
-        ),
-        vec![format!(
-            "ollama_lb_map_changes_total {}",
-            fleet.map_changes()
-        )],
-    );
-    let current = fleet.current();
-    let (mismatches, models, info) = match &current {
-        Some(p) => (
-            p.map.models.iter().filter(|m| m.digest_mismatch).count(),
-            p.map.models.len(),
-            vec![format!("ollama_lb_map_info{{id=\"{}\"}} 1", esc(&p.map.id))],
-        ),
-        None => (0, 0, Vec::new()),
-    };
-    put(
-        &mut out,
-        (
-            "ollama_lb_digest_mismatches",
-            "gauge",
-            "Models whose holders disagree on the digest.",
-        ),
-        vec![format!("ollama_lb_digest_mismatches {mismatches}")],
-    );
-    put(
-        &mut out,
-        (
-            "ollama_lb_map_models",
-            "gauge",
-            "Models in the published map.",
-        ),
-        vec![format!("ollama_lb_map_models {models}")],
-    );
-    put(
-        &mut out,
-        (
-            "ollama_lb_map_info",
-            "gauge",
-            "The published map; its id is the label.",
-        ),
-        info,
-    );
+    // Writing to a String does not fail, and the collector does not either.
+    let _ = prometheus_text::encode(&mut out, &registry);
     out
+}
+
+impl Collector for Snapshot {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        self.instances(&mut encoder)?;
+        counter(
+            &mut encoder,
+            "ollama_lb_map_changes",
+            "Maps published with a new id.",
+            self.map_changes,
+        )?;
+        self.map(&mut encoder)
+    }
+}
+
+impl Snapshot {
+    /// Health, holdings, failures and poll latency of each instance.
+    fn instances(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
+        let slots = &self.slots;
+        per_instance(
+            encoder,
+            (
+                "ollama_lb_instance_up",
+                "1 when the instance counts as healthy.",
+                MetricType::Gauge,
+            ),
+            slots,
+            |s, mut m| m.encode_gauge(&i64::from(s.health.healthy)),
+        )?;
+        per_instance(
+            encoder,
+            (
+                "ollama_lb_instance_models",
+                "Models the instance holds (last known).",
+                MetricType::Gauge,
+            ),
+            slots,
+            |s, mut m| m.encode_gauge(&s.held.len()),
+        )?;
+        per_instance(
+            encoder,
+            (
+                "ollama_lb_instance_loaded_models",
+                "Models loaded in memory on the instance.",
+                MetricType::Gauge,
+            ),
+            slots,
+            |s, mut m| {
+                m.encode_gauge(&s.held.iter().filter(|h| h.replica.loaded.is_some()).count())
+            },
+        )?;
+        per_instance(
+            encoder,
+            (
+                "ollama_lb_instance_left_out_models",
+                "Entries the instance's last poll listed that were left out of the map \
+                 (over a limit or an invalid name; its last_error says which).",
+                MetricType::Gauge,
+            ),
+            slots,
+            |s, mut m| m.encode_gauge(&s.left_out),
+        )?;
+        per_instance(
+            encoder,
+            (
+                "ollama_lb_poll_failures",
+                "Failed polls of the instance.",
+                MetricType::Counter,
+            ),
+            slots,
+            |s, mut m| m.encode_counter(&s.failures_total, None::<&Exemplar<NoLabelSet, u64>>),
+        )?;
+        per_instance(
+            encoder,
+            (
+                "ollama_lb_poll_latency_seconds",
+                "Duration of one poll of an instance.",
+                MetricType::Histogram,
+            ),
+            slots,
+            |s, m| s.latency_histogram.encode(m),
+        )
+    }
+
+    /// The published map: digest mismatches, models, and its id.
+    fn map(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
+        let map = self.current.as_ref().map(|p| &p.map);
+        let mismatches = map.map_or(0, |m| m.models.iter().filter(|e| e.digest_mismatch).count());
+        gauge(
+            encoder,
+            "ollama_lb_digest_mismatches",
+            "Models whose holders disagree on the digest.",
+            mismatches,
+        )?;
+        gauge(
+            encoder,
+            "ollama_lb_map_models",
+            "Models in the published map.",
+            map.map_or(0, |m| m.models.len()),
+        )?;
+        let mut info = encoder.encode_descriptor(
+            "ollama_lb_map_info",
+            "The published map; its id is the label.",
+            None,
+            MetricType::Gauge,
+        )?;
+        if let Some(map) = map {
+            let labels = [("id", map.id.as_str())];
+            info.encode_family(&labels)?.encode_gauge(&1u32)?;
+        }
+        Ok(())
+    }
+}
+
+/// One metric with an `instance` label per slot; `value` encodes it.
+fn per_instance(
+    encoder: &mut DescriptorEncoder,
+    (name, help, kind): (&str, &str, MetricType),
+    slots: &[Slot],
+    value: impl Fn(&Slot, MetricEncoder) -> fmt::Result,
+) -> fmt::Result {
+    let mut metric = encoder.encode_descriptor(name, help, None, kind)?;
+    for slot in slots {
+        let labels = [("instance", slot.instance.name.as_str())];
+        value(slot, metric.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+fn gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: usize) -> fmt::Result {
+    encoder
+        .encode_descriptor(name, help, None, MetricType::Gauge)?
+        .encode_gauge(&value)
+}
+
+fn counter(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> fmt::Result {
+    encoder
+        .encode_descriptor(name, help, None, MetricType::Counter)?
+        .encode_counter(&value, None::<&Exemplar<NoLabelSet, u64>>)
 }

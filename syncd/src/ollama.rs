@@ -390,7 +390,7 @@ impl OllamaClient {
         if !resp.status().is_success() {
             return Err(status_error(resp).await);
         }
-        let mut buf: Vec<u8> = Vec::new();
+        let mut lines = crate::text::NdjsonLines::default();
         loop {
             let chunk = tokio::time::timeout(stall, resp.chunk())
                 .await
@@ -399,12 +399,8 @@ impl OllamaClient {
             let Some(chunk) = chunk else {
                 return Err(ActionError::Truncated);
             };
-            buf.extend_from_slice(&chunk);
-            while let Some(end) = buf.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = buf.drain(..=end).collect();
-                if line.iter().all(u8::is_ascii_whitespace) {
-                    continue;
-                }
+            lines.push(&chunk);
+            while let Some(line) = lines.next_line() {
                 let p: PullProgress = serde_json::from_slice(&line)
                     .map_err(|e| ActionError::Request(format!("invalid progress line: {e}")))?;
                 if let Some(error) = p.error {
@@ -415,7 +411,7 @@ impl OllamaClient {
                     return Ok(());
                 }
             }
-            if buf.len() > MAX_LINE {
+            if lines.pending() > MAX_LINE {
                 return Err(ActionError::Request("progress line over 8 MB".into()));
             }
         }
@@ -468,10 +464,8 @@ impl OllamaClient {
 async fn status_error(resp: reqwest::Response) -> ActionError {
     let status = resp.status().as_u16();
     let text = resp.text().await.unwrap_or_default();
-    let body = serde_json::from_str::<serde_json::Value>(&text)
-        .ok()
-        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
-        .unwrap_or_else(|| text.chars().take(200).collect());
+    let body =
+        crate::text::error_message(&text).unwrap_or_else(|| text.chars().take(200).collect());
     ActionError::Status { status, body }
 }
 

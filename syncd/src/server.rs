@@ -307,7 +307,11 @@ async fn metrics(State(state): State<AppState>) -> Response {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; version=0.0.4"),
         )],
-        crate::metrics::render(&state.fleet),
+        crate::metrics::render(
+            state.fleet.slots(),
+            state.fleet.current(),
+            state.fleet.map_changes(),
+        ),
     )
         .into_response()
 }

@@ -10,6 +10,7 @@ use thiserror::Error;
 use crate::ollama::error_chain;
 use crate::server::InstancesBody;
 use crate::sync::fleet_pull::PullReport;
+use crate::text::{row, short_digest, table};
 
 /// Why the status could not be fetched.
 #[derive(Debug, Error)]
@@ -117,10 +118,6 @@ pub fn render_pulls(pulls: &[PullReport]) -> String {
     format!("\n{}", table(&rows))
 }
 
-fn short(digest: &str) -> &str {
-    digest.get(..12).unwrap_or(digest)
-}
-
 /// Renders the two tables.
 pub fn render(instances: &InstancesBody, map: Option<&ModelMap>) -> String {
     let mut out = String::new();
@@ -196,15 +193,15 @@ fn models_table(map: &ModelMap) -> String {
                 .replicas
                 .iter()
                 .filter(|r| r.digest != m.canonical_digest)
-                .map(|r| format!("{} has {}", r.instance, short(&r.digest)))
+                .map(|r| format!("{} has {}", r.instance, short_digest(&r.digest)))
                 .collect();
             format!(
                 "MISMATCH canonical {}; {}",
-                short(&m.canonical_digest),
+                short_digest(&m.canonical_digest),
                 odd.join(", ")
             )
         } else {
-            format!("ok {}", short(&m.canonical_digest))
+            format!("ok {}", short_digest(&m.canonical_digest))
         };
         let loaded = if loaded.is_empty() {
             "-".to_string()
@@ -214,42 +211,6 @@ fn models_table(map: &ModelMap) -> String {
         rows.push(vec![m.name.clone(), holders.join(", "), loaded, digest]);
     }
     table(&rows)
-}
-
-fn row(cells: &[&str]) -> Vec<String> {
-    cells.iter().map(|c| c.to_string()).collect()
-}
-
-/// Left-aligned columns two spaces apart; the last column is not padded.
-fn table(rows: &[Vec<String>]) -> String {
-    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..columns)
-        .map(|c| {
-            rows.iter()
-                .filter_map(|r| r.get(c))
-                .map(|s| s.chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::new();
-    for r in rows {
-        let mut line = String::new();
-        for (c, cell) in r.iter().enumerate() {
-            if c + 1 == r.len() {
-                line.push_str(cell);
-            } else {
-                let _ = write!(
-                    line,
-                    "{cell:<w$}  ",
-                    w = widths.get(c).copied().unwrap_or(0)
-                );
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
 }
 
 #[cfg(test)]

@@ -3,7 +3,6 @@
 mod common;
 
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use common::*;
 
@@ -132,37 +131,52 @@ fn every_flag_is_documented_with_its_environment_variable() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_serves_status_reads_it_and_sigterm_stops_it() {
     let a = emu("a", &["llama3"]).await;
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let listen = format!("127.0.0.1:{port}");
     let mut child = syncd()
         .args([
             "run",
             "--listen",
-            &listen,
+            "127.0.0.1:0",
             "--interval",
             "100ms",
             "--timeout",
             "80ms",
         ])
         .env("OLLAMA_BASE_URLS", a.url())
+        .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let url = format!("http://{listen}");
-    let mut ready = false;
-    for _ in 0..100 {
-        if let Ok(r) = reqwest::get(format!("{url}/readyz")).await {
-            if r.status() == 200 {
-                ready = true;
-                break;
-            }
+    // Its log, line by line, from a thread (the pipe is read blocking).
+    let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = lines_tx.send(line);
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(ready, "syncd run never became ready");
+    });
+    // syncd bound port 0 and logs the address it got.
+    let mut log = String::new();
+    let listen = loop {
+        let line = lines
+            .recv()
+            .expect("syncd logged its address before exiting");
+        log.push_str(&line);
+        log.push('\n');
+        if let Some(addr) = serving_address(&line) {
+            break addr;
+        }
+    };
+    let url = format!("http://{listen}");
+    poll_until_async("syncd run ready", || async {
+        reqwest::get(format!("{url}/readyz"))
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
 
     let status = tokio::task::spawn_blocking({
         let url = url.clone();
@@ -184,14 +198,8 @@ async fn run_serves_status_reads_it_and_sigterm_stops_it() {
     assert!(kill.success());
     let exit = tokio::task::spawn_blocking(move || {
         let exit = child.wait().unwrap();
-        let mut log = String::new();
-        use std::io::Read;
-        child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut log)
-            .unwrap();
+        let _ = reader.join();
+        log.extend(lines.try_iter().map(|l| l + "\n"));
         (exit, log)
     })
     .await

@@ -13,12 +13,9 @@
 )]
 
 mod common;
-mod sync_common;
 
-use std::time::Duration;
-
+use common::*;
 use serde_json::Value;
-use sync_common::*;
 use syncd::SyncSettings;
 
 async fn get(url: &str) -> (String, String) {
@@ -31,7 +28,7 @@ async fn get(url: &str) -> (String, String) {
 #[tokio::test]
 async fn the_page_and_its_assets_are_served_by_syncd_alone() {
     let a = emu("a", &["m"]).await;
-    let d = SyncDaemon::start(&[&a], SyncSettings::default()).await;
+    let d = Daemon::syncing(&[&a], SyncSettings::default()).await;
     let (kind, html) = get(&format!("{}/", d.url)).await;
     assert!(kind.starts_with("text/html"), "{kind}");
     assert!(html.contains(r#"<script src="/status.js">"#), "{html}");
@@ -61,7 +58,7 @@ async fn the_page_and_its_assets_are_served_by_syncd_alone() {
 #[tokio::test]
 async fn status_json_and_the_live_feed_follow_a_sync() {
     let (a, b) = (emu("a", &["m"]).await, emu("b", &[]).await);
-    let d = SyncDaemon::start(&[&a, &b], SyncSettings::default()).await;
+    let d = Daemon::syncing(&[&a, &b], SyncSettings::default()).await;
     let (_, body) = get(&format!("{}/v1/status", d.url)).await;
     let status: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(status["ready"], true);
@@ -114,7 +111,7 @@ async fn an_envoy_admin_that_does_not_answer_is_named_not_counted() {
         envoy_admins: vec![format!("http://{dead}")],
         ..SyncSettings::default()
     };
-    let d = SyncDaemon::start(&[&a], settings).await;
+    let d = Daemon::syncing(&[&a], settings).await;
     let (_, body) = get(&format!("{}/v1/status", d.url)).await;
     let status: Value = serde_json::from_str(&body).unwrap();
     let inflight = &status["inflight"];
@@ -128,7 +125,7 @@ async fn an_envoy_admin_that_does_not_answer_is_named_not_counted() {
 /// The data of the next `status` event (10 s at most); `text` holds
 /// what was read past the previous one.
 async fn next_event(feed: &mut reqwest::Response, text: &mut String) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
         if let Some(end) = text.find("\n\n") {
             let event: String = text.drain(..end + 2).collect();

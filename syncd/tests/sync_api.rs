@@ -11,13 +11,12 @@
 )]
 
 mod common;
-mod sync_common;
 
 use std::time::Duration;
 
+use common::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use sync_common::*;
 use syncd::SyncSettings;
 
 async fn post_sync(
@@ -52,7 +51,7 @@ async fn post_sync(
 #[tokio::test]
 async fn sync_streams_plan_progress_results_and_summary() {
     let (a, b) = (emu("a", &["m"]).await, emu("b", &[]).await);
-    let d = SyncDaemon::start(&[&a, &b], SyncSettings::default()).await;
+    let d = Daemon::syncing(&[&a, &b], SyncSettings::default()).await;
 
     let (status, ct, events) = post_sync(&d.url, json!({"dry_run": true}), None).await;
     assert_eq!(
@@ -81,7 +80,7 @@ async fn sync_streams_plan_progress_results_and_summary() {
     assert_eq!(holdings(&b).await, holdings(&a).await);
 
     // Once the pollers see it, there is nothing left to do.
-    d.wait_for("m on e1", |m| held_by(m, "e1") == ["m:latest"])
+    d.wait_until("m on e1", |m| held_by(m, "e1") == ["m:latest"])
         .await;
     let (_, _, events) = post_sync(&d.url, json!({"dry_run": true}), None).await;
     assert_eq!(events[0]["actions"], json!([]));
@@ -95,7 +94,7 @@ async fn token_and_placement_are_checked() {
         api_token: Some("s3cret".into()),
         ..SyncSettings::default()
     };
-    let d = SyncDaemon::start(&[&a], settings).await;
+    let d = Daemon::syncing(&[&a], settings).await;
     let (status, _, body) = post_sync(&d.url, json!({}), None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(
@@ -127,7 +126,7 @@ async fn sync_command_through_the_daemon() {
         api_token: Some("s3cret".into()),
         ..SyncSettings::default()
     };
-    let d = SyncDaemon::start(&[&a, &b], settings).await;
+    let d = Daemon::syncing(&[&a, &b], settings).await;
     let url = d.url.clone();
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(env!("CARGO_BIN_EXE_syncd"))
@@ -159,15 +158,15 @@ async fn reconcile_restores_a_wiped_instance() {
         reconcile: Some(Duration::from_secs(1)),
         ..SyncSettings::default()
     };
-    let d = SyncDaemon::start(&[&a, &b], settings).await;
+    let d = Daemon::syncing(&[&a, &b], settings).await;
     let both = |m: &model_map::ModelMap| held_by(m, "e1") == ["m:latest", "n:latest"];
-    d.wait_for("e1 synced by reconcile", both).await;
+    d.wait_until("e1 synced by reconcile", both).await;
     let changes = d.fleet.map_changes();
     control(&b, "wipe", json!({})).await;
     assert!(holdings(&b).await.is_empty());
     // Restored means a map without them, then one with them again.
     let fleet = d.fleet.clone();
-    d.wait_for("e1 restored", |m| {
+    d.wait_until("e1 restored", |m| {
         both(m) && fleet.map_changes() >= changes + 2
     })
     .await;

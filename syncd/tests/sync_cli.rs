@@ -10,12 +10,11 @@
 )]
 
 mod common;
-mod sync_common;
 
 use std::process::{Command, Output};
 
+use common::*;
 use serde_json::json;
-use sync_common::*;
 
 fn syncd(args: Vec<String>) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_syncd"));

@@ -3,10 +3,9 @@
 //! mid-pull, idempotence.
 
 mod common;
-mod sync_common;
 
+use common::*;
 use serde_json::json;
-use sync_common::*;
 use syncd::sync::plan::{ActionKind, Reason};
 use syncd::sync::Event;
 

@@ -74,10 +74,6 @@ pub struct Cell {
     pub expires_at: Option<String>,
 }
 
-fn short(digest: &str) -> String {
-    digest.get(..12).unwrap_or(digest).to_string()
-}
-
 /// `up`, `failing`, `down` or `unknown` for one report.
 pub fn state(r: &InstanceReport) -> &'static str {
     match (r.polled, r.healthy, r.consecutive_failures) {
@@ -116,14 +112,14 @@ fn row(m: &model_map::ModelEntry) -> ModelRow {
     ModelRow {
         key: m.key.clone(),
         name: m.name.clone(),
-        canonical_digest: short(&m.canonical_digest),
+        canonical_digest: crate::text::short_digest(&m.canonical_digest).to_string(),
         digest_mismatch: m.digest_mismatch,
         replicas: m
             .replicas
             .iter()
             .map(|r| Cell {
                 instance: r.instance.clone(),
-                digest: short(&r.digest),
+                digest: crate::text::short_digest(&r.digest).to_string(),
                 canonical: r.digest == m.canonical_digest,
                 loaded: r.loaded.is_some(),
                 expires_at: r.loaded.as_ref().map(|l| l.expires_at.clone()),

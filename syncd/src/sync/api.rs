@@ -25,9 +25,9 @@ use bytes::Bytes;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
+use super::executor::{Event, Executor};
 use super::placement::Placement;
 use super::plan::plan;
-use super::run::{Event, Executor};
 use crate::fleet::Fleet;
 
 /// Largest accepted request body.
@@ -169,7 +169,8 @@ async fn sync(State(state): State<SyncState>, req: Request) -> Response {
             actions = the_plan.actions.len(),
             "sync requested over the API"
         );
-        tokio::spawn(async move {
+        let runner = exec.clone();
+        runner.spawn(async move {
             exec.execute(&current.map, &the_plan, &tx).await;
         });
     }

@@ -10,7 +10,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use super::run::Event;
+use super::executor::Event;
 
 /// Rows kept; the oldest finished ones go first.
 pub const KEPT_JOBS: usize = 50;

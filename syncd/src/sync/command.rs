@@ -10,33 +10,29 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::ValueEnum;
 use thiserror::Error;
 use tokio::sync::mpsc;
 
+use super::executor::{Event, Executor, Summary};
 use super::placement::{Placement, PlacementError};
 use super::plan::{plan, render_table};
-use super::progress::{render, Renderer};
-use super::run::{Event, Executor, Summary};
-use crate::cli::ConfigArgs;
-use crate::config::ConfigError;
+use super::progress::{render, ProgressMode, Renderer};
+use crate::config::{Config, ConfigError};
 
-/// How progress is shown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ProgressMode {
-    /// Bars when stdout is a terminal, else plain lines.
-    Auto,
-    /// Bars (drawn only on a terminal).
-    Bars,
-    /// Plain lines.
-    Plain,
+/// Where the sync runs: from here over the configured instances, or on a
+/// running daemon (`--url`).
+#[derive(Debug, Clone)]
+pub enum SyncSource {
+    /// Poll every instance of this configuration once, plan and pull from
+    /// here.
+    Local(Box<Config>),
+    /// Ask the daemon at `url` (`POST /v1/sync`), with its bearer token.
+    Remote { url: String, token: Option<String> },
 }
 
-/// What `syncd sync` was asked to do.
+/// How `syncd sync` was asked to sync, wherever it runs.
 #[derive(Debug, Clone)]
 pub struct SyncOptions {
-    pub url: Option<String>,
-    pub api_token: Option<String>,
     pub placement: Option<PathBuf>,
     pub dry_run: bool,
     /// `None`: 1 (with `--url`, the daemon's own setting applies).
@@ -63,7 +59,7 @@ impl CommandError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CommandError::Config(_) | CommandError::Placement(_) | CommandError::Refused(_) => {
-                crate::cli::EXIT_CONFIG
+                crate::EXIT_CONFIG
             }
             CommandError::Daemon(_) => 1,
         }
@@ -71,10 +67,10 @@ impl CommandError {
 }
 
 /// Runs the command; returns the exit code.
-pub async fn run(config: &ConfigArgs, opts: &SyncOptions) -> Result<u8, CommandError> {
-    match &opts.url {
-        Some(url) => remote(url, opts).await,
-        None => local(config, opts).await,
+pub async fn sync_command(source: &SyncSource, opts: &SyncOptions) -> Result<u8, CommandError> {
+    match source {
+        SyncSource::Remote { url, token } => remote(url, token.as_deref(), opts).await,
+        SyncSource::Local(config) => local(config, opts).await,
     }
 }
 
@@ -95,14 +91,13 @@ fn exit_code(summary: Option<&Summary>) -> u8 {
     u8::from(!summary.is_some_and(Summary::ok))
 }
 
-async fn local(config: &ConfigArgs, opts: &SyncOptions) -> Result<u8, CommandError> {
-    let config = config.resolve()?;
+async fn local(config: &Config, opts: &SyncOptions) -> Result<u8, CommandError> {
     let names: Vec<String> = config.instances.iter().map(|i| i.name.clone()).collect();
     let placement = match &opts.placement {
         Some(path) => Some(Placement::from_file(path, Some(&names))?),
         None => None,
     };
-    let (map, unreachable) = super::poll_once(&config).await;
+    let (map, unreachable) = super::poll_once(config).await;
     for (name, error) in &unreachable {
         eprintln!("syncd sync: instance {name} is unreachable ({error}); it is skipped");
     }
@@ -120,7 +115,7 @@ async fn local(config: &ConfigArgs, opts: &SyncOptions) -> Result<u8, CommandErr
     Ok(exit_code(summary.as_ref()))
 }
 
-async fn remote(url: &str, opts: &SyncOptions) -> Result<u8, CommandError> {
+async fn remote(url: &str, token: Option<&str>, opts: &SyncOptions) -> Result<u8, CommandError> {
     let placement = match &opts.placement {
         Some(path) => Some(Placement::from_file(path, None)?),
         None => None,
@@ -131,62 +126,77 @@ async fn remote(url: &str, opts: &SyncOptions) -> Result<u8, CommandError> {
              the daemon's own --concurrency applies"
         );
     }
+    let endpoint = format!("{}/v1/sync", url.trim_end_matches('/'));
     let body = serde_json::json!({
         "dry_run": opts.dry_run,
         "placement": placement,
     });
+    let resp = post_sync(&endpoint, token, &body).await?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    let shown = if opts.dry_run {
+        tokio::spawn(print_plan(rx))
+    } else {
+        tokio::spawn(render(rx, renderer(opts.progress)))
+    };
+    read_events(resp, &endpoint, &tx).await?;
+    drop(tx);
+    let summary = shown.await.ok().flatten();
+    if summary.is_none() {
+        eprintln!("syncd sync: the daemon's stream ended before the summary");
+    }
+    Ok(exit_code(summary.as_ref()))
+}
+
+/// `POST {endpoint}` with `body`; the streaming answer once it is 2xx.
+async fn post_sync(
+    endpoint: &str,
+    token: Option<&str>,
+    body: &serde_json::Value,
+) -> Result<reqwest::Response, CommandError> {
     let http = reqwest::Client::builder()
         .no_proxy()
         .connect_timeout(Duration::from_secs(5))
         .build()
         .map_err(|e| CommandError::Daemon(e.to_string()))?;
-    let endpoint = format!("{}/v1/sync", url.trim_end_matches('/'));
-    let mut request = http.post(&endpoint).json(&body);
-    if let Some(token) = &opts.api_token {
+    let mut request = http.post(endpoint).json(body);
+    if let Some(token) = token {
         request = request.bearer_auth(token);
     }
-    let daemon_error = |e: reqwest::Error| {
-        CommandError::Daemon(format!(
-            "POST {endpoint}: {}",
-            crate::ollama::error_chain(&e)
-        ))
-    };
-    let mut resp = request.send().await.map_err(daemon_error)?;
+    let resp = request
+        .send()
+        .await
+        .map_err(|e| daemon_error(endpoint, &e))?;
     let status = resp.status();
-    if !status.is_success() {
-        let text = resp.text().await.unwrap_or_default();
-        let message = serde_json::from_str::<serde_json::Value>(&text)
-            .ok()
-            .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
-            .unwrap_or(text);
-        return Err(if status == reqwest::StatusCode::BAD_REQUEST {
-            CommandError::Refused(message)
-        } else {
-            CommandError::Daemon(format!("POST {endpoint}: HTTP {status}: {message}"))
-        });
+    if status.is_success() {
+        return Ok(resp);
     }
-    let (tx, rx) = mpsc::unbounded_channel();
-    let dry_run = opts.dry_run;
-    let shower = renderer(opts.progress);
-    let shown = tokio::spawn(async move {
-        if dry_run {
-            let mut rx = rx;
-            while let Some(event) = rx.recv().await {
-                if let Event::Plan(p) = event {
-                    print!("{}", render_table(&p));
-                    return Some(Summary::default());
-                }
-            }
-            None
-        } else {
-            render(rx, shower).await
-        }
-    });
-    let mut buf = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(daemon_error)? {
-        buf.extend_from_slice(&chunk);
-        while let Some(end) = buf.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = buf.drain(..=end).collect();
+    let text = resp.text().await.unwrap_or_default();
+    let message = crate::text::error_message(&text).unwrap_or(text);
+    Err(if status == reqwest::StatusCode::BAD_REQUEST {
+        CommandError::Refused(message)
+    } else {
+        CommandError::Daemon(format!("POST {endpoint}: HTTP {status}: {message}"))
+    })
+}
+
+fn daemon_error(endpoint: &str, e: &reqwest::Error) -> CommandError {
+    CommandError::Daemon(format!(
+        "POST {endpoint}: {}",
+        crate::ollama::error_chain(e)
+    ))
+}
+
+/// Sends every event of the NDJSON answer on `tx`; an unreadable line is
+/// reported and skipped.
+async fn read_events(
+    mut resp: reqwest::Response,
+    endpoint: &str,
+    tx: &mpsc::UnboundedSender<Event>,
+) -> Result<(), CommandError> {
+    let mut lines = crate::text::NdjsonLines::default();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| daemon_error(endpoint, &e))? {
+        lines.push(&chunk);
+        while let Some(line) = lines.next_line() {
             match serde_json::from_slice::<Event>(&line) {
                 Ok(event) => {
                     let _ = tx.send(event);
@@ -195,10 +205,16 @@ async fn remote(url: &str, opts: &SyncOptions) -> Result<u8, CommandError> {
             }
         }
     }
-    drop(tx);
-    let summary = shown.await.ok().flatten();
-    if summary.is_none() {
-        eprintln!("syncd sync: the daemon's stream ended before the summary");
+    Ok(())
+}
+
+/// `--dry-run --url`: prints the plan the daemon sent, as a table.
+async fn print_plan(mut rx: mpsc::UnboundedReceiver<Event>) -> Option<Summary> {
+    while let Some(event) = rx.recv().await {
+        if let Event::Plan(p) = event {
+            print!("{}", render_table(&p));
+            return Some(Summary::default());
+        }
     }
-    Ok(exit_code(summary.as_ref()))
+    None
 }

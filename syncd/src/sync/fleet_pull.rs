@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, watch};
 
+use super::executor::{Event, Executor};
 use super::plan::{Action, ActionKind, Plan};
-use super::run::{Event, Executor};
 use crate::fleet::Published;
 
 /// One layer as the fleet sees it: sums over the instances pulling it.
@@ -133,7 +133,7 @@ impl Renderer {
                 self.sent.insert(l.digest.clone(), now);
                 let short = l.digest.trim_start_matches("sha256:");
                 out.push(json!({
-                    "status": format!("pulling {}", short.get(..12).unwrap_or(short)),
+                    "status": format!("pulling {}", crate::text::short_digest(short)),
                     "digest": l.digest, "total": l.total, "completed": l.completed,
                 }));
             }
@@ -274,8 +274,9 @@ impl FleetPulls {
             notes: Vec::new(),
         };
         tracing::info!(model = %key, targets = ?targets, "fleet pull: starting");
-        let (pulls, exec) = (Arc::clone(self), exec.clone());
-        tokio::spawn(async move {
+        let (pulls, runner) = (Arc::clone(self), exec.clone());
+        let exec = exec.clone();
+        runner.spawn(async move {
             let (events_tx, mut events) = mpsc::unbounded_channel();
             let run =
                 tokio::spawn(async move { exec.execute(&current.map, &plan, &events_tx).await });

@@ -37,9 +37,9 @@ use model_map::{InstanceState, ModelName};
 use serde_json::{json, Map, Value};
 use tokio::sync::mpsc;
 
+use super::executor::Executor;
 use super::fleet_pull::{FleetPulls, Renderer};
 use super::placement::Placement;
-use super::run::Executor;
 use super::targets;
 use crate::fleet::{Fleet, Published};
 
@@ -267,12 +267,9 @@ async fn fan_out(
 fn reply_error(reply: &Reply) -> Option<String> {
     match reply {
         Ok((status, _)) if (200..300).contains(status) => None,
-        Ok((status, body)) => Some(
-            serde_json::from_slice::<Value>(body)
-                .ok()
-                .and_then(|v| v.get("error")?.as_str().map(str::to_string))
-                .unwrap_or_else(|| format!("HTTP {status}")),
-        ),
+        Ok((status, body)) => {
+            Some(crate::text::error_message(body).unwrap_or_else(|| format!("HTTP {status}")))
+        }
         Err(e) => Some(e.clone()),
     }
 }
@@ -340,17 +337,36 @@ async fn remove(State(state): State<Manage>, req: Request) -> Response {
     if holders.is_empty() {
         return error(StatusCode::NOT_FOUND, format!("model '{raw}' not found"));
     }
+    tracing::info!(model = %name.key(), on = ?names(&holders), "fleet delete");
+    on_holders(
+        &state,
+        &holders,
+        (Method::DELETE, "/api/delete"),
+        body,
+        "delete",
+    )
+    .await
+}
+
+/// Sends `body` to every holder, waits until the map shows the change,
+/// and answers 200 or the combined failure of `what`.
+async fn on_holders(
+    state: &Manage,
+    holders: &[&InstanceState],
+    (method, path): (Method, &str),
+    body: serde_json::Map<String, Value>,
+    what: &str,
+) -> Response {
     let replies = fan_out(
         &state.exec.http,
-        &holders,
-        Method::DELETE,
-        "/api/delete",
+        holders,
+        method,
+        path,
         &Value::Object(body),
     )
     .await;
     state.fleet.repoll_and_settle().await;
-    tracing::info!(model = %name.key(), on = ?names(&holders), "fleet delete");
-    empty_ok_or("delete", &replies)
+    empty_ok_or(what, &replies)
 }
 
 fn names<'a>(instances: &[&'a InstanceState]) -> Vec<&'a str> {
@@ -383,16 +399,7 @@ async fn copy(State(state): State<Manage>, req: Request) -> Response {
         return error(StatusCode::NOT_FOUND, format!("model {source:?} not found"));
     }
     tracing::info!(source = %src.key(), %destination, on = ?names(&holders), "fleet copy");
-    let replies = fan_out(
-        &state.exec.http,
-        &holders,
-        Method::POST,
-        "/api/copy",
-        &Value::Object(body),
-    )
-    .await;
-    state.fleet.repoll_and_settle().await;
-    empty_ok_or("copy", &replies)
+    on_holders(&state, &holders, (Method::POST, "/api/copy"), body, "copy").await
 }
 
 /// `POST /api/create`: each target is asked with `stream: false`; the

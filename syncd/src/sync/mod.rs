@@ -2,7 +2,7 @@
 //!
 //! - [`placement`]: the placement file (TOML, or JSON on the API).
 //! - [`plan`]: the pure planner, map + placement → actions.
-//! - [`run`]: the executor (parallel pulls and loads, progress events).
+//! - [`executor`]: the executor (parallel pulls and loads, progress events).
 //! - [`progress`]: bars on a terminal, plain lines elsewhere.
 //! - [`reconcile`]: the daemon's loop that keeps the placement held.
 //! - [`api`]: `POST /v1/sync` on the daemon, progress as NDJSON.
@@ -19,13 +19,13 @@
 pub mod api;
 pub mod board;
 pub mod command;
+pub mod executor;
 pub mod fleet_pull;
 pub mod manage;
 pub mod placement;
 pub mod plan;
 pub mod progress;
 pub mod reconcile;
-pub mod run;
 pub mod targets;
 
 use model_map::ModelMap;
@@ -34,9 +34,9 @@ use crate::build::{build_map, holdings, Held, InstanceView};
 use crate::config::Config;
 use crate::ollama::{OllamaClient, Probe};
 
+pub use executor::{Event, Executor, KeyLocks, Summary};
 pub use placement::{Placement, PlacementError};
 pub use plan::{plan, Plan};
-pub use run::{Event, Executor, KeyLocks, Summary};
 
 /// The map from one poll of every instance, concurrently: an instance that
 /// does not answer is unhealthy (so it is never a target). Also returns

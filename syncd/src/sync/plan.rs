@@ -23,6 +23,7 @@ use model_map::{ModelEntry, ModelMap};
 use serde::{Deserialize, Serialize};
 
 use super::placement::{DefaultRule, ModelRule, Placement};
+use crate::text::{row, short_digest, table};
 
 /// Why an instance pulls a model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,7 +124,12 @@ pub fn plan(map: &ModelMap, placement: Option<&Placement>) -> Plan {
                 .or_insert((name.display_shortest(), None));
         }
     }
-    let mut out = Plan::default();
+    let mut planner = Planner {
+        healthy: &healthy,
+        held,
+        loaded,
+        out: Plan::default(),
+    };
     for (key, (name, entry)) in &work {
         let rule = placement.and_then(|p| p.rule(key));
         let target = match (rule, placement.map(|p| p.default)) {
@@ -132,11 +138,14 @@ pub fn plan(map: &ModelMap, placement: Option<&Placement>) -> Plan {
             (None, Some(DefaultRule::Keep)) => continue,
         };
         let warm = rule.map_or(0, |r| r.warm as usize);
-        plan_model(
-            name, *entry, target, warm, &healthy, &mut held, &loaded, &mut out,
-        );
+        let model = ModelJob {
+            name,
+            entry: *entry,
+            canonical: entry.map(|e| e.canonical_digest.clone()),
+        };
+        planner.plan_model(&model, target, warm);
     }
-    out
+    planner.out
 }
 
 fn target_of(rule: &ModelRule) -> Target<'_> {
@@ -149,107 +158,145 @@ fn target_of(rule: &ModelRule) -> Target<'_> {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn plan_model<'m>(
-    name: &str,
-    entry: Option<&ModelEntry>,
-    target: Target<'_>,
-    warm: usize,
-    healthy: &[&'m str],
-    held: &mut BTreeMap<&'m str, usize>,
-    loaded: &BTreeMap<&'m str, usize>,
-    out: &mut Plan,
-) {
-    let canonical = entry.map(|e| e.canonical_digest.clone());
-    let replica = |inst: &str| entry.and_then(|e| e.replicas.iter().find(|r| r.instance == inst));
-    let chosen: Vec<&str> = match target {
-        Target::All { only } => {
-            if let Some(only) = only {
-                for missing in only.iter().filter(|n| !healthy.contains(&n.as_str())) {
-                    out.notes.push(format!(
-                        "{name}: instance {missing} is not healthy; skipped"
-                    ));
-                }
-            }
-            healthy
-                .iter()
-                .copied()
-                .filter(|n| only.is_none_or(|o| o.iter().any(|x| x == n)))
-                .collect()
-        }
-        Target::Replicas(n) => {
-            let mut ranked: Vec<(u8, u8, usize, &str)> = healthy
-                .iter()
-                .map(|inst| {
-                    let r = replica(inst);
-                    let holds = match r {
-                        Some(r) if Some(&r.digest) == canonical.as_ref() => 0,
-                        Some(_) => 1,
-                        None => 2,
-                    };
-                    let is_loaded = u8::from(r.is_none_or(|r| r.loaded.is_none()));
-                    (
-                        holds,
-                        is_loaded,
-                        held.get(inst).copied().unwrap_or(0),
-                        *inst,
-                    )
-                })
-                .collect();
-            ranked.sort();
-            if ranked.len() < n {
-                out.notes.push(format!(
-                    "{name}: wants {n} replicas, only {} healthy instances",
-                    ranked.len()
+/// One model being planned: its name, its map entry (none when only the
+/// placement names it) and the digest every holder should have.
+struct ModelJob<'a> {
+    name: &'a str,
+    entry: Option<&'a ModelEntry>,
+    canonical: Option<String>,
+}
+
+impl ModelJob<'_> {
+    /// Its replica on `instance`, if that holds it.
+    fn replica(&self, instance: &str) -> Option<&model_map::Replica> {
+        self.entry
+            .and_then(|e| e.replicas.iter().find(|r| r.instance == instance))
+    }
+}
+
+/// The planner's running state: the healthy instances, how many models
+/// each holds and has loaded (holdings grow as pulls are planned, so
+/// replicas spread), and the plan so far.
+struct Planner<'h, 'm> {
+    healthy: &'h [&'m str],
+    held: BTreeMap<&'m str, usize>,
+    loaded: BTreeMap<&'m str, usize>,
+    out: Plan,
+}
+
+impl<'m> Planner<'_, 'm> {
+    /// Plans one model: chooses its instances, then pulls and loads.
+    fn plan_model(&mut self, model: &ModelJob<'_>, target: Target<'_>, warm: usize) {
+        let chosen = match target {
+            Target::All { only } => self.every_instance(model.name, only),
+            Target::Replicas(n) => self.best_instances(model, n),
+        };
+        self.push_actions(model, &chosen, warm);
+    }
+
+    /// Every healthy instance, of `only` when given; notes those of `only`
+    /// that are not healthy.
+    fn every_instance(&mut self, name: &str, only: Option<&[String]>) -> Vec<&'m str> {
+        if let Some(only) = only {
+            for missing in only.iter().filter(|n| !self.healthy.contains(&n.as_str())) {
+                self.out.notes.push(format!(
+                    "{name}: instance {missing} is not healthy; skipped"
                 ));
             }
-            ranked.into_iter().take(n).map(|r| r.3).collect()
         }
-    };
-    let mut warm_now = 0;
-    let mut warm_candidates = Vec::new();
-    for inst in &chosen {
-        let r = replica(inst);
-        let (reason, current) = match r {
-            None => (Some(Reason::Missing), None),
-            Some(r) if Some(&r.digest) != canonical.as_ref() => {
-                (Some(Reason::DigestMismatch), Some(r.digest.clone()))
+        self.healthy
+            .iter()
+            .copied()
+            .filter(|n| only.is_none_or(|o| o.iter().any(|x| x == n)))
+            .collect()
+    }
+
+    /// The `n` healthy instances best placed to hold the model: those with
+    /// the right digest, then loaded, then holding the fewest models.
+    fn best_instances(&mut self, model: &ModelJob<'_>, n: usize) -> Vec<&'m str> {
+        let mut ranked: Vec<(u8, u8, usize, &'m str)> = self
+            .healthy
+            .iter()
+            .map(|inst| {
+                let r = model.replica(inst);
+                let holds = match r {
+                    Some(r) if Some(&r.digest) == model.canonical.as_ref() => 0,
+                    Some(_) => 1,
+                    None => 2,
+                };
+                let is_loaded = u8::from(r.is_none_or(|r| r.loaded.is_none()));
+                let held = self.held.get(inst).copied().unwrap_or(0);
+                (holds, is_loaded, held, *inst)
+            })
+            .collect();
+        ranked.sort();
+        if ranked.len() < n {
+            self.out.notes.push(format!(
+                "{}: wants {n} replicas, only {} healthy instances",
+                model.name,
+                ranked.len()
+            ));
+        }
+        ranked.into_iter().take(n).map(|r| r.3).collect()
+    }
+
+    /// A pull on each chosen instance that lacks the model or holds another
+    /// digest; then loads until `warm` of them have it loaded.
+    fn push_actions(&mut self, model: &ModelJob<'_>, chosen: &[&'m str], warm: usize) {
+        let mut warm_now = 0;
+        let mut warm_candidates = Vec::new();
+        for inst in chosen {
+            let r = model.replica(inst);
+            let pulled = self.push_pull(model, inst, r);
+            if r.is_some_and(|r| r.loaded.is_some()) {
+                warm_now += 1;
+            } else {
+                let load = self.loaded.get(inst).copied().unwrap_or(0);
+                warm_candidates.push((u8::from(pulled), load, *inst));
             }
-            Some(_) => (None, None),
-        };
-        if let Some(reason) = reason {
-            if reason == Reason::Missing {
-                *held.entry(inst).or_default() += 1;
-            }
-            out.actions.push(Action {
-                kind: ActionKind::Pull,
+        }
+        warm_candidates.sort();
+        for (_, _, inst) in warm_candidates
+            .into_iter()
+            .take(warm.saturating_sub(warm_now))
+        {
+            self.out.actions.push(Action {
+                kind: ActionKind::Warm,
                 instance: inst.to_string(),
-                model: name.to_string(),
-                reason: Some(reason),
-                current,
-                want: canonical.clone(),
+                model: model.name.to_string(),
+                reason: None,
+                current: None,
+                want: None,
             });
         }
-        if r.is_some_and(|r| r.loaded.is_some()) {
-            warm_now += 1;
-        } else {
-            let ready = u8::from(reason.is_some());
-            warm_candidates.push((ready, loaded.get(inst).copied().unwrap_or(0), *inst));
-        }
     }
-    warm_candidates.sort();
-    for (_, _, inst) in warm_candidates
-        .into_iter()
-        .take(warm.saturating_sub(warm_now))
-    {
-        out.actions.push(Action {
-            kind: ActionKind::Warm,
+
+    /// Plans a pull of the model on `inst` if it needs one; whether it did.
+    fn push_pull(
+        &mut self,
+        model: &ModelJob<'_>,
+        inst: &'m str,
+        replica: Option<&model_map::Replica>,
+    ) -> bool {
+        let (reason, current) = match replica {
+            None => (Reason::Missing, None),
+            Some(r) if Some(&r.digest) != model.canonical.as_ref() => {
+                (Reason::DigestMismatch, Some(r.digest.clone()))
+            }
+            Some(_) => return false,
+        };
+        if reason == Reason::Missing {
+            *self.held.entry(inst).or_default() += 1;
+        }
+        self.out.actions.push(Action {
+            kind: ActionKind::Pull,
             instance: inst.to_string(),
-            model: name.to_string(),
-            reason: None,
-            current: None,
-            want: None,
+            model: model.name.to_string(),
+            reason: Some(reason),
+            current,
+            want: model.canonical.clone(),
         });
+        true
     }
 }
 
@@ -262,35 +309,28 @@ pub fn render_table(plan: &Plan) -> String {
         }
         return out;
     }
-    let w = |f: fn(&Action) -> usize, min: usize| {
-        plan.actions.iter().map(f).max().unwrap_or(0).max(min)
-    };
-    let (wi, wm) = (w(|a| a.instance.len(), 8), w(|a| a.model.len(), 5));
-    let mut out = format!(
-        "{:<wi$}  {:<wm$}  {:<6}  {:<15}  DIGEST\n",
-        "INSTANCE", "MODEL", "ACTION", "REASON"
-    );
+    let mut rows = vec![row(&["INSTANCE", "MODEL", "ACTION", "REASON", "DIGEST"])];
     for a in &plan.actions {
-        let kind = a.kind.as_str();
         let reason = match a.reason {
             Some(Reason::Missing) => "missing",
             Some(Reason::DigestMismatch) => "digest mismatch",
             None => "",
         };
-        let short = |d: &Option<String>| {
-            d.as_deref()
-                .map_or("?".to_string(), |d| d.chars().take(12).collect())
-        };
+        let short = |d: &Option<String>| d.as_deref().map_or("?", short_digest).to_string();
         let digest = match (a.kind, &a.current) {
             (ActionKind::Warm, _) => String::new(),
             (_, Some(_)) => format!("{} -> {}", short(&a.current), short(&a.want)),
             (_, None) => short(&a.want),
         };
-        out.push_str(&format!(
-            "{:<wi$}  {:<wm$}  {kind:<6}  {reason:<15}  {digest}\n",
-            a.instance, a.model
-        ));
+        rows.push(row(&[
+            &a.instance,
+            &a.model,
+            a.kind.as_str(),
+            reason,
+            &digest,
+        ]));
     }
+    let mut out = table(&rows);
     let pulls = plan
         .actions
         .iter()

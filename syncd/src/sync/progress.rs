@@ -9,8 +9,19 @@ use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use super::executor::{Event, Summary};
 use super::plan::ActionKind;
-use super::run::{Event, Summary};
+
+/// How progress is shown (`--progress`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProgressMode {
+    /// Bars when stdout is a terminal, else plain lines.
+    Auto,
+    /// Bars (drawn only on a terminal).
+    Bars,
+    /// Plain lines.
+    Plain,
+}
 
 /// Shortest gap between two plain lines of one pull with the same status.
 pub const PLAIN_EVERY: Duration = Duration::from_millis(250);
@@ -159,25 +170,7 @@ pub struct Bars {
 impl Bars {
     fn show(&mut self, event: &Event) {
         match event {
-            Event::Plan(plan) => {
-                self.widths = widths(plan);
-                let (wi, wm) = self.widths;
-                let _ = self.multi.println(plan_line(plan).trim_end());
-                let style = ProgressStyle::with_template(BAR_TEMPLATE)
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> ");
-                for a in &plan.actions {
-                    let job = (a.instance.clone(), a.model.clone());
-                    *self.remaining.entry(job.clone()).or_default() += 1;
-                    self.bars.entry(job).or_insert_with(|| {
-                        let bar = self.multi.add(ProgressBar::new(0));
-                        bar.set_style(style.clone());
-                        bar.set_prefix(format!("{:<wi$}  {:<wm$}", a.instance, a.model));
-                        bar.set_message("waiting");
-                        bar
-                    });
-                }
-            }
+            Event::Plan(plan) => self.add_bars(plan),
             Event::Progress {
                 instance,
                 model,
@@ -202,27 +195,8 @@ impl Bars {
                 error,
             } => {
                 let job = (instance.clone(), model.clone());
-                let left = self.remaining.get_mut(&job).map_or(0, |n| {
-                    *n = n.saturating_sub(1);
-                    *n
-                });
-                let Some(bar) = self.bars.get(&job) else {
-                    return;
-                };
-                if !ok {
-                    bar.abandon_with_message(format!("FAILED: {}", error.as_deref().unwrap_or("")));
-                } else if left == 0 {
-                    if bar.length() == Some(0) {
-                        bar.set_length(1);
-                    }
-                    bar.set_position(bar.length().unwrap_or(1));
-                    let what = if *kind == ActionKind::Warm {
-                        "loaded (kept warm)"
-                    } else {
-                        "done"
-                    };
-                    bar.finish_with_message(what);
-                }
+                let error = (!ok).then(|| error.as_deref().unwrap_or(""));
+                self.finish_action(job, *kind, error);
             }
             Event::Summary(s) => {
                 for bar in self.bars.values() {
@@ -236,6 +210,53 @@ impl Bars {
                     print!("{}", s.render());
                 }
             }
+        }
+    }
+
+    /// One bar per (instance, model) of `plan`, waiting.
+    fn add_bars(&mut self, plan: &super::plan::Plan) {
+        self.widths = widths(plan);
+        let (wi, wm) = self.widths;
+        let _ = self.multi.println(plan_line(plan).trim_end());
+        let style = ProgressStyle::with_template(BAR_TEMPLATE)
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+        for a in &plan.actions {
+            let job = (a.instance.clone(), a.model.clone());
+            *self.remaining.entry(job.clone()).or_default() += 1;
+            self.bars.entry(job).or_insert_with(|| {
+                let bar = self.multi.add(ProgressBar::new(0));
+                bar.set_style(style.clone());
+                bar.set_prefix(format!("{:<wi$}  {:<wm$}", a.instance, a.model));
+                bar.set_message("waiting");
+                bar
+            });
+        }
+    }
+
+    /// One action of `job` ended (`error` if it failed): the bar fails at
+    /// once, or finishes with the job's last action.
+    fn finish_action(&mut self, job: Job, kind: ActionKind, error: Option<&str>) {
+        let left = self.remaining.get_mut(&job).map_or(0, |n| {
+            *n = n.saturating_sub(1);
+            *n
+        });
+        let Some(bar) = self.bars.get(&job) else {
+            return;
+        };
+        if let Some(error) = error {
+            bar.abandon_with_message(format!("FAILED: {error}"));
+        } else if left == 0 {
+            if bar.length() == Some(0) {
+                bar.set_length(1);
+            }
+            bar.set_position(bar.length().unwrap_or(1));
+            let what = if kind == ActionKind::Warm {
+                "loaded (kept warm)"
+            } else {
+                "done"
+            };
+            bar.finish_with_message(what);
         }
     }
 }

@@ -15,9 +15,9 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::executor::{Event, Executor};
 use super::placement::Placement;
 use super::plan::{plan, Plan};
-use super::run::{Event, Executor};
 use crate::fleet::Fleet;
 
 type Job = (String, String);
@@ -70,8 +70,9 @@ pub async fn run_reconcile(
         for a in &batch.actions {
             running.insert((a.instance.clone(), a.model.clone()), ());
         }
-        let (exec, done, map) = (exec.clone(), done_tx.clone(), current.map.clone());
-        tokio::spawn(async move {
+        let (runner, done, map) = (exec.clone(), done_tx.clone(), current.map.clone());
+        let exec = exec.clone();
+        runner.spawn(async move {
             let (tx, rx) = mpsc::unbounded_channel();
             let log = tokio::spawn(log_events(rx));
             exec.execute(&map, &batch, &tx).await;

@@ -1,4 +1,6 @@
-//! Shared rig: emulated Ollama servers and a syncd on ephemeral ports.
+//! The one test-support module of syncd's integration tests: emulated
+//! Ollama servers (pulls taking [`PULL_TIME`]), the config that reaches
+//! them, a syncd on an ephemeral port, and what each instance holds.
 
 // Test helpers: a failed unwrap here is a failed test.
 #![allow(
@@ -11,7 +13,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::num::NonZeroU32;
+use std::num::{NonZeroU32, NonZeroUsize};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,12 +21,21 @@ use model_map::ModelMap;
 use ollama_emu::{Config as EmuConfig, EmuHandle, ModelSpec};
 use serde_json::{json, Value};
 use syncd::config::{Instance, PollSettings};
+use syncd::sync::{plan, poll_once, Event, Executor, Placement, Summary};
 use syncd::{Config, Fleet};
+use tokio::sync::mpsc;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 pub const INTERVAL: Duration = Duration::from_millis(100);
+
+/// How long an emulated pull takes.
+pub const PULL_TIME: Duration = Duration::from_millis(100);
+
+/// A generous deadline for waits: what is waited for normally comes within
+/// a few intervals; this only bounds a test that is going to fail.
+pub const PATIENCE: Duration = Duration::from_secs(30);
 
 /// Fast settings: 100 ms interval, down after 2, up after 2.
 pub fn fast() -> PollSettings {
@@ -43,11 +54,22 @@ pub fn digest(c: char) -> String {
     std::iter::repeat_n(c, 64).collect()
 }
 
-/// An emulator named `name` holding `models` (`NAME` or `NAME@DIGEST`).
+/// An emulator holding `models` (`NAME`, `NAME@DIGEST`, or `NAME+embed`
+/// for an embedding-only model), pulls taking [`PULL_TIME`].
 pub async fn emu(name: &str, models: &[&str]) -> EmuHandle {
     let config = EmuConfig {
         name: name.into(),
-        models: models.iter().map(|m| ModelSpec::from_flag(m)).collect(),
+        models: models
+            .iter()
+            .map(|m| match m.strip_suffix("+embed") {
+                Some(n) => ModelSpec {
+                    embedding: true,
+                    ..ModelSpec::from_flag(n)
+                },
+                None => ModelSpec::from_flag(m),
+            })
+            .collect(),
+        pull_time: PULL_TIME,
         ..EmuConfig::default()
     };
     let localhost: SocketAddr = "127.0.0.1:0".parse().unwrap();
@@ -89,33 +111,29 @@ pub struct Daemon {
 impl Daemon {
     /// Starts syncd over `emus` (named `e0`, `e1`, …) with `poll`.
     pub async fn start(emus: &[&EmuHandle], poll: PollSettings) -> Daemon {
-        let instances = emus
-            .iter()
-            .enumerate()
-            .map(|(i, e)| Instance {
-                name: format!("e{i}"),
-                url: e.url(),
-                cluster: format!("e{i}"),
-                authority: e.addr().to_string(),
-            })
-            .collect();
+        let mut config = config(emus);
+        config.poll = poll;
+        Daemon::spawn(config, syncd::SyncSettings::default()).await
+    }
+
+    /// Starts syncd over `emus` with fast polling and `sync` settings,
+    /// and waits for the first map.
+    pub async fn syncing(emus: &[&EmuHandle], sync: syncd::SyncSettings) -> Daemon {
+        let d = Daemon::spawn(config(emus), sync).await;
+        d.ready().await;
+        d
+    }
+
+    async fn spawn(mut config: Config, sync: syncd::SyncSettings) -> Daemon {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let config = Config {
-            listen: listener.local_addr().unwrap(),
-            instances,
-            poll,
-            sources: Default::default(),
-        };
+        config.listen = listener.local_addr().unwrap();
         let url = format!("http://{}", config.listen);
-        let fleet = Fleet::new(&config);
+        let daemon = syncd::Daemon::new(config).with_sync(sync);
+        let fleet = daemon.fleet();
         let (stop, stopped) = oneshot::channel::<()>();
-        let f = fleet.clone();
-        let task = tokio::spawn(async move {
-            syncd::run_with_fleet(listener, &config, f, async {
-                let _ = stopped.await;
-            })
-            .await
-        });
+        let task = tokio::spawn(daemon.serve(listener, async {
+            let _ = stopped.await;
+        }));
         Daemon {
             url,
             fleet,
@@ -126,9 +144,7 @@ impl Daemon {
 
     /// The map once published.
     pub async fn ready(&self) -> ModelMap {
-        self.wait_for("first map", Duration::from_secs(5), |_| true)
-            .await
-            .0
+        self.wait_for("first map", PATIENCE, |_| true).await.0
     }
 
     /// Waits until a published map satisfies `pred`; returns it and when
@@ -156,6 +172,19 @@ impl Daemon {
         }
     }
 
+    /// Waits (up to [`PATIENCE`]) for a map that satisfies `pred`.
+    pub async fn wait_until(&self, what: &str, pred: impl Fn(&ModelMap) -> bool) -> ModelMap {
+        self.wait_for(what, PATIENCE, pred).await.0
+    }
+
+    /// Waits until `n` receivers watch the map (a held long poll is one).
+    pub async fn wait_map_watchers(&self, n: usize) {
+        poll_until(&format!("{n} map watchers"), || {
+            self.fleet.map_watchers() >= n
+        })
+        .await;
+    }
+
     pub async fn get(&self, path: &str) -> reqwest::Response {
         reqwest::get(format!("{}{path}", self.url)).await.unwrap()
     }
@@ -164,7 +193,7 @@ impl Daemon {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        tokio::time::timeout(Duration::from_secs(5), &mut self.task)
+        tokio::time::timeout(PATIENCE, &mut self.task)
             .await
             .expect("syncd stops promptly")
             .unwrap()
@@ -186,4 +215,139 @@ pub async fn timed<T>(f: impl Future<Output = T>) -> (T, Duration) {
     let start = Instant::now();
     let out = f.await;
     (out, start.elapsed())
+}
+
+/// Instances `e0`, `e1`, … reaching `emus`, fast polling.
+pub fn config(emus: &[&EmuHandle]) -> Config {
+    Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        instances: emus
+            .iter()
+            .enumerate()
+            .map(|(i, e)| Instance {
+                name: format!("e{i}"),
+                url: e.url(),
+                cluster: format!("e{i}"),
+                authority: e.addr().to_string(),
+            })
+            .collect(),
+        poll: fast(),
+        sources: Default::default(),
+    }
+}
+
+/// `--instance` flags for the binary.
+pub fn instance_flags(emus: &[&EmuHandle]) -> Vec<String> {
+    emus.iter()
+        .enumerate()
+        .flat_map(|(i, e)| ["--instance".to_string(), format!("e{i}={}", e.url())])
+        .collect()
+}
+
+/// `name digest` of every model on `emu`, sorted.
+pub async fn holdings(emu: &EmuHandle) -> Vec<String> {
+    let tags: Value = reqwest::get(format!("{}/api/tags", emu.url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut out: Vec<String> = tags["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            format!(
+                "{} {}",
+                m["name"].as_str().unwrap(),
+                &m["digest"].as_str().unwrap()[..4]
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Names of the models `emu` has loaded.
+pub async fn loaded(emu: &EmuHandle) -> Vec<String> {
+    let ps: Value = reqwest::get(format!("{}/api/ps", emu.url()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut out: Vec<String> = ps["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap().to_string())
+        .collect();
+    out.sort();
+    out
+}
+
+/// One library-level sync: poll, plan, execute; returns the summary and
+/// every event.
+pub async fn sync_once(config: &Config, placement: Option<&Placement>) -> (Summary, Vec<Event>) {
+    let (map, _) = poll_once(config).await;
+    let the_plan = plan(&map, placement);
+    let exec = Executor::new(&config.poll, NonZeroUsize::new(2).unwrap());
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let summary = exec.execute(&map, &the_plan, &tx).await;
+    drop(tx);
+    let mut events = Vec::new();
+    while let Some(e) = rx.recv().await {
+        events.push(e);
+    }
+    (summary, events)
+}
+
+/// The plan a fresh poll gives now.
+pub async fn plan_now(config: &Config, placement: Option<&Placement>) -> syncd::sync::Plan {
+    plan(&poll_once(config).await.0, placement)
+}
+
+pub fn placement(toml: &str) -> Placement {
+    let names: Vec<String> = (0..4).map(|i| format!("e{i}")).collect();
+    Placement::from_toml(toml, "test", Some(&names)).unwrap()
+}
+
+/// The models `instance` holds in `map`, by name.
+pub fn held_by(map: &model_map::ModelMap, instance: &str) -> Vec<String> {
+    map.models
+        .iter()
+        .filter(|m| m.replicas.iter().any(|r| r.instance == instance))
+        .map(|m| m.name.clone())
+        .collect()
+}
+
+/// Checks `cond` every 10 ms until it holds; panics naming `what` after
+/// [`PATIENCE`].
+pub async fn poll_until(what: &str, cond: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < PATIENCE, "{what}: not after {PATIENCE:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Awaits `cond` every 10 ms until it holds; panics naming `what` after
+/// [`PATIENCE`].
+pub async fn poll_until_async<F, Fut>(what: &str, cond: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !cond().await {
+        assert!(start.elapsed() < PATIENCE, "{what}: not after {PATIENCE:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The address in syncd's `syncd serving listen=ADDR` log line.
+pub fn serving_address(line: &str) -> Option<SocketAddr> {
+    let (_, rest) = line.split_once("syncd serving")?;
+    let (_, addr) = rest.split_once("listen=")?;
+    addr.split_whitespace().next()?.parse().ok()
 }

@@ -2,7 +2,10 @@
 
 use crate::envoy_config::EnvoyConfig;
 use crate::paths;
-use crate::rig::Rig;
+use crate::rig::{Rig, Syncd};
+
+/// A generous deadline for waits on Envoy: a bound for a failing test only.
+pub const PATIENCE: Duration = Duration::from_secs(60);
 use std::process::Command;
 use std::time::Duration;
 
@@ -33,10 +36,10 @@ impl Envoy {
             .arg(&admin_path)
             .args(["--disable-hot-restart", "-l", "info"])
             .args(["--concurrency", &concurrency.to_string()]);
-        let proc = rig.add(&format!("envoy-{n}"), cmd)?;
+        let proc = rig.add_envoy(&format!("envoy-{n}"), cmd)?;
         let admin = rig
             .proc(proc)
-            .wait_for_log(Duration::from_secs(30), |_| {
+            .wait_for_log(crate::rig::STARTUP, |_| {
                 std::fs::read_to_string(&admin_path)
                     .ok()
                     .filter(|s| s.contains(':'))
@@ -61,24 +64,70 @@ impl Envoy {
         })
     }
 
-    /// Lines Envoy logged at error or critical level.
-    pub fn errors(&self, rig: &mut Rig) -> Vec<String> {
-        rig.proc(self.proc)
-            .output()
-            .lines()
-            .filter(|l| l.contains("[error]") || l.contains("[critical]"))
-            .map(str::to_string)
-            .collect()
+    /// Sends one request to the listener; returns the status, the
+    /// answering instance (the emulator's `x-emu-instance`) and the body.
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> anyhow::Result<(u16, Option<String>, String)> {
+        let method = reqwest::Method::from_bytes(method.as_bytes())?;
+        let mut req = crate::http().request(method, format!("{}{path}", self.url));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(b) = body {
+            req = req.body(b.to_string());
+        }
+        let resp = req.send().await?;
+        let status = resp.status().as_u16();
+        let instance = resp
+            .headers()
+            .get("x-emu-instance")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        Ok((status, instance, resp.text().await?))
+    }
+
+    /// Waits until the filter has a map (`GET /api/tags` answers 200).
+    pub async fn wait_for_map(&self) -> anyhow::Result<()> {
+        let tags = format!("{}/api/tags", self.url);
+        crate::until("the filter installed a map", PATIENCE, || async {
+            let resp = crate::http().get(&tags).send().await.ok()?;
+            (resp.status() == 200).then_some(())
+        })
+        .await
+    }
+
+    /// Waits until `syncd` publishes a map that satisfies `pred`, then until
+    /// `workers` filter workers installed it; returns that map.
+    pub async fn wait_for_map_where(
+        &self,
+        rig: &Rig,
+        syncd: &Syncd,
+        workers: usize,
+        what: &str,
+        pred: impl Fn(&model_map::ModelMap) -> bool,
+    ) -> anyhow::Result<model_map::ModelMap> {
+        let url = format!("{}/v1/map", syncd.url);
+        let map = crate::until(what, PATIENCE, || async {
+            let resp = crate::http().get(&url).send().await.ok()?;
+            let map: model_map::ModelMap = resp.json().await.ok()?;
+            pred(&map).then_some(map)
+        })
+        .await?;
+        self.installed(rig, &map.id, workers).await?;
+        Ok(map)
     }
 
     /// Waits until `workers` filter workers logged installing map `id`.
     pub async fn installed(&self, rig: &Rig, id: &str, workers: usize) -> anyhow::Result<()> {
         let line = format!("installed model map {id}");
-        crate::until(
-            &format!("map {id} installed"),
-            Duration::from_secs(30),
-            || async { (rig.output_of(self.proc).matches(&line).count() >= workers).then_some(()) },
-        )
+        crate::until(&format!("map {id} installed"), PATIENCE, || async {
+            (rig.output_of(self.proc).matches(&line).count() >= workers).then_some(())
+        })
         .await
     }
 

@@ -6,8 +6,15 @@
 //! # Layout
 //! - [`paths`]: where the binaries, the wasm filter and Envoy are.
 //! - [`process`]: one child process with its log file.
-//! - [`rig`]: [`Rig`], which owns the processes of one test.
-//! - [`envoy`]: starting Envoy from a rendered bootstrap.
+//! - [`rig`]: [`Rig`], which owns the processes of one test; syncd and the
+//!   emulators bind port 0 and the rig reads their address from their
+//!   logs. Dropping a rig fails the test if an Envoy it started logged an
+//!   `[error]` or `[critical]` line, unless the test called
+//!   [`Rig::expect_errors`].
+//! - [`envoy`]: starting Envoy from a rendered bootstrap;
+//!   [`Envoy::send`], [`Envoy::wait_for_map`] and
+//!   [`Envoy::wait_for_map_where`] (a map syncd published, installed by
+//!   every worker) are the waits and requests the tests share.
 //! - [`browser`]: headless Chromium over the DevTools protocol, for the
 //!   status page.
 //! - [`map_server`]: an in-process stand-in for syncd that serves a fixed,

@@ -12,12 +12,21 @@ use std::time::Duration;
 
 static NEXT_RIG: AtomicUsize = AtomicUsize::new(0);
 
+/// How long a process may take to start: a deadline for a failing test,
+/// not a measured bound.
+pub const STARTUP: Duration = Duration::from_secs(60);
+
 /// Owns every process a test started. Dropping it stops them; if the test
-/// is failing (panicking), it first prints each process's log.
+/// is failing (panicking), it first prints each process's log. Unless the
+/// test said [`Rig::expect_errors`], dropping it also fails the test when
+/// an Envoy it started logged an `[error]` or `[critical]` line.
 pub struct Rig {
     /// Folder for this test's logs and rendered configs.
     pub dir: PathBuf,
     procs: Vec<Proc>,
+    /// Indexes of the Envoy processes, whose logs are checked on drop.
+    envoys: Vec<usize>,
+    errors_expected: bool,
 }
 
 /// An emulated Ollama server started by the rig.
@@ -50,7 +59,35 @@ impl Rig {
         Rig {
             dir,
             procs: Vec::new(),
+            envoys: Vec::new(),
+            errors_expected: false,
         }
+    }
+
+    /// This test provokes Envoy errors on purpose: do not fail it for them.
+    pub fn expect_errors(&mut self) {
+        self.errors_expected = true;
+    }
+
+    /// Lines any Envoy of this rig logged at error or critical level.
+    pub fn envoy_errors(&self) -> Vec<String> {
+        self.envoys
+            .iter()
+            .filter_map(|&i| self.procs.get(i))
+            .flat_map(|p| {
+                p.output()
+                    .lines()
+                    .filter(|l| l.contains("[error]") || l.contains("[critical]"))
+                    .map(|l| format!("{}: {l}", p.label))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    pub(crate) fn add_envoy(&mut self, label: &str, cmd: Command) -> anyhow::Result<usize> {
+        let index = self.add(label, cmd)?;
+        self.envoys.push(index);
+        Ok(index)
     }
 
     pub(crate) fn add(&mut self, label: &str, cmd: Command) -> anyhow::Result<usize> {
@@ -103,7 +140,7 @@ impl Rig {
         let label = format!("emu {name}");
         let index = self.add(&label, cmd)?;
         let url = self.procs[index]
-            .wait_for_log(Duration::from_secs(20), |log| {
+            .wait_for_log(STARTUP, |log| {
                 log.lines().find_map(|l| {
                     l.split_once(" listening on ")
                         .map(|(_, u)| u.trim().to_string())
@@ -122,23 +159,24 @@ impl Rig {
         })
     }
 
-    /// Starts `syncd run` for these instances (polling every 200 ms) and
+    /// Starts `syncd run --listen 127.0.0.1:0` for these instances
+    /// (polling every 200 ms), reads the address it bound from its log and
     /// waits until it is ready (first full poll round).
     pub async fn syncd(&mut self, instances: &[&Emu], args: &[&str]) -> anyhow::Result<Syncd> {
-        self.syncd_on(free_port()?, instances, args).await
+        self.syncd_on("127.0.0.1:0", instances, args).await
     }
 
     /// Like [`Rig::syncd`] on a given address (e.g. to restart syncd where
     /// Envoy already reaches it).
     pub async fn syncd_on(
         &mut self,
-        addr: SocketAddr,
+        listen: &str,
         instances: &[&Emu],
         args: &[&str],
     ) -> anyhow::Result<Syncd> {
         let mut cmd = Command::new(paths::bin("syncd"));
         cmd.arg("run")
-            .args(["--listen", &addr.to_string(), "--interval", "200ms"])
+            .args(["--listen", listen, "--interval", "200ms"])
             .env_remove("OLLAMA_BASE_URLS")
             .env("RUST_LOG", "info");
         for emu in instances {
@@ -156,6 +194,9 @@ impl Rig {
             n => format!("syncd {}", n + 1),
         };
         let index = self.add(&label, cmd)?;
+        let addr = self.procs[index]
+            .wait_for_log(STARTUP, |log| log.lines().find_map(serving_address))
+            .await?;
         let url = format!("http://{addr}");
         self.wait_http(index, &format!("{url}/readyz")).await?;
         Ok(Syncd {
@@ -168,7 +209,8 @@ impl Rig {
     /// Polls `url` until it answers 200, while the process lives.
     pub async fn wait_http(&mut self, index: usize, url: &str) -> anyhow::Result<()> {
         let client = crate::http();
-        for _ in 0..500 {
+        let start = std::time::Instant::now();
+        loop {
             if let Ok(resp) = client.get(url).send().await {
                 if resp.status().is_success() {
                     return Ok(());
@@ -181,9 +223,12 @@ impl Rig {
                     self.procs[index].output()
                 );
             }
+            anyhow::ensure!(
+                start.elapsed() < STARTUP,
+                "{url} never answered 200 in {STARTUP:?}"
+            );
             tokio::time::sleep(Duration::from_millis(40)).await;
         }
-        anyhow::bail!("{url} never answered 200")
     }
 
     /// An Envoy configuration for these instances with the filter, to be
@@ -236,6 +281,15 @@ impl Drop for Rig {
     fn drop(&mut self) {
         if std::thread::panicking() {
             eprintln!("\n{}", self.logs());
+            return;
+        }
+        if self.errors_expected {
+            return;
+        }
+        let errors = self.envoy_errors();
+        if !errors.is_empty() {
+            eprintln!("\n{}", self.logs());
+            panic!("Envoy logged errors (call rig.expect_errors() if the test wants them):\n{errors:#?}");
         }
     }
 }
@@ -249,8 +303,16 @@ pub fn upstream(cluster: &str, addr: SocketAddr) -> Upstream {
     }
 }
 
-/// A loopback port that was free a moment ago (for daemons that cannot
-/// report the port they bound).
+/// The address in syncd's `syncd serving listen=ADDR …` log line.
+pub fn serving_address(line: &str) -> Option<SocketAddr> {
+    let (_, rest) = line.split_once("syncd serving")?;
+    let (_, addr) = rest.split_once("listen=")?;
+    addr.split_whitespace().next()?.parse().ok()
+}
+
+/// A loopback port that was free a moment ago, for a test that must name a
+/// port before the process that binds it starts (Envoy's admin, which
+/// syncd is told about before Envoy runs). Racy: prefer port 0.
 pub fn free_port() -> anyhow::Result<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     Ok(listener.local_addr()?)

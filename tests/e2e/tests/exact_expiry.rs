@@ -106,10 +106,5 @@ async fn the_merged_ps_shows_the_exact_expiry_under_the_same_map_id() -> anyhow:
         .send()
         .await?;
     assert_eq!(resp.headers()["x-emu-instance"], "a");
-    assert!(
-        envoy.errors(&mut rig).is_empty(),
-        "{:?}",
-        envoy.errors(&mut rig)
-    );
     Ok(())
 }

@@ -43,13 +43,7 @@ async fn streams_pass_through_and_every_stream_end_is_counted() -> anyhow::Resul
     let config = rig.envoy_config(&[&a, &b], syncd.addr);
     let envoy = rig.envoy(&config, 2).await?;
     let client = e2e::http();
-    for _ in 0..200 {
-        let tags = client.get(format!("{}/api/tags", envoy.url)).send().await?;
-        if tags.status() == 200 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    envoy.wait_for_map().await?;
 
     // Unbuffered: 20 tokens at 25/s take ~800 ms; the first must arrive long
     // before the last.
@@ -90,13 +84,19 @@ async fn streams_pass_through_and_every_stream_end_is_counted() -> anyhow::Resul
             Ok(true)
         }));
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let during =
-        inflight(&envoy, "a").await.unwrap_or(0) + inflight(&envoy, "b").await.unwrap_or(0);
-    assert!(during > 0, "streams are counted while they run");
-    let per_model = model_inflight(&envoy, "a").await.unwrap_or(0)
-        + model_inflight(&envoy, "b").await.unwrap_or(0);
-    assert!(per_model > 0, "and per model too");
+    // Streams are counted while they run, per instance and per model.
+    e2e::until(
+        "streams counted in flight",
+        e2e::envoy::PATIENCE,
+        || async {
+            let during =
+                inflight(&envoy, "a").await.unwrap_or(0) + inflight(&envoy, "b").await.unwrap_or(0);
+            let per_model = model_inflight(&envoy, "a").await.unwrap_or(0)
+                + model_inflight(&envoy, "b").await.unwrap_or(0);
+            (during > 0 && per_model > 0).then_some(())
+        },
+    )
+    .await?;
     let mut completed = 0;
     for t in tasks {
         if t.await?? {
@@ -123,11 +123,6 @@ async fn streams_pass_through_and_every_stream_end_is_counted() -> anyhow::Resul
     assert_eq!(
         counts, settled,
         "in-flight counts (per instance, per model) after the burst"
-    );
-    assert!(
-        envoy.errors(&mut rig).is_empty(),
-        "{:?}",
-        envoy.errors(&mut rig)
     );
     Ok(())
 }

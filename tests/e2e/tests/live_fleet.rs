@@ -117,8 +117,6 @@ async fn instances_added_to_the_file_get_traffic_and_a_broken_file_changes_nothi
         rig.proc(envoy.proc).exited().is_none(),
         "Envoy kept running"
     );
-    let errors = envoy.errors(&mut rig);
-    assert!(errors.is_empty(), "{errors:?}");
     Ok(())
 }
 
@@ -217,7 +215,5 @@ async fn instances_under_a_dns_name_come_and_go() -> anyhow::Result<()> {
         summary(&outcomes)
     );
     assert_eq!(rig.proc(envoy.proc).pid(), envoy_pid);
-    let errors = envoy.errors(&mut rig);
-    assert!(errors.is_empty(), "{errors:?}");
     Ok(())
 }

@@ -6,7 +6,6 @@
 
 use e2e::Rig;
 use serde_json::{json, Value};
-use std::time::Duration;
 
 include!("../../ollama-emu/tests/common/malformed.rs");
 
@@ -36,21 +35,19 @@ async fn malformed_bodies_get_ollamas_answer_through_the_balancer() -> anyhow::R
     config.plugin_config = json!({"long_poll_seconds": 1});
     let envoy = rig.envoy(&config, 1).await?;
     // Wait until the filter has a map that lists the model.
-    let mut ready = false;
-    for _ in 0..400 {
-        let tags = e2e::http()
-            .get(format!("{}/api/tags", envoy.url))
+    let tags = format!("{}/api/tags", envoy.url);
+    e2e::until("the filter lists llama3", e2e::envoy::PATIENCE, || async {
+        let text = e2e::http()
+            .get(&tags)
             .send()
-            .await?
+            .await
+            .ok()?
             .text()
-            .await?;
-        if tags.contains("llama3:latest") {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert!(ready, "the filter never listed llama3\n{}", rig.logs());
+            .await
+            .ok()?;
+        text.contains("llama3:latest").then_some(())
+    })
+    .await?;
 
     // Ollama sends no `Server` header; neither do the balancer's answers.
     for (method, path) in [
@@ -116,11 +113,6 @@ async fn malformed_bodies_get_ollamas_answer_through_the_balancer() -> anyhow::R
         "{}\n{}",
         failures.join("\n"),
         rig.logs()
-    );
-    assert!(
-        envoy.errors(&mut rig).is_empty(),
-        "{:?}",
-        envoy.errors(&mut rig)
     );
     Ok(())
 }

@@ -161,36 +161,10 @@ impl Scheduler {
                 }
                 first = false;
                 if warm {
-                    let my_turn = match waiting.ticket {
-                        Some(t) => {
-                            inner.waiting_by_key.get(key).and_then(|s| s.first()) == Some(&t)
-                        }
-                        None => !inner.waiting_by_key.contains_key(key),
-                    };
-                    let runner = inner
-                        .runners
-                        .get_mut(key)
-                        .filter(|r| my_turn && r.in_use < settings.num_parallel as usize);
-                    if let Some(r) = runner {
-                        r.in_use += 1;
-                        r.idle_expires = None;
-                        r.expiry_seq += 1;
-                        if let Some(ka) = keep_alive {
-                            r.keep_alive = ka;
-                        }
-                        if let Some(t) = waiting.ticket.take() {
-                            inner.queued -= 1;
-                            unwait(&mut inner.waiting_by_key, key, t);
-                            // The next in line may fit in another free slot.
-                            self.changed.notify_waiters();
-                        }
-                        if waiting.counted {
-                            inner.queued_counted -= 1;
-                        }
-                        waiting.counted = false;
-                        let generation = r.generation;
-                        inner.in_flight += 1;
-                        inner.max_in_flight_seen = inner.max_in_flight_seen.max(inner.in_flight);
+                    let parallel = settings.num_parallel as usize;
+                    if let Some(generation) =
+                        self.take_slot(inner, &mut waiting, keep_alive, parallel)
+                    {
                         return Ok(Slot {
                             sched: Arc::clone(self),
                             key: key.to_string(),
@@ -206,22 +180,54 @@ impl Scheduler {
                         settings.load_time,
                     );
                 }
-                if waiting.ticket.is_none() {
-                    inner.next_ticket += 1;
-                    waiting.ticket = Some(inner.next_ticket);
-                    inner.queued += 1;
-                    inner
-                        .waiting_by_key
-                        .entry(key.to_string())
-                        .or_default()
-                        .insert(inner.next_ticket);
-                }
+                enqueue(inner, &mut waiting);
                 let mut notified = Box::pin(self.changed.notified());
                 notified.as_mut().enable();
                 notified
             };
             notified.await;
         }
+    }
+
+    /// Takes a slot of the warm runner of `waiting.key` if one is free and
+    /// it is this request's turn (first in the model's line, or no line):
+    /// leaves the line and returns the runner's generation.
+    fn take_slot(
+        &self,
+        inner: &mut Inner,
+        waiting: &mut Waiting<'_>,
+        keep_alive: Option<KeepAlive>,
+        num_parallel: usize,
+    ) -> Option<u64> {
+        let key = waiting.key;
+        let my_turn = match waiting.ticket {
+            Some(t) => inner.waiting_by_key.get(key).and_then(|s| s.first()) == Some(&t),
+            None => !inner.waiting_by_key.contains_key(key),
+        };
+        let r = inner
+            .runners
+            .get_mut(key)
+            .filter(|r| my_turn && r.in_use < num_parallel)?;
+        r.in_use += 1;
+        r.idle_expires = None;
+        r.expiry_seq += 1;
+        if let Some(ka) = keep_alive {
+            r.keep_alive = ka;
+        }
+        let generation = r.generation;
+        if let Some(t) = waiting.ticket.take() {
+            inner.queued -= 1;
+            unwait(&mut inner.waiting_by_key, key, t);
+            // The next in line may fit in another free slot.
+            self.changed.notify_waiters();
+        }
+        if waiting.counted {
+            inner.queued_counted -= 1;
+        }
+        waiting.counted = false;
+        inner.in_flight += 1;
+        inner.max_in_flight_seen = inner.max_in_flight_seen.max(inner.in_flight);
+        Some(generation)
     }
 
     /// Ensures there is room for one more runner, evicting the least
@@ -504,6 +510,20 @@ impl Drop for Waiting<'_> {
             }
         }
         self.sched.changed.notify_waiters();
+    }
+}
+
+/// Puts `waiting` in its model's line, once.
+fn enqueue(inner: &mut Inner, waiting: &mut Waiting<'_>) {
+    if waiting.ticket.is_none() {
+        inner.next_ticket += 1;
+        waiting.ticket = Some(inner.next_ticket);
+        inner.queued += 1;
+        inner
+            .waiting_by_key
+            .entry(waiting.key.to_string())
+            .or_default()
+            .insert(inner.next_ticket);
     }
 }
 

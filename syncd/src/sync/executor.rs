@@ -18,11 +18,13 @@ use model_map::ModelMap;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinSet;
+use tokio_util::task::TaskTracker;
 
 use super::board::SyncBoard;
 use super::plan::{Action, ActionKind, Plan};
 use crate::config::{Instance, PollSettings};
 use crate::ollama::OllamaClient;
+use crate::text::short_digest;
 
 /// What a sync reports, in order: the plan, progress, one result per
 /// action, the summary. Serialised as NDJSON by `POST /v1/sync`.
@@ -121,6 +123,9 @@ pub struct Executor {
     pub locks: Arc<KeyLocks>,
     /// Every event also lands here, for the status page.
     pub board: Arc<SyncBoard>,
+    /// Syncs running in the background (API syncs, fleet pulls, reconcile
+    /// batches), which the daemon drains on shutdown.
+    pub tasks: TaskTracker,
 }
 
 impl Executor {
@@ -133,7 +138,17 @@ impl Executor {
             stall: Duration::from_secs(300),
             locks: Arc::default(),
             board: Arc::default(),
+            tasks: TaskTracker::new(),
         }
+    }
+
+    /// Runs `task` in the background, tracked in [`Executor::tasks`].
+    pub fn spawn<F>(&self, task: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.tasks.spawn(task)
     }
 
     /// Runs `plan` against the instances of `map`; sends the plan, progress
@@ -283,16 +298,12 @@ impl Executor {
             (Some(got), Some(want)) if &got != want => Err(format!(
                 "pulled, but it is at digest {} and the fleet's canonical digest is {}: \
                  the registry serves another version of this tag",
-                short(&got),
-                short(want)
+                short_digest(&got),
+                short_digest(want)
             )),
             _ => Ok(()),
         }
     }
-}
-
-fn short(digest: &str) -> &str {
-    digest.get(..12).unwrap_or(digest)
 }
 
 impl Executor {
