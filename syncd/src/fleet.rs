@@ -24,6 +24,9 @@ use crate::ollama::{Observation, PollError};
 /// A published map and its JSON, serialised once per change.
 #[derive(Debug)]
 pub struct Published {
+    /// The map without the instances' raw entries (`details`, `listed`,
+    /// the `/api/ps` `entry`; see [`crate::build::without_raw_entries`]):
+    /// only `json` has them.
     pub map: ModelMap,
     pub json: Bytes,
     /// When this daemon first published this content (ms since the Unix
@@ -390,6 +393,10 @@ impl Fleet {
             "model map changed"
         );
         let json = Bytes::from(serde_json::to_vec(&map).unwrap_or_default());
+        // Only the JSON carries the instances' raw entries: the kept map
+        // would otherwise hold a second copy of every one beside the
+        // slots' (most of syncd's memory at 1,000 instances).
+        let map = crate::build::without_raw_entries(map);
         self.map_changes.fetch_add(1, Ordering::Relaxed);
         {
             let mut past = self.past_ids.lock().unwrap_or_else(|p| p.into_inner());
