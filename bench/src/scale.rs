@@ -193,7 +193,14 @@ pub async fn run(dir: &Path, s: &Settings, label: &str) -> anyhow::Result<Sectio
     .await?;
     let envoy_start = t.elapsed();
     wait_routable(&big_wide.url).await?;
-    let take_in = time_installs(&big_maps, &map, &big_wide, wide as usize + 1, s.scale_map_changes).await;
+    let take_in = time_installs(
+        &big_maps,
+        &map,
+        &big_wide,
+        wide as usize + 1,
+        s.scale_map_changes,
+    )
+    .await;
     let decode_ms = leader_decode_ms(&big_wide.proc.output());
     // Back to the unchanged map for the throughput runs.
     big_maps.set(map.clone());
@@ -317,9 +324,12 @@ pub async fn run(dir: &Path, s: &Settings, label: &str) -> anyhow::Result<Sectio
         "Fleet: {n} emulated instances in the bench process (one listener each), {models} models, {PER_INSTANCE} per instance \
          (instance i holds models 20·i … 20·i+19 mod {models}, so each model has {holders} holders), the first 2 of each loaded. \
          syncd (release, both CPUs) polls every {interval}; its figures come from a {:.0} s window with nothing else running. \
-         Then syncd is stopped and the e2e rig's stand-in for syncd (`MapServer`) serves its last map unchanged to Envoy \
-         (`--concurrency 1`, one cluster per instance), so the runs below differ only in the map.\n",
-        s.scale_window.as_secs_f64()
+         Then syncd is stopped and the e2e rig's stand-in for syncd (`MapServer`) serves its last map to Envoys with one \
+         cluster per instance: two with `--concurrency {wide}` (all pinned to one CPU; the big map, whose changes are timed, and \
+         the one-instance map, for memory per process), then three with `--concurrency 1` (one per map below, for throughput), \
+         so the runs differ only in the map. Each big-map Envoy takes in {} changed maps before its memory is read.\n",
+        s.scale_window.as_secs_f64(),
+        s.scale_map_changes
     );
     md.push_str("| measure | value |\n|---|---:|\n");
     let rows = [
@@ -443,10 +453,10 @@ pub async fn run(dir: &Path, s: &Settings, label: &str) -> anyhow::Result<Sectio
     let _ = writeln!(
         md,
         "\nThroughput (medians): big map {:.0} req/s, holders' map {:.0} req/s, one-instance map {:.0} req/s. \
-         Publish → installed runs from the stand-in's publish to \
-         each `installed model map <id>` log line (ms stamps): the long poll's answer (serialising the map in the bench process), \
-         its transfer through Envoy, the decode in the wasm VM and the install; a worker picks up a new map on its next 50 ms tick \
-         or request.\n",
+         Publish → installed runs from the stand-in's publish (the map \
+         serialised once, as syncd does before it publishes) to each `installed model map <id>` log line (ms stamps): the long \
+         poll's answer, its transfer through Envoy, the fetching worker's decode of the JSON, building and sharing the compact \
+         map and installing it; every other VM installs the compact map on its next 20 ms tick or request.\n",
         med_of(0, |r| r.rps),
         med_of(1, |r| r.rps),
         med_of(2, |r| r.rps),
@@ -501,8 +511,8 @@ pub async fn run(dir: &Path, s: &Settings, label: &str) -> anyhow::Result<Sectio
 /// process.
 const WIDE_CONCURRENCY: u32 = 4;
 
-/// Publishes `changes` variants of `map` (one instance marked down each,
-/// so the id changes) and returns, per variant and per VM that logs its
+/// Publishes `changes` variants of `map` (one instance's health flipped
+/// in each, so the id changes) and returns, per variant and per VM that logs its
 /// install (`vms`: the main thread's and each worker's), the milliseconds
 /// from publish to its `installed model map <id>` line.
 async fn time_installs(
@@ -516,7 +526,7 @@ async fn time_installs(
     for k in 0..changes {
         let mut changed = map.clone();
         if let Some(inst) = changed.instances.get_mut(k) {
-            inst.healthy = false;
+            inst.healthy = !inst.healthy;
         }
         let id = maps.set(changed);
         let published = chrono::Utc::now().naive_utc();

@@ -30,10 +30,13 @@ fn replica(i: usize, model: &str, loaded: bool) -> Replica {
         expires_at: "2026-12-01T00:05:00Z".into(),
         expires_unix: 1_764_547_500,
         context_length: Some(4096),
-        entry: Some(json!({"name": format!("{model}:latest"), "model": format!("{model}:latest"),
+        entry: Some(
+            json!({"name": format!("{model}:latest"), "model": format!("{model}:latest"),
             "size": 2_019_393_189u64, "digest": digest, "details": details,
             "expires_at": "2026-12-01T00:05:42.123456789Z", "size_vram": 2_019_393_189u64,
-            "context_length": 4096}).into()),
+            "context_length": 4096})
+            .into(),
+        ),
     });
     Replica {
         instance: format!("n{i}"),
@@ -79,7 +82,10 @@ fn big_map() -> ModelMap {
             ModelEntry {
                 key: name.key(),
                 name: name.display_shortest(),
-                canonical_digest: replicas.first().map(|r| r.digest.clone()).unwrap_or_default(),
+                canonical_digest: replicas
+                    .first()
+                    .map(|r| r.digest.clone())
+                    .unwrap_or_default(),
                 digest_mismatch: false,
                 replicas,
             }
@@ -115,6 +121,18 @@ fn main() {
     let build = ms(|| {
         std::hint::black_box(RoutingMap::of(&map));
     });
+    let reads = ms(|| {
+        std::hint::black_box(filter::fleet_reads::FleetReads::render(&map));
+    });
+    let tags = ms(|| {
+        std::hint::black_box(filter::fleet_reads::tags(&map));
+    });
+    let ps = ms(|| {
+        std::hint::black_box(filter::fleet_reads::ps(&map));
+    });
+    let models = ms(|| {
+        std::hint::black_box(filter::fleet_reads::openai_models(&map));
+    });
     let encode = ms(|| {
         std::hint::black_box(routing.encode());
     });
@@ -126,6 +144,8 @@ fn main() {
     });
     println!("decode syncd's JSON (the fetching worker, once per process): {decode:.1} ms");
     println!("build the routing map and render the fleet reads: {build:.1} ms");
+    println!("  of which rendering the fleet reads: {reads:.1} ms");
+    println!("    /api/tags {tags:.1} ms, /api/ps {ps:.1} ms, /v1/models {models:.1} ms");
     println!("encode the compact form: {encode:.1} ms");
     println!("decode the compact form (every other worker): {install:.2} ms");
     println!("syncd: clone + seal (hash) the map: {seal:.1} ms");

@@ -78,16 +78,17 @@ pub struct FleetReads {
 impl FleetReads {
     /// Renders every fleet read of `map`.
     pub fn render(map: &ModelMap) -> Self {
-        let mut created: Vec<(String, i64)> = listed(map)
-            .into_iter()
+        let listed = listed(map);
+        let mut created: Vec<(String, i64)> = listed
+            .iter()
             .map(|(m, r)| (m.key.clone(), r.modified_unix))
             .collect();
         created.sort();
         FleetReads {
             version: go_json(&serde_json::json!({ "version": fleet_version(map) })),
-            tags: tags(map),
+            tags: tags_of(&listed),
             ps: ps(map),
-            openai_models: openai_models(map),
+            openai_models: openai_models_of(&listed),
             created,
         }
     }
@@ -184,8 +185,12 @@ fn listed(map: &ModelMap) -> Vec<(&ModelEntry, &Replica)> {
 /// Merged `/api/tags`: each entry exactly as its instance sent it (maps
 /// from a syncd that did not keep it get the fields the map has).
 pub fn tags(map: &ModelMap) -> String {
-    let models = listed(map)
-        .into_iter()
+    tags_of(&listed(map))
+}
+
+fn tags_of(listed: &[(&ModelEntry, &Replica)]) -> String {
+    let models = listed
+        .iter()
         .map(|(m, r)| match &r.listed {
             Some(entry) => entry.to_value(),
             None => to_value(&TagEntry {
@@ -284,8 +289,12 @@ fn namespace(name: &str) -> String {
 
 /// `/v1/models`: `data` is `null` when empty, as in Ollama.
 pub fn openai_models(map: &ModelMap) -> String {
-    let data: Vec<Value> = listed(map)
-        .into_iter()
+    openai_models_of(&listed(map))
+}
+
+fn openai_models_of(listed: &[(&ModelEntry, &Replica)]) -> String {
+    let data: Vec<Value> = listed
+        .iter()
         .map(|(m, r)| {
             serde_json::json!({"id": m.name, "object": "model", "created": r.modified_unix, "owned_by": namespace(&m.name)})
         })

@@ -146,10 +146,7 @@ impl RoutingMap {
     /// The replicas of the model with routing key `key` at its canonical
     /// digest, on instances the map lists (`None`: not in the map).
     pub fn holders(&self, key: &str) -> Option<&[Holder]> {
-        let k = self
-            .keys
-            .binary_search_by(|m| m.as_str().cmp(key))
-            .ok()?;
+        let k = self.keys.binary_search_by(|m| m.as_str().cmp(key)).ok()?;
         self.holders.get(k).map(Vec::as_slice)
     }
 

@@ -98,8 +98,10 @@ pub struct Replica {
     pub modified_at: String,
     /// `modified_at` as Unix seconds, for sorting and `/v1/models`.
     pub modified_unix: i64,
-    /// `details` exactly as the instance reported it.
-    #[serde(default)]
+    /// `details` exactly as the instance reported it, for a map without
+    /// `listed` (an older syncd's); null, and left out of the JSON, when
+    /// `listed` carries it.
+    #[serde(default, skip_serializing_if = "RawJson::is_null")]
     pub details: RawJson,
     /// Present when `/api/ps` lists the model on this instance.
     #[serde(default, skip_serializing_if = "Option::is_none")]

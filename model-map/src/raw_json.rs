@@ -22,6 +22,11 @@ impl RawJson {
         RawJson(None)
     }
 
+    /// Whether it is JSON `null`.
+    pub fn is_null(&self) -> bool {
+        self.0.is_none()
+    }
+
     /// The value's compact text (`null` for null).
     pub fn text(&self) -> &str {
         self.0.as_deref().map_or("null", RawValue::get)

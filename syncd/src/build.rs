@@ -79,7 +79,8 @@ pub fn holdings(tags: &Tags, ps: &Ps) -> (Vec<Held>, Vec<String>) {
             size: m.size,
             modified_at: m.modified_at.clone(),
             modified_unix: unix_seconds(&m.modified_at),
-            details: RawJson::from(&m.details),
+            // `listed` carries it.
+            details: RawJson::null(),
             loaded: loaded.get(&key).cloned(),
             listed: Some(RawJson::from(&m.raw)),
         };

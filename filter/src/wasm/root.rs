@@ -18,7 +18,10 @@ use crate::map_store::decode_map;
 use crate::policy::Picker;
 use crate::routing_map::RoutingMap;
 
-const TICK: Duration = Duration::from_millis(50);
+/// How often a worker looks for a new map (one counter read) when no
+/// request comes: short, so a map reaches every worker soon after the
+/// fetching worker shared it.
+const TICK: Duration = Duration::from_millis(20);
 /// The lease outlives a dead holder by at most this long.
 const LEASE_TTL_MS: u64 = 5_000;
 /// How often the holder renews and the others look for an expired lease.
