@@ -179,7 +179,48 @@ pub async fn run(dir: &Path, s: &Settings, label: &str) -> anyhow::Result<Sectio
             .map(|(i, e)| upstream(&format!("n{i}"), e.addr()))
             .collect()
     };
+    // The install timing and the memory per process: Envoys with 4
+    // workers, the big map and the one-instance map.
+    let wide = WIDE_CONCURRENCY;
     let t = Instant::now();
+    let big_wide = start_envoy(
+        dir,
+        "scale-envoy-big-c4",
+        &filter_config(ups(), big_maps.addr, serde_json::json!({})),
+        wide,
+        ENVOY_CPU,
+    )
+    .await?;
+    let envoy_start = t.elapsed();
+    wait_routable(&big_wide.url).await?;
+    let take_in = time_installs(
+        &big_maps,
+        &map,
+        &big_wide,
+        wide as usize + 1,
+        s.scale_map_changes,
+    )
+    .await;
+    let decode_ms = leader_decode_ms(&big_wide.proc.output());
+    // Back to the unchanged map for the throughput runs.
+    big_maps.set(map.clone());
+    let mut rss_wide = vec![procs::rss_kib(big_wide.proc.pid()).unwrap_or(0)];
+    drop(big_wide);
+    {
+        let maps = e2e::MapServer::start().await?;
+        maps.set(one_instance(&map));
+        let one_wide = start_envoy(
+            dir,
+            "scale-envoy-one-c4",
+            &filter_config(ups(), maps.addr, serde_json::json!({})),
+            wide,
+            ENVOY_CPU,
+        )
+        .await?;
+        wait_routable(&one_wide.url).await?;
+        rss_wide.push(procs::rss_kib(one_wide.proc.pid()).unwrap_or(0));
+    }
+
     let big = start_envoy(
         dir,
         "scale-envoy-big",
@@ -188,38 +229,12 @@ pub async fn run(dir: &Path, s: &Settings, label: &str) -> anyhow::Result<Sectio
         ENVOY_CPU,
     )
     .await?;
-    let envoy_start = t.elapsed();
     wait_routable(&big.url).await?;
-    let envoy_rss_big = procs::rss_kib(big.proc.pid()).unwrap_or(0);
-
-    // Publish → installed, for variants of the big map (one instance marked
-    // down, so the id changes), per Envoy thread that logs the install.
-    let mut take_in = Vec::new();
-    for k in 0..s.scale_map_changes {
-        let mut changed = map.clone();
-        if let Some(inst) = changed.instances.get_mut(k) {
-            inst.healthy = false;
-        }
-        let id = big_maps.set(changed);
-        let published = chrono::Utc::now().naive_utc();
-        let needle = format!("installed model map {id}");
-        let start = Instant::now();
-        while big.proc.output().matches(&needle).count() < 2
-            && start.elapsed() < Duration::from_secs(20)
-        {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        for line in big.proc.output().lines().filter(|l| l.contains(&needle)) {
-            if let Some(at) = envoy_log_time(line) {
-                let ms = (at - published).num_microseconds().unwrap_or(0) as f64 / 1e3;
-                eprintln!("scale: map {id} installed {ms:.0} ms after publish");
-                take_in.push(ms.max(0.0));
-            }
-        }
-    }
-    // Back to the unchanged map for the throughput runs.
+    // The same changes as above, so this Envoy's memory has seen as many
+    // maps as the wide one's.
+    let _ = time_installs(&big_maps, &map, &big, 2, s.scale_map_changes).await;
     big_maps.set(map.clone());
+    let envoy_rss_big = procs::rss_kib(big.proc.pid()).unwrap_or(0);
 
     // The small maps get the same bootstrap (all the clusters, whose
     // upkeep costs Envoy CPU of its own): only the map differs.
@@ -299,15 +314,22 @@ pub async fn run(dir: &Path, s: &Settings, label: &str) -> anyhow::Result<Sectio
     let med_of =
         |k: usize, f: fn(&WrkResult) -> f64| median(&rounds[k].iter().map(f).collect::<Vec<_>>());
     let holders = n * PER_INSTANCE / models.max(1);
+    let max_install = take_in.iter().copied().fold(0.0, f64::max);
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    let extra_1 = mib(rss[0]) - mib(rss[2]);
+    let extra_wide = mib(rss_wide[0]) - mib(rss_wide[1]);
     let mut md = String::new();
     let _ = writeln!(
         md,
         "Fleet: {n} emulated instances in the bench process (one listener each), {models} models, {PER_INSTANCE} per instance \
          (instance i holds models 20·i … 20·i+19 mod {models}, so each model has {holders} holders), the first 2 of each loaded. \
          syncd (release, both CPUs) polls every {interval}; its figures come from a {:.0} s window with nothing else running. \
-         Then syncd is stopped and the e2e rig's stand-in for syncd (`MapServer`) serves its last map unchanged to Envoy \
-         (`--concurrency 1`, one cluster per instance), so the runs below differ only in the map.\n",
-        s.scale_window.as_secs_f64()
+         Then syncd is stopped and the e2e rig's stand-in for syncd (`MapServer`) serves its last map to Envoys with one \
+         cluster per instance: two with `--concurrency {wide}` (all pinned to one CPU; the big map, whose changes are timed, and \
+         the one-instance map, for memory per process), then three with `--concurrency 1` (one per map below, for throughput), \
+         so the runs differ only in the map. Each big-map Envoy takes in {} changed maps before its memory is read.\n",
+        s.scale_window.as_secs_f64(),
+        s.scale_map_changes
     );
     md.push_str("| measure | value |\n|---|---:|\n");
     let rows = [
@@ -342,23 +364,39 @@ pub async fn run(dir: &Path, s: &Settings, label: &str) -> anyhow::Result<Sectio
         ),
         (
             format!(
-                "map published → installed, per Envoy thread with a VM (main + 1 worker), {} installs",
+                "map published → installed, per VM (`--concurrency {wide}`: main thread + {wide} workers), {} installs",
                 take_in.len()
             ),
             format!(
                 "median {:.0} ms, max {:.0} ms",
                 median(&take_in),
-                take_in.iter().copied().fold(0.0, f64::max)
+                max_install
             ),
         ),
         (
-            "Envoy RSS with the big map / the holders' map / the one-instance map".into(),
+            "of which the fetching worker's decode of syncd's JSON + building and sharing the compact map (median)".into(),
+            format!("{decode_ms:.0} ms"),
+        ),
+        (
+            "Envoy RSS, `--concurrency 1`: big map / holders' map / one-instance map".into(),
             format!(
                 "{:.0} / {:.0} / {:.0} MiB",
                 rss[0] as f64 / 1024.0,
                 rss[1] as f64 / 1024.0,
                 rss[2] as f64 / 1024.0
             ),
+        ),
+        (
+            format!("Envoy RSS, `--concurrency {wide}`: big map / one-instance map"),
+            format!(
+                "{:.0} / {:.0} MiB",
+                rss_wide[0] as f64 / 1024.0,
+                rss_wide[1] as f64 / 1024.0
+            ),
+        ),
+        (
+            format!("the big map's extra RSS, `--concurrency 1` / `--concurrency {wide}`"),
+            format!("{extra_1:.0} / {extra_wide:.0} MiB"),
         ),
         (
             format!(
@@ -384,13 +422,41 @@ pub async fn run(dir: &Path, s: &Settings, label: &str) -> anyhow::Result<Sectio
     for (k, v) in rows {
         let _ = writeln!(md, "| {k} | {v} |");
     }
+    let syncd_rss = mib(rss_ready.max(rss_later));
+    let met = |ok: bool| if ok { "met" } else { "**missed**" };
+    let targets = [
+        (
+            "a map change reaches every VM of the gateway within 50 ms (max over all installs)".to_string(),
+            format!("{max_install:.0} ms"),
+            met(max_install <= 50.0),
+        ),
+        (
+            format!("the big map's memory per process, not per worker: extra RSS at {wide} workers ≤ 1.25 × at 1"),
+            format!("{:.2}×", extra_wide / extra_1.max(1.0)),
+            met(extra_wide <= 1.25 * extra_1.max(1.0)),
+        ),
+        (
+            format!("syncd RSS polling {n} instances ≤ 64 MiB (the higher of its two readings)"),
+            format!("{syncd_rss:.1} MiB"),
+            met(syncd_rss <= 64.0),
+        ),
+        (
+            "throughput with the big map ≥ 0.9 × the one-instance map's".into(),
+            format!("{:.2}", rps_ratio(2)),
+            met(rps_ratio(2) >= 0.9),
+        ),
+    ];
+    md.push_str("\nThe targets of issue #16 for big fleets, from this run:\n\n| target | measured | |\n|---|---:|---|\n");
+    for (target, value, verdict) in targets {
+        let _ = writeln!(md, "| {target} | {value} | {verdict} |");
+    }
     let _ = writeln!(
         md,
         "\nThroughput (medians): big map {:.0} req/s, holders' map {:.0} req/s, one-instance map {:.0} req/s. \
-         Publish → installed runs from the stand-in's publish to \
-         each `installed model map <id>` log line (ms stamps): the long poll's answer (serialising the map in the bench process), \
-         its transfer through Envoy, the decode in the wasm VM and the install; a worker picks up a new map on its next 50 ms tick \
-         or request.\n",
+         Publish → installed runs from the stand-in's publish (the map \
+         serialised once, as syncd does before it publishes) to each `installed model map <id>` log line (ms stamps): the long \
+         poll's answer, its transfer through Envoy, the fetching worker's decode of the JSON, building and sharing the compact \
+         map and installing it; every other VM installs the compact map on its next 20 ms tick or request.\n",
         med_of(0, |r| r.rps),
         med_of(1, |r| r.rps),
         med_of(2, |r| r.rps),
@@ -439,6 +505,63 @@ pub async fn run(dir: &Path, s: &Settings, label: &str) -> anyhow::Result<Sectio
         markdown: md,
         figures: vec![("scale-throughput.svg".into(), svg)],
     })
+}
+
+/// Workers of the Envoy that times installs and measures memory per
+/// process.
+const WIDE_CONCURRENCY: u32 = 4;
+
+/// Publishes `changes` variants of `map` (one instance's health flipped
+/// in each, so the id changes) and returns, per variant and per VM that logs its
+/// install (`vms`: the main thread's and each worker's), the milliseconds
+/// from publish to its `installed model map <id>` line.
+async fn time_installs(
+    maps: &e2e::MapServer,
+    map: &ModelMap,
+    envoy: &procs::RunningEnvoy,
+    vms: usize,
+    changes: usize,
+) -> Vec<f64> {
+    let mut take_in = Vec::new();
+    for k in 0..changes {
+        let mut changed = map.clone();
+        if let Some(inst) = changed.instances.get_mut(k) {
+            inst.healthy = !inst.healthy;
+        }
+        let id = maps.set(changed);
+        let published = chrono::Utc::now().naive_utc();
+        let needle = format!("installed model map {id}");
+        let start = Instant::now();
+        while envoy.proc.output().matches(&needle).count() < vms
+            && start.elapsed() < Duration::from_secs(20)
+        {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        for line in envoy.proc.output().lines().filter(|l| l.contains(&needle)) {
+            if let Some(at) = envoy_log_time(line) {
+                let ms = (at - published).num_microseconds().unwrap_or(0) as f64 / 1e3;
+                eprintln!("scale: map {id} installed {ms:.0} ms after publish");
+                take_in.push(ms.max(0.0));
+            }
+        }
+    }
+    take_in
+}
+
+/// The fetching worker's own figure for decoding syncd's map and sharing
+/// its compact form, from its `decoded and shared in <ms> ms` lines
+/// (median; 0 when none was logged).
+fn leader_decode_ms(log: &str) -> f64 {
+    let ms: Vec<f64> = log
+        .lines()
+        .filter_map(|l| l.split("decoded and shared in ").nth(1))
+        .filter_map(|rest| rest.split(' ').next()?.parse().ok())
+        .collect();
+    if ms.is_empty() {
+        0.0
+    } else {
+        median(&ms)
+    }
 }
 
 async fn wait_routable(url: &str) -> anyhow::Result<()> {

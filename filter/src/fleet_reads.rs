@@ -3,8 +3,8 @@
 //! `/v1/models/{model}`. Only healthy instances count: a model listed here
 //! is one a request can reach.
 
-use model_map::{InstanceState, ModelEntry, ModelMap, ModelName, Replica};
-use serde::Serialize;
+use model_map::{InstanceState, ModelEntry, ModelMap, ModelName, RawJson, Replica};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::endpoint::LocalRead;
@@ -57,8 +57,54 @@ impl LocalAnswer {
     }
 }
 
-/// Answers `read`; every read but `/` needs the map.
-pub fn answer(read: &LocalRead, map: Option<&ModelMap>) -> LocalAnswer {
+/// The fleet reads of one map, rendered when the map arrives (by the
+/// worker that fetched it, shared with the others in the
+/// [`crate::routing_map::RoutingMap`]): a read then costs no walk of the
+/// map, and no worker needs the map's raw entries.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetReads {
+    /// `/api/version`'s body.
+    version: String,
+    /// `/api/tags`' body.
+    tags: String,
+    /// `/api/ps`' body.
+    ps: String,
+    /// `/v1/models`' body (without the writer's newline).
+    openai_models: String,
+    /// Each listed model's routing key and `created`, sorted by key.
+    created: Vec<(String, i64)>,
+}
+
+impl FleetReads {
+    /// Renders every fleet read of `map`.
+    pub fn render(map: &ModelMap) -> Self {
+        let listed = listed(map);
+        let mut created: Vec<(String, i64)> = listed
+            .iter()
+            .map(|(m, r)| (m.key.clone(), r.modified_unix))
+            .collect();
+        created.sort();
+        FleetReads {
+            version: go_json(&serde_json::json!({ "version": fleet_version(map) })),
+            tags: tags_of(&listed),
+            ps: ps(map),
+            openai_models: openai_models_of(&listed),
+            created,
+        }
+    }
+
+    /// `created` of the listed model with routing key `key`.
+    fn created(&self, key: &str) -> Option<i64> {
+        self.created
+            .binary_search_by(|(k, _)| k.as_str().cmp(key))
+            .ok()
+            .and_then(|i| self.created.get(i))
+            .map(|(_, c)| *c)
+    }
+}
+
+/// Answers `read`; every read but `/` needs the map's rendered reads.
+pub fn answer(read: &LocalRead, reads: Option<&FleetReads>) -> LocalAnswer {
     let api = match read {
         LocalRead::OpenAiModels | LocalRead::OpenAiModel(_) => Api::OpenAi,
         _ => Api::Native,
@@ -70,7 +116,7 @@ pub fn answer(read: &LocalRead, map: Option<&ModelMap>) -> LocalAnswer {
             body: "Ollama is running".into(),
         };
     }
-    let Some(map) = map else {
+    let Some(reads) = reads else {
         return LocalAnswer::error(&LbError::NoMap, api);
     };
     match read {
@@ -79,13 +125,11 @@ pub fn answer(read: &LocalRead, map: Option<&ModelMap>) -> LocalAnswer {
             content_type: TEXT,
             body: "Ollama is running".into(),
         },
-        LocalRead::Version => LocalAnswer::json(go_json(
-            &serde_json::json!({ "version": fleet_version(map) }),
-        )),
-        LocalRead::Tags => LocalAnswer::json(tags(map)),
-        LocalRead::Ps => LocalAnswer::json(ps(map)),
-        LocalRead::OpenAiModels => LocalAnswer::openai_writer(200, openai_models(map)),
-        LocalRead::OpenAiModel(m) => openai_model(map, m),
+        LocalRead::Version => LocalAnswer::json(reads.version.clone()),
+        LocalRead::Tags => LocalAnswer::json(reads.tags.clone()),
+        LocalRead::Ps => LocalAnswer::json(reads.ps.clone()),
+        LocalRead::OpenAiModels => LocalAnswer::openai_writer(200, reads.openai_models.clone()),
+        LocalRead::OpenAiModel(m) => openai_model(reads, m),
     }
 }
 
@@ -96,7 +140,7 @@ struct TagEntry<'a> {
     modified_at: &'a str,
     size: u64,
     digest: &'a str,
-    details: &'a Value,
+    details: &'a RawJson,
 }
 
 #[derive(Serialize)]
@@ -105,7 +149,7 @@ struct PsEntry<'a> {
     model: &'a str,
     size: u64,
     digest: &'a str,
-    details: &'a Value,
+    details: &'a RawJson,
     expires_at: &'a str,
     size_vram: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -141,10 +185,14 @@ fn listed(map: &ModelMap) -> Vec<(&ModelEntry, &Replica)> {
 /// Merged `/api/tags`: each entry exactly as its instance sent it (maps
 /// from a syncd that did not keep it get the fields the map has).
 pub fn tags(map: &ModelMap) -> String {
-    let models = listed(map)
-        .into_iter()
+    tags_of(&listed(map))
+}
+
+fn tags_of(listed: &[(&ModelEntry, &Replica)]) -> String {
+    let models = listed
+        .iter()
         .map(|(m, r)| match &r.listed {
-            Some(entry) => entry.clone(),
+            Some(entry) => entry.to_value(),
             None => to_value(&TagEntry {
                 name: &m.name,
                 model: &m.name,
@@ -193,7 +241,7 @@ pub fn ps(map: &ModelMap) -> String {
         .map(|(m, r, l)| match &l.entry {
             // Exactly as sent: its own `details`, `expires_at` to the
             // nanosecond, and any field this project does not know.
-            Some(entry) => entry.clone(),
+            Some(entry) => entry.to_value(),
             None => to_value(&PsEntry {
                 name: &m.name,
                 model: &m.name,
@@ -241,8 +289,12 @@ fn namespace(name: &str) -> String {
 
 /// `/v1/models`: `data` is `null` when empty, as in Ollama.
 pub fn openai_models(map: &ModelMap) -> String {
-    let data: Vec<Value> = listed(map)
-        .into_iter()
+    openai_models_of(&listed(map))
+}
+
+fn openai_models_of(listed: &[(&ModelEntry, &Replica)]) -> String {
+    let data: Vec<Value> = listed
+        .iter()
         .map(|(m, r)| {
             serde_json::json!({"id": m.name, "object": "model", "created": r.modified_unix, "owned_by": namespace(&m.name)})
         })
@@ -256,7 +308,7 @@ pub fn openai_models(map: &ModelMap) -> String {
 }
 
 /// `/v1/models/{model}`: the id echoes the request.
-pub fn openai_model(map: &ModelMap, requested: &str) -> LocalAnswer {
+pub fn openai_model(reads: &FleetReads, requested: &str) -> LocalAnswer {
     // ShowHandler behind the OpenAI writer: a name it cannot read is 400.
     let parsed = match ModelName::parse_ref(requested) {
         Ok((name, _)) => Some(name),
@@ -268,13 +320,7 @@ pub fn openai_model(map: &ModelMap, requested: &str) -> LocalAnswer {
             return LocalAnswer::error(&e, Api::OpenAi);
         }
     };
-    let found = parsed.as_ref().and_then(|n| {
-        let key = n.key();
-        listed(map)
-            .into_iter()
-            .find(|(m, _)| m.key == key)
-            .map(|(_, r)| r.modified_unix)
-    });
+    let found = parsed.as_ref().and_then(|n| reads.created(&n.key()));
     match (found, parsed) {
         (Some(created), Some(n)) => LocalAnswer::openai_writer(
             200,

@@ -67,13 +67,13 @@ fn openai_model_list_and_lookup() {
         r#"{"object":"list","data":null}"#,
         "Ollama's order: object, then data"
     );
-    let a = openai_model(&fleet(), "Llama3");
+    let a = openai_model(&FleetReads::render(&fleet()), "Llama3");
     assert_eq!(a.status, 200);
     assert_eq!(
         parsed(&a.body),
         json!({"id": "Llama3", "object": "model", "created": 200, "owned_by": "library"})
     );
-    let a = openai_model(&fleet(), "qwen");
+    let a = openai_model(&FleetReads::render(&fleet()), "qwen");
     assert_eq!(a.status, 404);
     assert_eq!(parsed(&a.body)["error"]["type"], "not_found_error");
     assert_eq!(
@@ -97,7 +97,7 @@ fn reads_need_the_map_except_root() {
         "api_error"
     );
     assert_eq!(
-        answer(&LocalRead::Version, Some(&fleet())).body,
+        answer(&LocalRead::Version, Some(&FleetReads::render(&fleet()))).body,
         r#"{"version":"0.9.7"}"#
     );
 }

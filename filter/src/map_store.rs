@@ -1,8 +1,10 @@
-//! The formats the filter keeps in Envoy shared data: the map as syncd sent
-//! it (decoded and checked here) and the fetch lease that lets one worker
-//! at a time poll syncd.
+//! The map as syncd sends it (decoded and checked here, by the worker that
+//! fetched it), the fetch lease that lets one worker at a time poll syncd,
+//! and what a new map changes for the cool-downs.
 
 use model_map::{ModelMap, MAP_FORMAT};
+
+use crate::routing_map::RoutingMap;
 use thiserror::Error;
 
 /// Why a map from syncd (or from shared data) is not used.
@@ -65,7 +67,7 @@ pub fn poll_path(map_path: &str, since: &str, times: MapTimes<'_>, wait_s: u32) 
 /// Instances that are down in `old` and healthy in `new`: syncd has just
 /// seen them answer again, which outweighs a cool-down from the failures
 /// that happened while they were down.
-pub fn revived<'m>(old: &ModelMap, new: &'m ModelMap) -> Vec<&'m str> {
+pub fn revived<'m>(old: &RoutingMap, new: &'m RoutingMap) -> Vec<&'m str> {
     new.instances
         .iter()
         .filter(|i| i.healthy && old.instance(&i.name).is_some_and(|o| !o.healthy))
@@ -151,6 +153,7 @@ mod tests {
         for i in &mut new.instances {
             i.healthy = i.name != "a";
         }
+        let (old, new) = (RoutingMap::new(old), RoutingMap::new(new));
         assert_eq!(revived(&old, &new), ["c"], "c was down; a went down");
         assert!(revived(&new, &new).is_empty());
     }

@@ -1,7 +1,7 @@
 //! From a request and the model map to the instance that serves it, or to
 //! the error Ollama (or ollama-lb) answers instead.
 
-use model_map::{InstanceState, ModelMap};
+use model_map::InstanceState;
 
 use crate::routing_map::RoutingMap;
 
@@ -81,7 +81,7 @@ pub struct Choice<'p, 'k> {
 }
 
 /// The instance named by `x-ollama-instance`, whatever its health.
-pub fn pinned<'m>(map: &'m ModelMap, name: &str) -> Result<&'m InstanceState, LbError> {
+pub fn pinned<'m>(map: &'m RoutingMap, name: &str) -> Result<&'m InstanceState, LbError> {
     map.instance(name).ok_or_else(|| LbError::UnknownInstance {
         name: name.to_string(),
         known: map.instances.iter().map(|i| i.name.clone()).collect(),

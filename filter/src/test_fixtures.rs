@@ -25,7 +25,7 @@ pub fn replica(instance: &str, digest: &str, modified_unix: i64, loaded: Option<
         size: 100,
         modified_at: format!("t{modified_unix}"),
         modified_unix,
-        details: json!({"format": "gguf", "family": "llama"}),
+        details: json!({"format": "gguf", "family": "llama"}).into(),
         loaded: loaded.map(|expires_unix| Loaded {
             size: 100,
             size_vram: 50,

@@ -11,6 +11,8 @@
 //!   model counts), checked by syncd before it builds a map.
 //! - [`decode`]: decoding a map entry by entry, so one bad entry costs
 //!   that model, not the map.
+//! - [`raw_json`]: a JSON value kept as its text, how the instances' own
+//!   `/api/tags` and `/api/ps` entries ride in the map.
 //! - [`go_duration`]: Go's `time.ParseDuration` (Ollama's `keep_alive`), so
 //!   the filter rejects what Ollama rejects, with the same text.
 //!
@@ -22,9 +24,11 @@ pub mod go_duration;
 pub mod limits;
 pub mod map;
 pub mod name;
+pub mod raw_json;
 
 pub use map::{InstanceState, Loaded, ModelEntry, ModelMap, Replica, MAP_FORMAT};
 pub use name::{ModelName, NameError, Source};
+pub use raw_json::RawJson;
 
 /// Request header the filter sets on a management request (pull, delete,
 /// copy, create, blob upload, the unload idiom) that syncd carries out on

@@ -11,6 +11,8 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
+use crate::RawJson;
+
 /// Version of the JSON format, bumped on incompatible changes.
 pub const MAP_FORMAT: u32 = 1;
 
@@ -96,16 +98,18 @@ pub struct Replica {
     pub modified_at: String,
     /// `modified_at` as Unix seconds, for sorting and `/v1/models`.
     pub modified_unix: i64,
-    /// `details` exactly as the instance reported it.
-    #[serde(default)]
-    pub details: serde_json::Value,
+    /// `details` exactly as the instance reported it, for a map without
+    /// `listed` (an older syncd's); null, and left out of the JSON, when
+    /// `listed` carries it.
+    #[serde(default, skip_serializing_if = "RawJson::is_null")]
+    pub details: RawJson,
     /// Present when `/api/ps` lists the model on this instance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loaded: Option<Loaded>,
     /// The instance's `/api/tags` entry exactly as it sent it (every field,
     /// known or not, in its order): merged `/api/tags` answers with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub listed: Option<serde_json::Value>,
+    pub listed: Option<RawJson>,
 }
 
 /// Loaded state from `/api/ps`.
@@ -123,7 +127,7 @@ pub struct Loaded {
     /// to the nanosecond; that field is volatile and is left out of the
     /// map id ([`ModelMap::content_id`]), the minute above stays in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub entry: Option<serde_json::Value>,
+    pub entry: Option<RawJson>,
 }
 
 impl ModelMap {
@@ -139,34 +143,48 @@ impl ModelMap {
     }
 
     /// The identifier of this content: the first 16 hex digits of the
-    /// SHA-256 of the map serialised with an empty `id` and without the
-    /// exact `expires_at` of `/api/ps` entries (it moves on every finished
-    /// request; the minute in [`Loaded::expires_at`] counts instead).
+    /// SHA-256 of the map serialised with an empty `id` and the exact
+    /// `expires_at` of `/api/ps` entries blanked (`null`: it moves on
+    /// every finished request; the minute in [`Loaded::expires_at`] counts
+    /// instead).
     pub fn content_id(&self) -> String {
-        let mut unsealed = self.clone();
-        unsealed.id.clear();
-        for r in unsealed
-            .models
-            .iter_mut()
-            .flat_map(|m| m.replicas.iter_mut())
-        {
-            if let Some(serde_json::Value::Object(e)) =
-                r.loaded.as_mut().and_then(|l| l.entry.as_mut())
-            {
-                e.remove("expires_at");
-            }
+        self.clone().hash_own_content()
+    }
+
+    /// Sets `id` from the content and returns the map. Unlike
+    /// [`ModelMap::content_id`] it hashes the map in place, without a
+    /// copy: at 1,000 instances the map's JSON values are tens of MiB.
+    pub fn sealed(mut self) -> Self {
+        self.id = self.hash_own_content();
+        self
+    }
+
+    /// [`ModelMap::content_id`] of this map, computed by blanking the id
+    /// and the exact expiries for the hash and putting them back after.
+    fn hash_own_content(&mut self) -> String {
+        let id = std::mem::take(&mut self.id);
+        let mut exact = Vec::new();
+        for entry in self.ps_entries() {
+            let blanked = without_exact_expiry(entry);
+            exact.push(std::mem::replace(entry, blanked));
         }
         // Serialising plain structs of strings, numbers and JSON values
         // cannot fail; an empty hash input would still give a stable id.
-        let bytes = serde_json::to_vec(&unsealed).unwrap_or_default();
+        let bytes = serde_json::to_vec(&*self).unwrap_or_default();
+        for (slot, value) in self.ps_entries().zip(exact) {
+            *slot = value;
+        }
+        self.id = id;
         let digest = Sha256::digest(&bytes);
         hex::encode(digest.get(..8).unwrap_or_default())
     }
 
-    /// Sets `id` from the content and returns the map.
-    pub fn sealed(mut self) -> Self {
-        self.id = self.content_id();
-        self
+    /// Every kept `/api/ps` entry, in map order.
+    fn ps_entries(&mut self) -> impl Iterator<Item = &mut RawJson> {
+        self.models
+            .iter_mut()
+            .flat_map(|m| m.replicas.iter_mut())
+            .filter_map(|r| r.loaded.as_mut()?.entry.as_mut())
     }
 
     /// The entry for a routing key (see [`crate::name::routing_key`]).
@@ -226,6 +244,16 @@ pub fn canonical_digest<'a>(replicas: impl IntoIterator<Item = (&'a str, i64)>) 
         .map(|(d, _, _)| d.to_string())
 }
 
+/// An `/api/ps` entry with its exact `expires_at` blanked (`null`), as
+/// the map id hashes it.
+fn without_exact_expiry(entry: &RawJson) -> RawJson {
+    let mut value = entry.to_value();
+    if let Some(expiry) = value.get_mut("expires_at") {
+        *expiry = serde_json::Value::Null;
+    }
+    RawJson::from(value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,7 +265,7 @@ mod tests {
             size: 1,
             modified_at: "2025-01-01T00:00:00Z".into(),
             modified_unix: 1_735_689_600,
-            details: serde_json::json!({"format": "gguf"}),
+            details: serde_json::json!({"format": "gguf"}).into(),
             loaded: None,
             listed: None,
         }
@@ -287,17 +315,17 @@ mod tests {
             expires_unix: 1_767_225_900,
             context_length: Some(4096),
             entry: Some(
-                serde_json::json!({"name": "m:latest", "expires_at": "2026-01-01T00:05:01.5Z"}),
+                serde_json::json!({"name": "m:latest", "expires_at": "2026-01-01T00:05:01.5Z"})
+                    .into(),
             ),
         });
         let id = a.content_id();
-        if let Some(Some(serde_json::Value::Object(e))) = a.models[0].replicas[0]
-            .loaded
-            .as_mut()
-            .map(|l| l.entry.as_mut())
-        {
-            e.insert("expires_at".into(), "2026-01-01T00:05:42.25Z".into());
-        }
+        let kept = a.clone();
+        assert_eq!(a.clone().sealed().id, id, "sealing hashes the same way");
+        assert_eq!(a, kept, "and puts the exact expiry back");
+        a.models[0].replicas[0].loaded.as_mut().unwrap().entry = Some(
+            serde_json::json!({"name": "m:latest", "expires_at": "2026-01-01T00:05:42.25Z"}).into(),
+        );
         assert_eq!(
             a.content_id(),
             id,

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, SecondsFormat};
 use model_map::map::canonical_digest;
 use model_map::name::ModelName;
-use model_map::{InstanceState, Loaded, ModelEntry, ModelMap, Replica};
+use model_map::{InstanceState, Loaded, ModelEntry, ModelMap, RawJson, Replica};
 
 use crate::config::Instance;
 use crate::ollama::{Ps, Tags};
@@ -61,7 +61,7 @@ pub fn holdings(tags: &Tags, ps: &Ps) -> (Vec<Held>, Vec<String>) {
             expires_at,
             expires_unix,
             context_length: m.context_length,
-            entry: Some(m.raw.clone()),
+            entry: Some(RawJson::from(&m.raw)),
         });
     }
     let mut held: BTreeMap<String, Held> = BTreeMap::new();
@@ -79,9 +79,10 @@ pub fn holdings(tags: &Tags, ps: &Ps) -> (Vec<Held>, Vec<String>) {
             size: m.size,
             modified_at: m.modified_at.clone(),
             modified_unix: unix_seconds(&m.modified_at),
-            details: m.details.clone(),
+            // `listed` carries it.
+            details: RawJson::null(),
             loaded: loaded.get(&key).cloned(),
-            listed: Some(m.raw.clone()),
+            listed: Some(RawJson::from(&m.raw)),
         };
         held.entry(key.clone()).or_insert(Held {
             key,
@@ -180,6 +181,21 @@ fn entry(key: &str, name: &str, replicas: Vec<Vote>) -> ModelEntry {
         digest_mismatch,
         replicas: replicas.into_iter().map(|(r, _)| r).collect(),
     }
+}
+
+/// `map` without the instances' raw entries (each replica's `details` and
+/// `/api/tags` entry, each loaded model's `/api/ps` entry): what syncd
+/// keeps of a map once its JSON is written. Its id stays the published
+/// one; nothing but the filter's merged reads uses those entries.
+pub fn without_raw_entries(mut map: ModelMap) -> ModelMap {
+    for replica in map.models.iter_mut().flat_map(|m| m.replicas.iter_mut()) {
+        replica.details = RawJson::null();
+        replica.listed = None;
+        if let Some(loaded) = replica.loaded.as_mut() {
+            loaded.entry = None;
+        }
+    }
+    map
 }
 
 #[cfg(test)]

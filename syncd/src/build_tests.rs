@@ -190,7 +190,7 @@ fn expiry_moving_within_a_minute_leaves_the_map_alone() {
         (
             map.content_id(),
             expiry,
-            entry.map(|e| e["expires_at"] == expires),
+            entry.map(|e| e.to_value()["expires_at"] == expires),
         )
     };
     let (a, b) = (at("2025-01-01T00:05:01.5Z"), at("2025-01-01T00:05:59.9Z"));

@@ -26,6 +26,9 @@ use prometheus_client::metrics::histogram::Histogram;
 /// A published map and its JSON, serialised once per change.
 #[derive(Debug)]
 pub struct Published {
+    /// The map without the instances' raw entries (`details`, `listed`,
+    /// the `/api/ps` `entry`; see [`crate::build::without_raw_entries`]):
+    /// only `json` has them.
     pub map: ModelMap,
     pub json: Bytes,
     /// When this daemon first published this content (ms since the Unix
@@ -424,7 +427,7 @@ impl Fleet {
         }
         tracing::debug!(id = %map.id, "model map entries refreshed");
         self.published.send_replace(Some(Arc::new(Published {
-            map,
+            map: crate::build::without_raw_entries(map),
             json,
             published_ms: current.published_ms,
             fresh_ms: now_ms.max(current.fresh_ms + 1),
@@ -442,6 +445,10 @@ impl Fleet {
             "model map changed"
         );
         let json = Bytes::from(json);
+        // Only the JSON carries the instances' raw entries: the kept map
+        // would otherwise hold a second copy of every one beside the
+        // slots' (most of syncd's memory at 1,000 instances).
+        let map = crate::build::without_raw_entries(map);
         self.map_changes.fetch_add(1, Ordering::Relaxed);
         {
             let mut past = self.past_ids.lock().unwrap_or_else(|p| p.into_inner());

@@ -1,9 +1,11 @@
 //! One poller task per instance: poll, record the result in the instance's
 //! slot (which republishes the map at once), wait, repeat. Pollers never
-//! wait for each other.
+//! wait for each other's schedule, only for a place among the
+//! [`MAX_POLLS_IN_FLIGHT`].
 
 use std::sync::Arc;
 
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::config::Instance;
@@ -17,6 +19,16 @@ use crate::ollama::Probe;
 /// overruns is followed by the next one at once, never by two at a time.
 /// `/api/version` is asked on polls 0, K, 2K… (`--version-every K`) and on
 /// every poll while it is unknown or the last poll failed.
+/// Most polls running at once, over every poller of the process. Each
+/// poll holds its connections' buffers and the decoded answers until it
+/// is recorded; with a thousand instances all polled at start, unbounded,
+/// that peak stayed in syncd's memory. A poll takes milliseconds, so
+/// this many keep a thousand instances polled well within an interval; a
+/// hung instance holds its place at most the request timeout.
+pub const MAX_POLLS_IN_FLIGHT: usize = 64;
+
+static POLLS_IN_FLIGHT: Semaphore = Semaphore::const_new(MAX_POLLS_IN_FLIGHT);
+
 pub async fn run_poller<P: Probe>(
     fleet: Arc<Fleet>,
     instance: Instance,
@@ -29,9 +41,15 @@ pub async fn run_poller<P: Probe>(
         let started = Instant::now();
         let with_version =
             round % u64::from(version_every.max(1)) == 0 || fleet.wants_version(&instance.name);
+        // Never closed, so the permit always comes; without one the poll
+        // would still run.
+        let permit = POLLS_IN_FLIGHT.acquire().await.ok();
+        let polled = Instant::now();
         let address = crate::resolve::envoy_address(&instance.authority).await;
         let outcome = probe.poll(with_version).await;
-        let Some(delay) = fleet.record(&instance.name, outcome, started.elapsed(), address) else {
+        let recorded = fleet.record(&instance.name, outcome, polled.elapsed(), address);
+        drop(permit);
+        let Some(delay) = recorded else {
             return;
         };
         round += 1;

@@ -18,7 +18,11 @@ async fn map_has_an_etag_and_answers_304_to_the_current_id() {
     let etag = resp.headers()["etag"].to_str().unwrap().to_string();
     assert_eq!(etag, format!("\"{}\"", map.id));
     let body: model_map::ModelMap = resp.json().await.unwrap();
-    assert_eq!(body, map);
+    assert_eq!(
+        syncd::build::without_raw_entries(body.clone()),
+        map,
+        "the JSON is the kept map with the instances' raw entries"
+    );
     assert_eq!(body.content_id(), body.id, "the filter can check the id");
 
     let client = reqwest::Client::new();

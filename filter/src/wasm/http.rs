@@ -406,7 +406,10 @@ impl HttpContext for Request {
                 .borrow()
                 .metrics
                 .count("ollama_lb.outcome.local_read", 1);
-            self.respond(&fleet_reads::answer(read, map.as_deref().map(|m| &**m)));
+            self.respond(&fleet_reads::answer(
+                read,
+                map.as_deref().map(RoutingMap::reads),
+            ));
             return Action::Pause;
         }
         let Some(map) = map else {

@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use log::{error, info, warn};
+use log::{debug, error, info, warn};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, MapType};
@@ -18,7 +18,10 @@ use crate::map_store::decode_map;
 use crate::policy::Picker;
 use crate::routing_map::RoutingMap;
 
-const TICK: Duration = Duration::from_millis(50);
+/// How often a worker looks for a new map (one counter read) when no
+/// request comes: short, so a map reaches every worker soon after the
+/// fetching worker shared it.
+const TICK: Duration = Duration::from_millis(20);
 /// The lease outlives a dead holder by at most this long.
 const LEASE_TTL_MS: u64 = 5_000;
 /// How often the holder renews and the others look for an expired lease.
@@ -46,7 +49,8 @@ impl Worker {
     /// worker looked. Called on every tick and every request, so a worker
     /// never routes with a map older than the one published; a request
     /// pays one counter read for it, the map id and the map itself are
-    /// read only when the counter moved.
+    /// read only when the counter moved. The shared map is the compact
+    /// [`RoutingMap`] the fetching worker built, not syncd's JSON.
     pub fn sync_map(&mut self) {
         let updates = self.metrics.counter(shared::MAP_UPDATES);
         if updates.is_some() && updates == self.map_updates_seen {
@@ -63,32 +67,36 @@ impl Worker {
         if id.is_empty() || version == self.map_id {
             return;
         }
-        let new_id = !self.map_id.starts_with(&format!("{id}@"));
-        let Some(bytes) = shared::get(shared::MAP_KEY).0 else {
+        let Some(bytes) = shared::get(shared::ROUTING_KEY).0 else {
             return;
         };
-        let map = match decode_map(&bytes) {
-            Ok(m) => m,
+        match RoutingMap::decode(&bytes) {
+            Ok(map) => self.install(map, version),
             Err(e) => {
                 warn!("ollama-lb: shared map {id} does not decode: {e}");
                 self.map_id = version;
-                return;
             }
-        };
-        if new_id {
+        }
+    }
+
+    /// Routes with `map` from now on; `version` is its id and the
+    /// freshness of its entries (`ID@FRESH`). A same-id map with fresher
+    /// entries is installed quietly.
+    fn install(&mut self, map: RoutingMap, version: String) {
+        if !self.map_id.starts_with(&format!("{}@", map.id)) {
             info!(
                 "ollama-lb: installed model map {} ({} models, {} instances)",
                 map.id,
-                map.models.len(),
+                map.model_count(),
                 map.instances.len()
             );
         }
         self.metrics
-            .set_gauge("ollama_lb.map_models", map.models.len() as u64);
+            .set_gauge("ollama_lb.map_models", map.model_count() as u64);
         self.metrics
             .set_gauge("ollama_lb.map_instances", map.instances.len() as u64);
-        self.map = Some(Rc::new(RoutingMap::new(map)));
         self.map_id = version;
+        self.map = Some(Rc::new(map));
     }
 
     /// Re-reads the shared cool-down table if a cool-down was started
@@ -189,39 +197,52 @@ impl Root {
         self.backoff_ms = (self.backoff_ms * 2).min(MAX_BACKOFF_MS);
     }
 
+    /// Decodes syncd's map (the only decode of it in this process),
+    /// shares its compact form with every worker and installs it here.
     fn publish(&mut self, now: u64, body: &[u8]) {
-        match decode_map(body) {
-            Ok(map) => {
-                let id = map.id.clone();
-                let at = shared::header(MapType::HttpCallResponseHeaders, "x-ollama-lb-map-time")
-                    .unwrap_or_default();
-                let fresh =
-                    shared::header(MapType::HttpCallResponseHeaders, "x-ollama-lb-map-fresh")
-                        .unwrap_or_default();
-                let stored = shared::set(shared::MAP_KEY, body, None)
-                    .and_then(|()| shared::set(shared::MAP_AT_KEY, at.as_bytes(), None))
-                    .and_then(|()| shared::set(shared::MAP_FRESH_KEY, fresh.as_bytes(), None))
-                    .and_then(|()| shared::set(shared::MAP_ID_KEY, id.as_bytes(), None));
-                if let Err(e) = stored {
-                    warn!("ollama-lb: cannot share map {id}: {e:?}");
-                    return self.back_off(now);
-                }
-                let _ = shared::set(shared::MAP_TIME_KEY, now.to_string().as_bytes(), None);
-                self.end_cooldowns_of_revived(&map);
-                self.worker.borrow().metrics.count(shared::MAP_UPDATES, 1);
-                self.backoff_ms = 100;
-                self.next_poll_ms = now;
-            }
+        let started = shared::now_nanos();
+        let map = match decode_map(body) {
+            Ok(map) => RoutingMap::new(map),
             Err(e) => {
                 warn!("ollama-lb: syncd sent a map that does not decode: {e}");
-                self.back_off(now);
+                return self.back_off(now);
             }
+        };
+        let id = map.id.clone();
+        let at = shared::header(MapType::HttpCallResponseHeaders, "x-ollama-lb-map-time")
+            .unwrap_or_default();
+        let fresh = shared::header(MapType::HttpCallResponseHeaders, "x-ollama-lb-map-fresh")
+            .unwrap_or_default();
+        let stored = shared::set(shared::ROUTING_KEY, &map.encode(), None)
+            .and_then(|()| shared::set(shared::MAP_AT_KEY, at.as_bytes(), None))
+            .and_then(|()| shared::set(shared::MAP_FRESH_KEY, fresh.as_bytes(), None))
+            .and_then(|()| shared::set(shared::MAP_ID_KEY, id.as_bytes(), None));
+        if let Err(e) = stored {
+            warn!("ollama-lb: cannot share map {id}: {e:?}");
+            return self.back_off(now);
         }
+        let took_ms = shared::now_nanos().saturating_sub(started) as f64 / 1e6;
+        if self.worker.borrow().map_id.starts_with(&format!("{id}@")) {
+            debug!("ollama-lb: map {id} with fresher entries shared in {took_ms:.1} ms");
+        } else {
+            info!(
+                "ollama-lb: map {id} from syncd ({} bytes) decoded and shared in {took_ms:.1} ms",
+                body.len()
+            );
+        }
+        let _ = shared::set(shared::MAP_TIME_KEY, now.to_string().as_bytes(), None);
+        self.end_cooldowns_of_revived(&map);
+        let mut worker = self.worker.borrow_mut();
+        worker.install(map, format!("{id}@{fresh}"));
+        worker.metrics.count(shared::MAP_UPDATES, 1);
+        drop(worker);
+        self.backoff_ms = 100;
+        self.next_poll_ms = now;
     }
 
     /// Instances the new map shows back up are no longer ranked last for
     /// failures from while they were down (for every worker).
-    fn end_cooldowns_of_revived(&self, new: &model_map::ModelMap) {
+    fn end_cooldowns_of_revived(&self, new: &RoutingMap) {
         let worker = self.worker.borrow();
         let Some(old) = &worker.map else {
             return;

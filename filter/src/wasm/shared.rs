@@ -14,9 +14,11 @@ use crate::instance_times::InstanceTimes;
 use crate::request_head::RequestHead;
 use crate::route::Load;
 
-/// Shared-data key of the map JSON.
-pub const MAP_KEY: &str = "ollama_lb.map";
-/// Shared-data key of the map id, written after [`MAP_KEY`].
+/// Shared-data key of the installed map in its compact form
+/// ([`crate::routing_map::RoutingMap::encode`]; the number is its format,
+/// [`crate::routing_map::ROUTING_FORMAT`]).
+pub const ROUTING_KEY: &str = "ollama_lb.routing.1";
+/// Shared-data key of the map id, written after [`ROUTING_KEY`].
 pub const MAP_ID_KEY: &str = "ollama_lb.map_id";
 /// Shared-data key of the last time syncd confirmed the map (ms).
 pub const MAP_TIME_KEY: &str = "ollama_lb.map_time";

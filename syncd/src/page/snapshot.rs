@@ -188,7 +188,7 @@ mod tests {
             size: 1,
             modified_at: String::new(),
             modified_unix: 0,
-            details: serde_json::Value::Null,
+            details: model_map::RawJson::null(),
             loaded: loaded.then(|| Loaded {
                 size: 1,
                 size_vram: 1,

@@ -41,7 +41,7 @@ fn map(instances: &[&str], holdings: &[&str]) -> ModelMap {
                 size: 1,
                 modified_at: String::new(),
                 modified_unix: 0,
-                details: serde_json::Value::Null,
+                details: model_map::RawJson::null(),
                 loaded,
                 listed: None,
             });

@@ -15,7 +15,9 @@ use tokio::sync::watch;
 /// A running map server; dropping it stops it.
 pub struct MapServer {
     pub addr: SocketAddr,
-    tx: watch::Sender<Option<ModelMap>>,
+    /// The map's id and its JSON, serialised once when it is set, as
+    /// syncd does before it publishes.
+    tx: watch::Sender<Option<(String, bytes::Bytes)>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -44,7 +46,8 @@ impl MapServer {
     pub fn set(&self, map: ModelMap) -> String {
         let map = map.sealed();
         let id = map.id.clone();
-        self.tx.send_replace(Some(map));
+        let json = bytes::Bytes::from(serde_json::to_vec(&map).unwrap_or_default());
+        self.tx.send_replace(Some((id.clone(), json)));
         id
     }
 }
@@ -56,7 +59,7 @@ impl Drop for MapServer {
 }
 
 async fn serve_map(
-    State(mut rx): State<watch::Receiver<Option<ModelMap>>>,
+    State(mut rx): State<watch::Receiver<Option<(String, bytes::Bytes)>>>,
     Query(q): Query<MapQuery>,
     headers: HeaderMap,
 ) -> Response {
@@ -66,8 +69,9 @@ async fn serve_map(
             .and_then(|v| v.to_str().ok())
             .map(|s| s.trim_matches('"').to_string())
     });
-    let current =
-        |rx: &watch::Receiver<Option<ModelMap>>| rx.borrow().as_ref().map(|m| m.id.clone());
+    let current = |rx: &watch::Receiver<Option<(String, bytes::Bytes)>>| {
+        rx.borrow().as_ref().map(|(id, _)| id.clone())
+    };
     if let (Some(since), Some(wait)) = (&since, q.wait) {
         let deadline = tokio::time::sleep(Duration::from_secs(wait.min(60)));
         tokio::pin!(deadline);
@@ -79,16 +83,23 @@ async fn serve_map(
         }
     }
     let map = rx.borrow().clone();
-    let Some(map) = map else {
+    let Some((id, json)) = map else {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             axum::Json(serde_json::json!({"error": "model map not ready"})),
         )
             .into_response();
     };
-    let etag = format!("\"{}\"", map.id);
-    if since.as_deref() == Some(map.id.as_str()) {
+    let etag = format!("\"{id}\"");
+    if since.as_deref() == Some(id.as_str()) {
         return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
     }
-    ([(header::ETAG, etag)], axum::Json(map)).into_response()
+    (
+        [
+            (header::ETAG, etag),
+            (header::CONTENT_TYPE, "application/json".to_string()),
+        ],
+        json,
+    )
+        .into_response()
 }

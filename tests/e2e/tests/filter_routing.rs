@@ -67,7 +67,7 @@ fn map_of(instances: &[(&Emu, bool)], down: &[&str], holds: &[Holds]) -> ModelMa
             size: 1000,
             modified_at: "2025-01-01T00:00:00Z".into(),
             modified_unix: 1_735_689_600,
-            details: json!({"format": "gguf"}),
+            details: json!({"format": "gguf"}).into(),
             loaded: h.loaded.then(|| Loaded {
                 size: 1000,
                 size_vram: 1000,
