@@ -36,6 +36,13 @@ pub struct Config {
     pub policy: Policy,
     /// Request header whose value pins a conversation to one instance.
     pub affinity_header: Option<String>,
+    /// `loaded_least_request` keeps a conversation (the start of its
+    /// `messages`, or `system` and `prompt`) on one instance.
+    pub conversation_affinity: bool,
+    /// How many more requests for the model a conversation's instance may
+    /// have in flight than the least busy candidate before the
+    /// conversation moves.
+    pub conversation_slack: u32,
     /// Largest request body the filter will hold while reading the model.
     pub max_body_bytes: u64,
     /// How long an instance that answered 503 or failed is ranked last.
@@ -84,6 +91,8 @@ impl Default for Config {
             long_poll_seconds: 25,
             policy: Policy::LoadedLeastRequest,
             affinity_header: None,
+            conversation_affinity: true,
+            conversation_slack: 2,
             max_body_bytes: 32 * 1024 * 1024,
             cooldown_ms: 5000,
             // Until syncd's next poll shows it (Ollama lists a model in
@@ -150,6 +159,9 @@ impl Config {
                 "endpoints_header",
                 "must be a lowercase HTTP header name not starting with x-envoy-",
             );
+        }
+        if self.conversation_slack > 1000 {
+            return bad("conversation_slack", "must be at most 1000");
         }
         if self.retries > MAX_RETRIES {
             return bad("retries", "must be at most 10");
