@@ -46,7 +46,9 @@ fn conversation_emu(i: usize) -> Config {
         tokens_per_second: 40.0,
         response_tokens: 12,
         prompt_rate: PROMPT_RATE,
-        num_parallel: 2,
+        // Ollama's default when memory allows; fewer slots than the
+        // conversations an instance serves evict each other's prompts.
+        num_parallel: 4,
         models: vec![ModelSpec {
             name: "m".into(),
             loaded: true,
@@ -337,7 +339,7 @@ fn conversation_report(
     let chats = schedule.iter().map(|t| t.chat).max().map_or(0, |c| c + 1);
     let _ = writeln!(
         md,
-        "Fleet: {INSTANCES} emulated instances with one model `m` loaded on each, `NUM_PARALLEL` 2, prompt evaluation at \
+        "Fleet: {INSTANCES} emulated instances with one model `m` loaded on each, `NUM_PARALLEL` 4, prompt evaluation at \
          {PROMPT_RATE:.0} tokens/s (a consumer GPU's ~1,000 with time scaled down 20×), 40 tokens/s replies of 12 tokens. \
          Workload (seed {}): {chats} chats over {:.0} s (Poisson, 0.5/s), geometric turns (mean 6, at most {MAX_TURNS}), \
          think times of 4 s (mean); each chat has its own ~8k-token system prompt and each question is ~1.5k tokens, so a \
