@@ -2,7 +2,7 @@
 # Runs the benchmarks and writes docs/benchmarks.md and docs/bench/*.svg.
 # Installs what it needs (the wasm target and Envoy via scripts/setup.sh,
 # wrk from Debian), builds release binaries and the wasm filter, then runs
-# `ollama-lb-bench` (about 5 minutes on 2 cores). Extra arguments go to the
+# `ollama-lb-bench` (about 10 minutes on 2 cores). Extra arguments go to the
 # program, e.g. `scripts/bench.sh --sections routing` or `--quick`.
 # Never part of CI: absolute numbers depend on the machine.
 set -euo pipefail

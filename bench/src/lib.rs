@@ -4,7 +4,8 @@
 //! numbers and ratios; it is never a test and never gates CI.
 //!
 //! # Layout
-//! - [`overhead`], [`routing`], [`scale`]: the three sections.
+//! - [`overhead`], [`routing`] (with [`conversations`]: long
+//!   conversations and several gateways), [`scale`]: the sections.
 //! - [`procs`]: the real Envoy and the release syncd as pinned child
 //!   processes (through the e2e rig's `Proc`), and the Envoy
 //!   configurations the renderer does not make.
@@ -23,6 +24,7 @@
 
 use std::time::Duration;
 
+pub mod conversations;
 pub mod machine;
 pub mod overhead;
 pub mod procs;

@@ -15,7 +15,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use bench::machine::Machine;
-use bench::{overhead, routing, scale, Section, Settings};
+use bench::{conversations, overhead, routing, scale, Section, Settings};
 use clap::Parser;
 
 /// Benchmarks ollama-lb and writes docs/benchmarks.md plus docs/bench/*.svg.
@@ -25,12 +25,12 @@ struct Cli {
     /// Folder for benchmarks.md; figures go to its bench/ subfolder.
     #[arg(long, env = "BENCH_OUT", default_value = "docs")]
     out: PathBuf,
-    /// Sections to run (overhead, routing, scale).
+    /// Sections to run (overhead, routing, conversations, gateways, scale).
     #[arg(
         long,
         env = "BENCH_SECTIONS",
         value_delimiter = ',',
-        default_value = "overhead,routing,scale"
+        default_value = "overhead,routing,conversations,gateways,scale"
     )]
     sections: Vec<String>,
     /// Seed of the routing workload.
@@ -82,10 +82,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         let (title, section) = match name.as_str() {
             "overhead" => ("1. Overhead", overhead::run(&dir, &s, &label).await?),
             "routing" => ("2. Routing quality", routing::run(&dir, &s, &label).await?),
+            "conversations" => (
+                "2.1 Long conversations",
+                conversations::run_conversations(&dir, &s, &label).await?,
+            ),
+            "gateways" => (
+                "2.2 Several gateways",
+                conversations::run_gateways(&dir, &s, &label).await?,
+            ),
             "scale" => ("3. Scale", scale::run(&dir, &s, &label).await?),
-            other => {
-                anyhow::bail!("unknown section {other:?}: expected overhead, routing or scale")
-            }
+            other => anyhow::bail!(
+                "unknown section {other:?}: expected overhead, routing, conversations, gateways or scale"
+            ),
         };
         eprintln!("bench: {name} took {:.0?}", t.elapsed());
         sections.push((title, section));

@@ -43,7 +43,7 @@ fn holders(model: usize) -> [usize; 2] {
     [model % INSTANCES, (model + 1) % INSTANCES]
 }
 
-fn emu_config(i: usize) -> Config {
+pub(crate) fn emu_config(i: usize) -> Config {
     Config {
         name: format!("gpu{i}"),
         load_time: Duration::from_millis(1500),
@@ -246,8 +246,8 @@ async fn run_policy(
     Ok(out)
 }
 
-/// One streamed `/api/chat` turn with the chat's history so far.
-async fn chat(client: &reqwest::Client, url: &str, turn: &Turn) -> Outcome {
+/// The streamed `/api/chat` body of a turn, with the chat's history so far.
+pub(crate) fn chat_body(turn: &Turn) -> serde_json::Value {
     let mut messages = Vec::new();
     for k in 0..=turn.turn {
         messages.push(serde_json::json!({"role": "user", "content": format!("chat {} question {k}: tell me more", turn.chat)}));
@@ -255,8 +255,12 @@ async fn chat(client: &reqwest::Client, url: &str, turn: &Turn) -> Outcome {
             messages.push(serde_json::json!({"role": "assistant", "content": "an earlier answer of twelve tokens or so"}));
         }
     }
-    let body =
-        serde_json::json!({"model": model_name(turn.model), "messages": messages, "stream": true});
+    serde_json::json!({"model": model_name(turn.model), "messages": messages, "stream": true})
+}
+
+/// One streamed `/api/chat` turn with the chat's history so far.
+async fn chat(client: &reqwest::Client, url: &str, turn: &Turn) -> Outcome {
+    let body = chat_body(turn);
     let start = Instant::now();
     let failed = Outcome {
         failed: true,

@@ -7,7 +7,8 @@
 use std::time::Instant;
 
 use filter::body_scan::BodyScanner;
-use filter::endpoint::{classify, Endpoint};
+use filter::conversation::{key_of, Source};
+use filter::endpoint::{classify, Endpoint, Op};
 
 fn time_per_scan(body: &[u8], scanner: impl Fn() -> BodyScanner) -> f64 {
     let iterations = (20_000_000 / body.len().max(1)).clamp(200, 200_000);
@@ -74,5 +75,48 @@ fn main() {
             body.len(),
             after / before
         );
+    }
+    conversation_cost(&bodies);
+}
+
+/// The conversation key's walk beside the full scan, on the same bodies
+/// and on a long conversation (a 4 KB system prompt and 40 turns).
+fn conversation_cost(bodies: &[(&str, &str, String)]) {
+    let turns: Vec<String> = (0..40)
+        .map(|i| {
+            let role = if i % 2 == 0 { "user" } else { "assistant" };
+            format!(
+                r#"{{"role":"{role}","content":"turn {i} {}"}}"#,
+                "words ".repeat(300)
+            )
+        })
+        .collect();
+    let long_chat = format!(
+        r#"{{"model":"llama3","messages":[{{"role":"system","content":"{}"}},{}],"stream":true}}"#,
+        "rules ".repeat(700),
+        turns.join(",")
+    );
+    let mut all: Vec<(&str, &str, String)> = bodies.to_vec();
+    all.push(("/api/chat", "chat, 4 KB system, 40 turns", long_chat));
+    println!(
+        "\n{:<28} {:>10} {:>14} {:>16}",
+        "body", "bytes", "all fields ns", "conversation ns"
+    );
+    for (path, label, body) in &all {
+        let Endpoint::Body(route) = classify("POST", path) else {
+            continue;
+        };
+        let source = match route.op {
+            Op::Chat => Source::Messages,
+            _ => Source::Prompt,
+        };
+        let scan = time_per_scan(body.as_bytes(), || BodyScanner::for_route(route));
+        let iterations = (20_000_000 / body.len().max(1)).clamp(200, 200_000);
+        let start = Instant::now();
+        for _ in 0..iterations {
+            std::hint::black_box(key_of(source, std::hint::black_box(body.as_bytes())));
+        }
+        let key = start.elapsed().as_nanos() as f64 / iterations as f64;
+        println!("{label:<28} {:>10} {scan:>14.0} {key:>16.0}", body.len());
     }
 }

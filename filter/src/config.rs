@@ -36,6 +36,13 @@ pub struct Config {
     pub policy: Policy,
     /// Request header whose value pins a conversation to one instance.
     pub affinity_header: Option<String>,
+    /// `loaded_least_request` keeps a conversation (the start of its
+    /// `messages`, or `system` and `prompt`) on one instance.
+    pub conversation_affinity: bool,
+    /// How many more requests for the model a conversation's instance may
+    /// have in flight than the least busy candidate before the
+    /// conversation moves.
+    pub conversation_slack: u32,
     /// Largest request body the filter will hold while reading the model.
     pub max_body_bytes: u64,
     /// How long an instance that answered 503 or failed is ranked last.
@@ -97,6 +104,8 @@ impl Default for Config {
             long_poll_seconds: 25,
             policy: Policy::LoadedLeastRequest,
             affinity_header: None,
+            conversation_affinity: true,
+            conversation_slack: 2,
             // Ollama has no body limit; this holds several large images.
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             cooldown_ms: 5000,
@@ -167,6 +176,9 @@ impl Config {
                 "endpoints_header",
                 "must be a lowercase HTTP header name not starting with x-envoy-",
             );
+        }
+        if self.conversation_slack > 1000 {
+            return bad("conversation_slack", "must be at most 1000");
         }
         if self.retries > MAX_RETRIES {
             return bad("retries", "must be at most 10");

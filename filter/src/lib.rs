@@ -6,7 +6,8 @@
 //! - [`body_scan`] (with [`go_string`]): finds the model in a JSON body
 //!   exactly as Ollama's Go decoder would, chunk by chunk.
 //! - [`endpoint`]: which route a request is and where its model comes from.
-//! - [`policy`]: choosing an instance among the candidates.
+//! - [`policy`]: choosing an instance among the candidates;
+//!   [`conversation`]: the key that keeps a conversation on one instance.
 //! - [`route`]: from a request and the map to an instance or an error;
 //!   [`routing_map`]: the map with what routing precomputes.
 //! - [`request_head`]: the request headers the filter reads, in one read.
@@ -28,6 +29,7 @@
 
 pub mod body_scan;
 pub mod config;
+pub mod conversation;
 pub mod cooldown;
 pub mod endpoint;
 pub mod errors;

@@ -174,11 +174,50 @@ impl Picker {
     }
 }
 
+/// A conversation the default policy keeps on one instance while that
+/// instance is not much busier than the others (see [`keeps_conversation`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conversation {
+    /// The body's conversation key ([`crate::conversation`]).
+    pub key: u64,
+    /// How many more requests for the model the conversation's instance
+    /// may have in flight than the least busy candidate.
+    pub slack: u64,
+}
+
+impl Conversation {
+    /// The candidate whose rendezvous weight for this conversation is
+    /// highest: the same instance turn after turn, on every gateway, for
+    /// as long as it stays a candidate.
+    pub fn home<'c, 'a>(&self, candidates: &'c [Candidate<'a>]) -> Option<&'c Candidate<'a>> {
+        let key = self.key.to_le_bytes();
+        candidates
+            .iter()
+            .max_by_key(|c| rendezvous_bytes(&key, &c.instance.name))
+    }
+}
+
+/// Bounded load: the conversation stays on `home` unless it has more than
+/// `slack` requests for the model in flight beyond the least busy of
+/// `compared` (which holds `home`).
+pub fn keeps_conversation(home: &Candidate<'_>, compared: &[Candidate<'_>], slack: u64) -> bool {
+    let least = compared
+        .iter()
+        .map(|c| c.model_inflight)
+        .min()
+        .unwrap_or(home.model_inflight);
+    home.model_inflight <= least.saturating_add(slack)
+}
+
 /// Highest-random-weight score of `instance` for `key` (FNV-1a, then a
 /// splitmix64 finaliser so similar names spread well).
 pub fn rendezvous_weight(key: &str, instance: &str) -> u64 {
+    rendezvous_bytes(key.as_bytes(), instance)
+}
+
+fn rendezvous_bytes(key: &[u8], instance: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in key.bytes().chain([0xff]).chain(instance.bytes()) {
+    for &b in key.iter().chain(&[0xff]).chain(instance.as_bytes()) {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
@@ -406,6 +445,57 @@ mod tests {
             .iter()
             .all(|n| n == "a"));
         assert!(p.pick(Policy::Random, &[], None).is_none());
+    }
+
+    #[test]
+    fn a_conversation_stays_home_until_home_is_slack_busier() {
+        let insts: Vec<InstanceState> = ["a", "b", "c"].into_iter().map(inst).collect();
+        let mut cands: Vec<Candidate> = insts
+            .iter()
+            .map(|i| Candidate {
+                instance: i,
+                loaded: true,
+                inflight: 0,
+                model_inflight: 0,
+                cooling: false,
+                recent: false,
+                sole_copies: 0,
+            })
+            .collect();
+        let homes: std::collections::HashSet<String> = (0..60u64)
+            .map(|key| {
+                let conv = Conversation { key, slack: 1 };
+                conv.home(&cands)
+                    .map(|c| c.instance.name.clone())
+                    .unwrap_or_default()
+            })
+            .collect();
+        assert_eq!(homes.len(), 3, "conversations spread over the instances");
+        let conv = Conversation { key: 7, slack: 1 };
+        let home = conv.home(&cands).map(|c| c.instance.name.clone());
+        let at = cands
+            .iter()
+            .position(|c| Some(&c.instance.name) == home.as_ref());
+        let at = at.unwrap();
+        assert!(keeps_conversation(&cands[at], &cands, 1));
+        cands[at].model_inflight = 1;
+        assert!(
+            keeps_conversation(&cands[at], &cands, 1),
+            "one ahead: stays"
+        );
+        cands[at].model_inflight = 2;
+        assert!(
+            !keeps_conversation(&cands[at], &cands, 1),
+            "two ahead: moves"
+        );
+        let rest: Vec<Candidate> = cands
+            .iter()
+            .filter(|c| Some(&c.instance.name) != home.as_ref())
+            .cloned()
+            .collect();
+        let second = conv.home(&rest).map(|c| c.instance.name.clone());
+        assert_ne!(second, home, "without its home, a stable second choice");
+        assert_eq!(second, conv.home(&rest).map(|c| c.instance.name.clone()));
     }
 
     #[test]

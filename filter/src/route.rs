@@ -8,7 +8,7 @@ use crate::routing_map::RoutingMap;
 use crate::config::RouteBy;
 use crate::endpoint::{BodyRoute, RequestedModel};
 use crate::errors::LbError;
-use crate::policy::{Candidate, Picker, Policy};
+use crate::policy::{keeps_conversation, Candidate, Conversation, Picker, Policy};
 
 /// What the picker needs to know about instances beyond the map: shared,
 /// live numbers kept by Envoy.
@@ -78,6 +78,9 @@ pub struct Choice<'p, 'k> {
     pub picker: &'p mut Picker,
     /// Value of the affinity header, when configured and present.
     pub affinity: Option<&'k str>,
+    /// The body's conversation, for `loaded_least_request` without an
+    /// affinity header.
+    pub conversation: Option<Conversation>,
 }
 
 /// The instance named by `x-ollama-instance`, whatever its health.
@@ -174,6 +177,7 @@ pub fn rank<'m>(
             policy,
             picker: &mut *choice.picker,
             affinity: choice.affinity,
+            conversation: choice.conversation,
         };
         let Some(best) = choose(map, candidates.clone(), &memo, place, model) else {
             break;
@@ -255,12 +259,20 @@ fn choose<'m>(
             choice.policy,
             Policy::LoadedLeastRequest | Policy::LeastRequest
         );
+    let mut home = None;
     if needs_load {
         if let (Policy::LoadedLeastRequest, Some(model)) = (choice.policy, model) {
             narrow_by_warmth(map, &mut candidates, load, model);
         }
+        let conversation = choice
+            .conversation
+            .filter(|_| choice.policy == Policy::LoadedLeastRequest && model.is_some());
+        home = conversation.and_then(|c| Some((c.home(&candidates)?.clone(), c.slack)));
         if candidates.len() > MAX_COMPARED {
             choice.picker.keep_random(&mut candidates, MAX_COMPARED);
+            if let Some((home, _)) = &home {
+                keep_home(&mut candidates, home);
+            }
         }
         let per_model = model.filter(|_| choice.policy == Policy::LoadedLeastRequest);
         for c in &mut candidates {
@@ -270,10 +282,32 @@ fn choose<'m>(
             }
         }
     }
+    if let Some((home, slack)) = home {
+        let at_home = candidates
+            .iter()
+            .find(|c| std::ptr::eq(c.instance, home.instance));
+        if at_home.is_some_and(|h| keeps_conversation(h, &candidates, slack)) {
+            return Some(home.instance);
+        }
+    }
     choice
         .picker
         .pick(choice.policy, &candidates, choice.affinity)
         .map(|c| c.instance)
+}
+
+/// Puts the conversation's `home` among the compared candidates (in the
+/// place of the last one drawn) when the random draw left it out.
+fn keep_home<'m>(candidates: &mut [Candidate<'m>], home: &Candidate<'m>) {
+    if candidates
+        .iter()
+        .any(|c| std::ptr::eq(c.instance, home.instance))
+    {
+        return;
+    }
+    if let Some(last) = candidates.last_mut() {
+        *last = home.clone();
+    }
 }
 
 /// Keeps the candidates of the best warmth rank: loaded per the map, else

@@ -1,6 +1,7 @@
 use super::*;
 use crate::body_scan::BodyScanner;
 use crate::endpoint::{classify, Endpoint};
+use crate::policy::Conversation;
 use crate::test_fixtures::fleet;
 use std::collections::{HashMap, HashSet};
 
@@ -50,6 +51,7 @@ fn route_body(path: &str, body: &str, load: &FakeLoad) -> Result<String, (u32, S
         policy: Policy::LoadedLeastRequest,
         picker: &mut picker,
         affinity: None,
+        conversation: None,
     };
     for_model(&map, route, &model, load, choice, 1)
         .map(|ranked| ranked[0].cluster.clone())
@@ -150,6 +152,7 @@ fn any_and_pinned() {
         policy: Policy::LoadedLeastRequest,
         picker: &mut picker,
         affinity: None,
+        conversation: None,
     };
     assert_eq!(any(&map, &load, choice, 1).unwrap()[0].name, "b");
     assert_eq!(
@@ -169,6 +172,7 @@ fn any_and_pinned() {
         policy: Policy::Random,
         picker: &mut picker,
         affinity: None,
+        conversation: None,
     };
     assert_eq!(
         any(&down, &load, choice, 3).unwrap_err(),
@@ -273,6 +277,7 @@ fn route_m(map: &RoutingMap, load: &FakeLoad, policy: Policy, seed: u64) -> Stri
         policy,
         picker: &mut picker,
         affinity: None,
+        conversation: None,
     };
     for_model(map, route, &model, load, choice, 1).unwrap()[0]
         .name
@@ -443,6 +448,7 @@ fn ranked_names(
         policy,
         picker,
         affinity: None,
+        conversation: None,
     };
     for_model(map, route, &model, load, choice, n)
         .unwrap()
@@ -513,4 +519,51 @@ fn round_robin_turns_only_the_first_place() {
         .map(|r| r[0].clone())
         .collect();
     assert_eq!(firsts.len(), 3, "three requests start on three instances");
+}
+
+fn route_conversation(map: &RoutingMap, load: &FakeLoad, key: u64, seed: u64) -> String {
+    let Endpoint::Body(route) = classify("POST", "/api/generate") else {
+        panic!()
+    };
+    let mut s = BodyScanner::for_route(route);
+    s.feed(br#"{"model":"m"}"#);
+    s.finish();
+    let model = route.model(s.result().unwrap()).unwrap();
+    let mut picker = Picker::new(seed);
+    let choice = Choice {
+        policy: Policy::LoadedLeastRequest,
+        picker: &mut picker,
+        affinity: None,
+        conversation: Some(Conversation { key, slack: 2 }),
+    };
+    for_model(map, route, &model, load, choice, 1).unwrap()[0]
+        .name
+        .clone()
+}
+
+#[test]
+fn a_conversation_keeps_its_loaded_instance_until_it_is_busier_or_cooling() {
+    // 20 holders, 12 with the model loaded: more than MAX_COMPARED.
+    let map = wide_fleet(20, |k| k < 12);
+    let idle = FakeLoad::default();
+    let mut homes = HashSet::new();
+    for key in 0..30u64 {
+        let home = route_conversation(&map, &idle, key, 1);
+        let index: usize = home.trim_start_matches('i').parse().unwrap();
+        assert!(index < 12, "a loaded holder: {home}");
+        for seed in 2..12 {
+            assert_eq!(route_conversation(&map, &idle, key, seed), home);
+        }
+        homes.insert(home.clone());
+        let mut busy = FakeLoad::default();
+        let name: &'static str = Box::leak(home.clone().into_boxed_str());
+        busy.model_inflight.insert(name, 2);
+        assert_eq!(route_conversation(&map, &busy, key, 1), home, "slack 2");
+        busy.model_inflight.insert(name, 3);
+        assert_ne!(route_conversation(&map, &busy, key, 1), home, "3 > 0 + 2");
+        let mut cooling = FakeLoad::default();
+        cooling.cooling.insert(name);
+        assert_ne!(route_conversation(&map, &cooling, key, 1), home);
+    }
+    assert!(homes.len() >= 8, "conversations spread: {homes:?}");
 }

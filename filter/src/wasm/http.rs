@@ -14,14 +14,15 @@ use proxy_wasm::types::{Action, MapType};
 use super::root::Worker;
 use super::shared::{self, EnvoyLoad};
 use crate::body_scan::BodyScanner;
-use crate::config::RouteBy;
+use crate::config::{Config, RouteBy};
+use crate::conversation::{ConversationKey, Source};
 use crate::endpoint::{classify, BodyRoute, Endpoint, Op};
 use crate::errors::{Api, LbError};
 use crate::fleet_manage::{self, UNLOAD_BODY_MAX};
 use crate::fleet_reads::{self, LocalAnswer};
 use crate::gin_path;
 use crate::guards::{self, Verdict};
-use crate::policy::Policy;
+use crate::policy::{Conversation, Policy};
 use crate::request_head::RequestHead;
 use crate::route::{self, Choice};
 use crate::routing_map::RoutingMap;
@@ -33,6 +34,8 @@ pub struct Request {
     worker: Rc<RefCell<Worker>>,
     api: Api,
     affinity: Option<String>,
+    /// The body's conversation key, once read.
+    conversation: Option<u64>,
     body: Option<BodyRead>,
     routed: Option<Routed>,
     /// A cool-down was already started for the serving instance.
@@ -48,6 +51,8 @@ struct BodyRead {
     /// same map, without reading shared data a second time.
     map: Rc<RoutingMap>,
     scanner: Box<BodyScanner>,
+    /// The conversation key's walker (chat and generate, when enabled).
+    conversation: Option<Box<ConversationKey>>,
     scanned: usize,
     /// The scan has its outcome.
     found: bool,
@@ -77,6 +82,7 @@ impl Request {
             worker,
             api: Api::Native,
             affinity: None,
+            conversation: None,
             body: None,
             routed: None,
             cooled: false,
@@ -287,10 +293,12 @@ impl Request {
         let worker = &mut *self.worker.borrow_mut();
         worker.sync_cooldowns();
         let load = EnvoyLoad::new(&worker.metrics, &worker.cooldowns, worker.config.warm_ms);
+        let slack = u64::from(worker.config.conversation_slack);
         let choice = Choice {
             policy: worker.config.policy,
             picker: &mut worker.picker,
             affinity: self.affinity.as_deref(),
+            conversation: self.conversation.map(|key| Conversation { key, slack }),
         };
         f(&load, choice)
     }
@@ -337,6 +345,7 @@ impl Request {
         }
         let map = Rc::clone(&read.map);
         let n = self.places();
+        self.conversation = read.conversation.as_ref().and_then(|w| w.key());
         let ranked = self.load_choice(|load, choice| {
             route::for_model(&map, read.route, &model, load, choice, n)
                 .map(|r| r.into_iter().cloned().collect::<Vec<_>>())
@@ -442,6 +451,7 @@ impl HttpContext for Request {
             route: body_route,
             map,
             scanner: Box::new(BodyScanner::for_route(body_route)),
+            conversation: conversation_walker(&config, body_route),
             scanned: 0,
             found: false,
             fleet,
@@ -474,6 +484,9 @@ impl HttpContext for Request {
                 break;
             }
             done = read.scanner.feed(&chunk);
+            if let Some(walker) = read.conversation.as_mut() {
+                walker.feed(&chunk);
+            }
             read.scanned += chunk.len();
         }
         read.found = done;
@@ -564,6 +577,20 @@ fn send_answer(
 
 /// Makes Envoy choose the route again after the filter changed a header
 /// the routes match on (`:authority` in host mode, the fleet header).
+/// The walker for a body's conversation key: chat and generate bodies,
+/// when the policy uses it and no affinity header is configured.
+fn conversation_walker(config: &Config, route: &BodyRoute) -> Option<Box<ConversationKey>> {
+    let used = config.conversation_affinity
+        && config.policy == Policy::LoadedLeastRequest
+        && config.affinity_header.is_none();
+    let source = match route.op {
+        Op::Chat => Source::Messages,
+        Op::Generate => Source::Prompt,
+        _ => return None,
+    };
+    used.then(|| Box::new(ConversationKey::new(source)))
+}
+
 fn clear_route_cache() {
     if let Err(e) = hostcalls::call_foreign_function("clear_route_cache", None) {
         warn!("ollama-lb: clear_route_cache failed ({e:?}); the route may ignore the change");

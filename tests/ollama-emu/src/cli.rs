@@ -55,6 +55,10 @@ pub struct Cli {
     /// Reply tokens per second.
     #[arg(long, env = "OLLAMA_EMU_TOKENS_PER_SECOND")]
     pub tokens_per_second: Option<f64>,
+    /// Prompt tokens evaluated per second (uncached part, before the first
+    /// reply token).
+    #[arg(long, env = "OLLAMA_EMU_PROMPT_RATE")]
+    pub prompt_rate: Option<f64>,
     /// Tokens in each reply.
     #[arg(long, env = "OLLAMA_EMU_RESPONSE_TOKENS")]
     pub response_tokens: Option<u32>,
@@ -109,7 +113,8 @@ pub fn build_config(cli: Cli) -> anyhow::Result<Config> {
     }
     overlay!(
         name => name, ollama_version => version, load_time => load_time,
-        tokens_per_second => tokens_per_second, response_tokens => response_tokens,
+        tokens_per_second => tokens_per_second, prompt_rate => prompt_rate,
+        response_tokens => response_tokens,
         num_parallel => num_parallel, max_queue => max_queue,
         max_loaded_models => max_loaded_models, keep_alive => keep_alive, pull_time => pull_time,
     );

@@ -155,6 +155,7 @@ async fn registry(State(state): Shared, body: Bytes) -> Result<Response, ApiErro
 struct ConfigBody {
     load_time_ms: Option<u64>,
     tokens_per_second: Option<f64>,
+    prompt_rate: Option<f64>,
     num_parallel: Option<u32>,
     max_queue: Option<u32>,
     max_loaded_models: Option<u32>,
@@ -165,6 +166,12 @@ struct ConfigBody {
 
 async fn config(State(state): Shared, body: Bytes) -> Result<Response, ApiError> {
     let b: ConfigBody = parse(&body)?;
+    let bad_rate = |r: Option<f64>| r.is_some_and(|r| !(r.is_finite() && r > 0.0));
+    if bad_rate(b.tokens_per_second) || bad_rate(b.prompt_rate) {
+        return Err(ApiError::bad_request(
+            "tokens_per_second and prompt_rate must be positive numbers",
+        ));
+    }
     if b.num_parallel == Some(0) || b.max_loaded_models == Some(0) {
         return Err(ApiError::bad_request(
             "num_parallel and max_loaded_models must be at least 1",
@@ -180,6 +187,9 @@ async fn config(State(state): Shared, body: Bytes) -> Result<Response, ApiError>
         }
         if let Some(v) = b.tokens_per_second {
             c.tokens_per_second = v;
+        }
+        if let Some(v) = b.prompt_rate {
+            c.prompt_rate = v;
         }
         if let Some(v) = b.num_parallel {
             c.num_parallel = v;

@@ -10,6 +10,7 @@ use tokio::time::Instant;
 use crate::duration::KeepAlive;
 use crate::errors::ApiError;
 use crate::models::Model;
+use crate::prompt::Prompt;
 use crate::scheduler::Slot;
 use crate::state::EmuState;
 use crate::stream::{token, token_interval};
@@ -82,29 +83,37 @@ pub struct Generation {
     planned: usize,
     interval: Duration,
     length_capped: bool,
+    /// Tokens of the whole prompt, cached or not (Ollama's
+    /// `prompt_eval_count` counts both).
     pub prompt_tokens: u64,
+    /// Time spent evaluating the uncached part of the prompt.
+    prompt_eval: Duration,
 }
 
 impl Generation {
-    /// Waits for a slot (loading the model if needed). `cap` is the
-    /// client's token limit (`num_predict`, `max_tokens`).
+    /// Waits for a slot (loading the model if needed), then evaluates the
+    /// part of `prompt` its slot does not hold at the prompt rate. `cap`
+    /// is the client's token limit (`num_predict`, `max_tokens`).
     pub async fn start(
         state: &Arc<EmuState>,
         model: &Model,
         keep_alive: Option<KeepAlive>,
         cap: Option<u64>,
-        prompt_tokens: u64,
+        prompt: Prompt,
         start: Instant,
     ) -> Result<Self, ApiError> {
         let slot = state
             .sched
-            .acquire(model, keep_alive, || state.settings())
+            .acquire(model, &prompt, keep_alive, || state.settings())
             .await?;
         let config = state.config();
+        let prompt_eval = prompt_eval_time(slot.prompt.evaluated, config.prompt_rate);
+        tokio::time::sleep(prompt_eval).await;
         let response_tokens = config.response_tokens as usize;
         let planned = cap.map_or(response_tokens, |c| response_tokens.min(c as usize));
         Ok(Generation {
             load_duration: slot.load_duration.max(Duration::from_micros(500)),
+            prompt_tokens: slot.prompt.total,
             _slot: slot,
             start,
             eval_start: Instant::now(),
@@ -112,7 +121,7 @@ impl Generation {
             planned,
             interval: token_interval(config.tokens_per_second),
             length_capped: planned < response_tokens,
-            prompt_tokens,
+            prompt_eval,
         })
     }
 
@@ -155,12 +164,9 @@ impl Generation {
     pub fn metrics(&self) -> Map<String, Value> {
         let ns = |d: Duration| d.as_nanos().min(u128::from(u64::MAX)) as u64;
         let eval = self.eval_start.elapsed().max(Duration::from_micros(1));
-        let prompt_eval = Duration::from_micros(200 * self.prompt_tokens);
+        let prompt_eval = self.prompt_eval.max(Duration::from_micros(1));
         let mut m = Map::new();
-        m.insert(
-            "total_duration".into(),
-            json!(ns(self.start.elapsed()) + ns(prompt_eval)),
-        );
+        m.insert("total_duration".into(), json!(ns(self.start.elapsed())));
         m.insert("load_duration".into(), json!(ns(self.load_duration)));
         m.insert("prompt_eval_count".into(), json!(self.prompt_tokens));
         m.insert("prompt_eval_duration".into(), json!(ns(prompt_eval)));
@@ -177,4 +183,10 @@ impl Generation {
     pub fn elapsed(&self) -> Duration {
         self.start.elapsed()
     }
+}
+
+/// Time to evaluate `tokens` prompt tokens at `rate` per second (zero for
+/// a rate that is not a positive number).
+pub fn prompt_eval_time(tokens: u64, rate: f64) -> Duration {
+    Duration::try_from_secs_f64(tokens as f64 / rate).unwrap_or(Duration::ZERO)
 }

@@ -40,7 +40,7 @@
 //! `digest` {name, digest}; `load` {name, keep_alive?} (instant, evicts
 //! idle models if full); `unload` {name}; `registry` {name, digest|null}
 //! (null: a pull of the name fails as unknown); `config` {load_time_ms?,
-//! tokens_per_second?, num_parallel?, max_queue?, max_loaded_models?,
+//! tokens_per_second?, prompt_rate?, num_parallel?, max_queue?, max_loaded_models?,
 //! response_tokens?, pull_time_ms?, keep_alive?}; `fault` (see [`faults`];
 //! `refuse` also drops requests on connections opened before it); `GET
 //! stats`; `reset_stats`.
@@ -63,6 +63,7 @@ pub mod gojson;
 pub mod hosts;
 pub mod models;
 pub mod origins;
+pub mod prompt;
 pub mod routes;
 pub mod scheduler;
 pub mod server;

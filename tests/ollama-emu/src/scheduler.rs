@@ -17,6 +17,7 @@ use tokio::time::Instant;
 
 use crate::duration::KeepAlive;
 use crate::models::Model;
+use crate::prompt::{Prompt, PromptCache, PromptUse};
 
 /// The scheduling knobs, read from the live configuration per request.
 #[derive(Debug, Clone, Copy)]
@@ -45,6 +46,8 @@ struct Runner {
     /// Wall-clock expiry once idle; `None` while busy or when forever.
     idle_expires: Option<DateTime<Utc>>,
     expiry_seq: u64,
+    /// Each parallel slot's last prompt.
+    cache: PromptCache,
 }
 
 #[derive(Default)]
@@ -63,6 +66,9 @@ struct Inner {
     cold_loads_by_model: BTreeMap<String, u64>,
     evictions: u64,
     rejected_503: u64,
+    prompt_tokens: u64,
+    prompt_tokens_evaluated: u64,
+    prompt_cache_hits: u64,
 }
 
 /// Shared scheduler; cheap to clone through `Arc`.
@@ -79,6 +85,8 @@ pub struct Slot {
     generation: u64,
     /// Time spent waiting for load and scheduling.
     pub load_duration: Duration,
+    /// The prompt's cache slot and what is left to evaluate.
+    pub prompt: PromptUse,
 }
 
 /// Unregisters a waiting request when it gives up (client gone).
@@ -112,12 +120,13 @@ impl Scheduler {
     }
 
     /// Waits for a slot on `model`, loading it (and evicting an idle model)
-    /// if needed. `keep_alive` of `None` keeps a loaded runner's setting.
+    /// if needed, and takes the cache slot that best matches `prompt`. `keep_alive` of `None` keeps a loaded runner's setting.
     /// `settings` is read again on every wake-up, so live changes apply to
     /// waiting requests.
     pub async fn acquire(
         self: &Arc<Self>,
         model: &Model,
+        prompt: &Prompt,
         keep_alive: Option<KeepAlive>,
         settings: impl Fn() -> Settings,
     ) -> Result<Slot, SchedError> {
@@ -162,14 +171,15 @@ impl Scheduler {
                 first = false;
                 if warm {
                     let parallel = settings.num_parallel as usize;
-                    if let Some(generation) =
-                        self.take_slot(inner, &mut waiting, keep_alive, parallel)
+                    if let Some((generation, prompt_use)) =
+                        self.take_slot(inner, &mut waiting, keep_alive, prompt, parallel)
                     {
                         return Ok(Slot {
                             sched: Arc::clone(self),
                             key: key.to_string(),
                             generation,
                             load_duration: start.elapsed(),
+                            prompt: prompt_use,
                         });
                     }
                 } else if !inner.runners.contains_key(key) && self.make_room(inner, settings) {
@@ -197,8 +207,9 @@ impl Scheduler {
         inner: &mut Inner,
         waiting: &mut Waiting<'_>,
         keep_alive: Option<KeepAlive>,
+        prompt: &Prompt,
         num_parallel: usize,
-    ) -> Option<u64> {
+    ) -> Option<(u64, PromptUse)> {
         let key = waiting.key;
         let my_turn = match waiting.ticket {
             Some(t) => inner.waiting_by_key.get(key).and_then(|s| s.first()) == Some(&t),
@@ -208,6 +219,7 @@ impl Scheduler {
             .runners
             .get_mut(key)
             .filter(|r| my_turn && r.in_use < num_parallel)?;
+        let prompt_use = r.cache.take(prompt, num_parallel)?;
         r.in_use += 1;
         r.idle_expires = None;
         r.expiry_seq += 1;
@@ -225,9 +237,10 @@ impl Scheduler {
             inner.queued_counted -= 1;
         }
         waiting.counted = false;
+        inner.count_prompt(prompt_use);
         inner.in_flight += 1;
         inner.max_in_flight_seen = inner.max_in_flight_seen.max(inner.in_flight);
-        Some(generation)
+        Some((generation, prompt_use))
     }
 
     /// Ensures there is room for one more runner, evicting the least
@@ -275,6 +288,7 @@ impl Scheduler {
                 last_used: Instant::now(),
                 idle_expires: None,
                 expiry_seq: 0,
+                cache: PromptCache::default(),
             },
         );
         let sched = Arc::clone(self);
@@ -374,6 +388,7 @@ impl Scheduler {
                         last_used: Instant::now(),
                         idle_expires: None,
                         expiry_seq: 0,
+                        cache: PromptCache::default(),
                     },
                 );
                 self.idle(inner, &model.key);
@@ -453,6 +468,9 @@ impl Scheduler {
             "queued": g.queued,
             "rejected_503": g.rejected_503,
             "max_in_flight_seen": g.max_in_flight_seen,
+            "prompt_tokens": g.prompt_tokens,
+            "prompt_tokens_evaluated": g.prompt_tokens_evaluated,
+            "prompt_cache_hits": g.prompt_cache_hits,
         })
     }
 
@@ -463,6 +481,9 @@ impl Scheduler {
         g.cold_loads_by_model.clear();
         g.evictions = 0;
         g.rejected_503 = 0;
+        g.prompt_tokens = 0;
+        g.prompt_tokens_evaluated = 0;
+        g.prompt_cache_hits = 0;
         g.max_in_flight_seen = g.in_flight;
     }
 
@@ -484,6 +505,7 @@ impl Drop for Slot {
                 .filter(|r| r.generation == self.generation)
             {
                 r.in_use = r.in_use.saturating_sub(1);
+                r.cache.release(self.prompt.slot);
                 r.last_used = Instant::now();
                 self.sched.idle(inner, &self.key);
             }
@@ -527,6 +549,16 @@ fn enqueue(inner: &mut Inner, waiting: &mut Waiting<'_>) {
     }
 }
 
+impl Inner {
+    fn count_prompt(&mut self, used: PromptUse) {
+        self.prompt_tokens += used.total;
+        self.prompt_tokens_evaluated += used.evaluated;
+        if used.evaluated < used.total {
+            self.prompt_cache_hits += 1;
+        }
+    }
+}
+
 fn unwait(waiting: &mut HashMap<String, BTreeSet<u64>>, key: &str, ticket: u64) {
     if let Some(line) = waiting.get_mut(key) {
         line.remove(&ticket);
@@ -563,10 +595,16 @@ mod tests {
     async fn a_cold_slot_waits_the_load_time_and_a_warm_one_does_not() {
         let sched = Arc::new(Scheduler::default());
         let m = model("llama3");
-        let cold = sched.acquire(&m, None, settings).await.expect("slot");
+        let cold = sched
+            .acquire(&m, &Prompt::empty(), None, settings)
+            .await
+            .expect("slot");
         assert_eq!(cold.load_duration, Duration::from_secs(2));
         drop(cold);
-        let warm = sched.acquire(&m, None, settings).await.expect("slot");
+        let warm = sched
+            .acquire(&m, &Prompt::empty(), None, settings)
+            .await
+            .expect("slot");
         assert_eq!(warm.load_duration, Duration::ZERO);
     }
 
@@ -575,14 +613,29 @@ mod tests {
         let sched = Arc::new(Scheduler::default());
         let (a, b) = (model("a"), model("b"));
         let ka = Some(KeepAlive::For(Duration::from_secs(10)));
-        drop(sched.acquire(&a, ka, settings).await.expect("slot"));
+        drop(
+            sched
+                .acquire(&a, &Prompt::empty(), ka, settings)
+                .await
+                .expect("slot"),
+        );
         tokio::time::sleep(Duration::from_secs(9)).await;
         assert!(sched.is_loaded(&a.key));
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert!(!sched.is_loaded(&a.key), "expired after 10 s idle");
 
-        drop(sched.acquire(&a, None, settings).await.expect("slot"));
-        drop(sched.acquire(&b, None, settings).await.expect("slot"));
+        drop(
+            sched
+                .acquire(&a, &Prompt::empty(), None, settings)
+                .await
+                .expect("slot"),
+        );
+        drop(
+            sched
+                .acquire(&b, &Prompt::empty(), None, settings)
+                .await
+                .expect("slot"),
+        );
         assert!(!sched.is_loaded(&a.key) && sched.is_loaded(&b.key));
         assert_eq!(sched.stats()["evictions"], 1);
     }
@@ -591,12 +644,18 @@ mod tests {
     async fn waiting_requests_get_slots_in_arrival_order() {
         let sched = Arc::new(Scheduler::default());
         let m = model("llama3");
-        let first = sched.acquire(&m, None, settings).await.expect("slot");
+        let first = sched
+            .acquire(&m, &Prompt::empty(), None, settings)
+            .await
+            .expect("slot");
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         for i in 0..4 {
             let (sched, m, tx) = (Arc::clone(&sched), m.clone(), tx.clone());
             tokio::spawn(async move {
-                let slot = sched.acquire(&m, None, settings).await.expect("slot");
+                let slot = sched
+                    .acquire(&m, &Prompt::empty(), None, settings)
+                    .await
+                    .expect("slot");
                 tx.send(i).expect("receiver alive");
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 drop(slot);
@@ -609,5 +668,34 @@ mod tests {
             order.push(rx.recv().await.expect("sender alive"));
         }
         assert_eq!(order, [0, 1, 2, 3]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_prompt_cache_lives_with_the_runner() {
+        let sched = Arc::new(Scheduler::default());
+        let m = model("llama3");
+        let first = Prompt::generate("be brief", &"word ".repeat(100));
+        let used = sched
+            .acquire(&m, &first, None, settings)
+            .await
+            .expect("slot");
+        assert_eq!(used.prompt.evaluated, used.prompt.total);
+        drop(used);
+        let again = sched
+            .acquire(&m, &first, None, settings)
+            .await
+            .expect("slot");
+        assert_eq!(again.prompt.evaluated, 1, "cached but the last token");
+        drop(again);
+        assert_eq!(sched.stats()["prompt_cache_hits"], 1);
+        sched.unload(&m.key);
+        let reloaded = sched
+            .acquire(&m, &first, None, settings)
+            .await
+            .expect("slot");
+        assert_eq!(
+            reloaded.prompt.evaluated, reloaded.prompt.total,
+            "a new runner starts empty"
+        );
     }
 }

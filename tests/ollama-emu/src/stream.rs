@@ -108,11 +108,6 @@ pub fn token_interval(tokens_per_second: f64) -> Duration {
     }
 }
 
-/// A rough prompt token count: words, at least one.
-pub fn count_tokens(text: &str) -> u64 {
-    text.split_whitespace().count().max(1) as u64
-}
-
 /// A deterministic unit vector of `dims` numbers derived from `text`.
 pub fn embedding(text: &str, dims: usize) -> Vec<f32> {
     let mut out = Vec::with_capacity(dims);

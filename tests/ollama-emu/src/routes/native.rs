@@ -14,8 +14,9 @@ use crate::errors::{json_response, ApiError};
 use crate::generation::{keep_alive_field, resolve, EmptyName, Generation, Missing};
 use crate::gojson::{decode, str_field, Kind};
 use crate::models::Model;
+use crate::prompt::Prompt;
 use crate::state::EmuState;
-use crate::stream::{count_tokens, embedding, streamed, NDJSON_CT};
+use crate::stream::{embedding, streamed, NDJSON_CT};
 
 type Shared = State<Arc<EmuState>>;
 
@@ -95,7 +96,7 @@ async fn load_or_unload(
         "unload"
     } else {
         let start = Instant::now();
-        drop(Generation::start(state, model, keep_alive, Some(0), 0, start).await?);
+        drop(Generation::start(state, model, keep_alive, Some(0), Prompt::empty(), start).await?);
         "load"
     };
     let now = crate::time::now();
@@ -163,16 +164,9 @@ pub async fn generate(State(state): Shared, body: Bytes) -> Result<Response, Api
         return load_or_unload(&state, &model, keep_alive, &raw_model, false).await;
     }
     let with_context = !req.get("raw").and_then(Value::as_bool).unwrap_or(false);
-    let prompt_tokens = count_tokens(prompt) + count_tokens(str_field(&req, "system"));
-    let mut gen = Generation::start(
-        &state,
-        &model,
-        keep_alive,
-        num_predict(&req),
-        prompt_tokens,
-        start,
-    )
-    .await?;
+    let prompt = Prompt::generate(str_field(&req, "system"), prompt);
+    let mut gen =
+        Generation::start(&state, &model, keep_alive, num_predict(&req), prompt, start).await?;
     let finish = move |gen: &Generation, response: String| {
         let mut v = json!({
             "model": raw_model, "created_at": crate::time::now(), "response": response,
@@ -222,16 +216,12 @@ pub async fn chat(State(state): Shared, body: Bytes) -> Result<Response, ApiErro
     if messages.is_empty() {
         return load_or_unload(&state, &model, keep_alive, &raw_model, true).await;
     }
-    let prompt_tokens: u64 = messages
-        .iter()
-        .map(|m| count_tokens(m.get("content").and_then(Value::as_str).unwrap_or("")))
-        .sum();
     let mut gen = Generation::start(
         &state,
         &model,
         keep_alive,
         num_predict(&req),
-        prompt_tokens,
+        Prompt::chat(&messages),
         start,
     )
     .await?;
@@ -294,8 +284,8 @@ pub async fn compute_embeddings(
     dims: usize,
     start: Instant,
 ) -> Result<(Vec<Vec<f32>>, Generation), ApiError> {
-    let tokens = inputs.iter().map(|s| count_tokens(s)).sum();
-    let gen = Generation::start(state, model, keep_alive, Some(0), tokens, start).await?;
+    let prompt = Prompt::embed(inputs);
+    let gen = Generation::start(state, model, keep_alive, Some(0), prompt, start).await?;
     Ok((inputs.iter().map(|s| embedding(s, dims)).collect(), gen))
 }
 

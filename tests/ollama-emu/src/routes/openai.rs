@@ -21,10 +21,11 @@ use crate::errors::{openai_writer_response, ApiError, OpenAiError};
 use crate::generation::{resolve, EmptyName, Generation, Missing};
 use crate::gojson::{decode, str_field, Kind};
 use crate::models::Model;
+use crate::prompt::Prompt;
 use crate::routes::manage::find_for_show;
 use crate::routes::native::{compute_embeddings, embed_inputs};
 use crate::state::EmuState;
-use crate::stream::{count_tokens, streamed, SSE_CT};
+use crate::stream::{streamed, SSE_CT};
 
 type Shared = State<Arc<EmuState>>;
 
@@ -77,7 +78,7 @@ struct Common {
 async fn begin(
     state: &Arc<EmuState>,
     req: &Map<String, Value>,
-    prompt_tokens: u64,
+    prompt: Prompt,
     what: &str,
     prefix: &str,
     start: Instant,
@@ -89,7 +90,7 @@ async fn begin(
             "{raw_model:?} does not support {what}"
         )));
     }
-    let gen = Generation::start(state, &model, None, max_tokens(req), prompt_tokens, start).await?;
+    let gen = Generation::start(state, &model, None, max_tokens(req), prompt, start).await?;
     Ok(Common {
         raw_model,
         stream: req.get("stream").and_then(Value::as_bool).unwrap_or(false),
@@ -194,11 +195,8 @@ pub async fn chat_completions(State(state): Shared, body: Bytes) -> Result<Respo
         return Err(ApiError::bad_request("[] is too short - 'messages'").openai_middleware());
     }
     check_message_contents(&messages).map_err(ApiError::openai_middleware)?;
-    let prompt_tokens = messages
-        .iter()
-        .map(|m| count_tokens(m.get("content").and_then(Value::as_str).unwrap_or("")))
-        .sum();
-    let mut c = begin(&state, &req, prompt_tokens, "chat", "chatcmpl", start).await?;
+    let prompt = Prompt::chat(&messages);
+    let mut c = begin(&state, &req, prompt, "chat", "chatcmpl", start).await?;
     let created = unix_now();
     if !c.stream {
         let text = c.gen.run_to_end().await;
@@ -289,7 +287,7 @@ pub async fn completions(State(state): Shared, body: Bytes) -> Result<Response, 
     let mut c = begin(
         &state,
         &req,
-        count_tokens(&prompt),
+        Prompt::generate("", &prompt),
         "generate",
         "cmpl",
         start,
