@@ -17,6 +17,9 @@ static NEXT_RIG: AtomicUsize = AtomicUsize::new(0);
 pub struct Rig {
     /// Folder for this test's logs and rendered configs.
     pub dir: PathBuf,
+    /// Environment variables given to every process started after they
+    /// are set (e.g. an instance's token for syncd and Envoy).
+    pub env: Vec<(String, String)>,
     procs: Vec<Proc>,
 }
 
@@ -49,11 +52,13 @@ impl Rig {
         let _ = std::fs::create_dir_all(&dir);
         Rig {
             dir,
+            env: Vec::new(),
             procs: Vec::new(),
         }
     }
 
-    pub(crate) fn add(&mut self, label: &str, cmd: Command) -> anyhow::Result<usize> {
+    pub(crate) fn add(&mut self, label: &str, mut cmd: Command) -> anyhow::Result<usize> {
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         let log = self.dir.join(format!("{}.log", label.replace(' ', "-")));
         self.procs.push(Proc::spawn(label, cmd, &log)?);
         Ok(self.procs.len() - 1)
@@ -242,11 +247,7 @@ impl Drop for Rig {
 
 /// An Envoy upstream for a loopback address.
 pub fn upstream(cluster: &str, addr: SocketAddr) -> Upstream {
-    Upstream {
-        cluster: cluster.to_string(),
-        host: addr.ip().to_string(),
-        port: addr.port(),
-    }
+    Upstream::plain(cluster, &addr.ip().to_string(), addr.port())
 }
 
 /// A loopback port that was free a moment ago (for daemons that cannot
