@@ -89,6 +89,7 @@ impl Daemon {
                 url: e.url(),
                 cluster: format!("e{i}"),
                 authority: e.addr().to_string(),
+                ..Default::default()
             })
             .collect();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
