@@ -249,6 +249,7 @@ fn floor_config(instances: Vec<e2e::envoy_config::Upstream>, clear: bool) -> ser
             cluster: "syncd".into(),
             host: "127.0.0.1".into(),
             port: 9,
+            ..Default::default()
         },
         wasm_path: Some(e2e::paths::floor_filter_wasm().display().to_string()),
         plugin_config: serde_json::json!(endpoint),

@@ -74,6 +74,7 @@ pub fn plain_config(instances: Vec<Upstream>, cluster: &str) -> Value {
             cluster: "syncd".into(),
             host: "127.0.0.1".into(),
             port: 9,
+            ..Default::default()
         },
         wasm_path: None,
         plugin_config: json!({}),

@@ -7,6 +7,7 @@ fn inst(name: &str) -> Instance {
         url: format!("http://{name}:11434"),
         cluster: name.into(),
         authority: format!("{name}:11434"),
+        ..Default::default()
     }
 }
 

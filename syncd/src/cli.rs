@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{Config, ConfigError, Discovery, PollSettings, Sources};
-use crate::envoy_config::{EnvoyConfig, Failover, FleetEndpoints, RouteBy, Upstream};
+use crate::config::{Config, ConfigError, Discovery, Instance, PollSettings, Sources};
+use crate::envoy_config::{EnvoyConfig, Failover, FleetEndpoints, RouteBy, Upstream, UpstreamTls};
 use crate::text;
 
 pub use crate::EXIT_CONFIG;
@@ -285,8 +285,21 @@ impl EnvoyConfigArgs {
         let instances = config
             .instances
             .iter()
-            .map(|i| upstream(&i.cluster, &i.authority))
+            .map(instance_upstream)
             .collect::<Result<Vec<_>, _>>()?;
+        if let (RouteBy::Endpoints, Some(u)) = (
+            self.route_by,
+            instances.iter().find(|u| u.needs_own_cluster()),
+        ) {
+            return Err(ConfigError::Value {
+                what: "instance".into(),
+                value: u.cluster.clone(),
+                fix: "https:// instances and instances with a bearer_token_env need \
+                      --route-by host (a cluster of their own with TLS and the header); \
+                      the endpoints layout's one fleet cluster speaks plain HTTP"
+                    .into(),
+            });
+        }
         let mut syncd = match self.syncd.as_slice() {
             [] => vec![upstream("syncd", &config.listen.to_string())?],
             given => given
@@ -343,6 +356,18 @@ impl EnvoyConfigArgs {
     }
 }
 
+/// An instance's Envoy upstream: its address, TLS for `https`, the
+/// variable holding its token.
+fn instance_upstream(i: &Instance) -> Result<Upstream, ConfigError> {
+    let mut u = upstream(&i.cluster, &i.authority)?;
+    if i.url.starts_with("https://") {
+        let ca_file = i.access.ca_file.as_ref().map(|p| p.display().to_string());
+        u.tls = Some(UpstreamTls { ca_file });
+    }
+    u.bearer_token_env = i.access.bearer_token_env.clone();
+    Ok(u)
+}
+
 /// An Envoy upstream from `host:port` (`[v6]:port` too).
 fn upstream(cluster: &str, authority: &str) -> Result<Upstream, ConfigError> {
     let bad = || ConfigError::Value {
@@ -356,11 +381,7 @@ fn upstream(cluster: &str, authority: &str) -> Result<Upstream, ConfigError> {
     if host.is_empty() {
         return Err(bad());
     }
-    Ok(Upstream {
-        cluster: cluster.to_string(),
-        host: host.to_string(),
-        port,
-    })
+    Ok(Upstream::plain(cluster, host, port))
 }
 
 /// Parses `--discover dns:NAME:PORT`.
@@ -624,5 +645,34 @@ mod tests {
         );
         assert_eq!(plugin["origins"], serde_json::json!(["*"]), "the JSON wins");
         assert!(args.render().unwrap().contains("host_check"));
+    }
+
+    #[test]
+    fn https_instances_render_tls_in_the_host_layout_and_are_refused_in_the_fleet_cluster() {
+        let render = |layout: &str| {
+            let cli = Cli::try_parse_from([
+                "syncd",
+                "envoy-config",
+                "--base-urls",
+                "https://gpu-a;http://b:11434",
+                "--route-by",
+                layout,
+            ])
+            .unwrap();
+            let Command::EnvoyConfig(args) = cli.command else {
+                panic!("envoy-config");
+            };
+            args.render()
+        };
+        let yaml = render("host").unwrap();
+        assert!(
+            yaml.contains("UpstreamTlsContext") && yaml.contains("\"gpu-a\""),
+            "{yaml}"
+        );
+        let err = render("endpoints").unwrap_err().to_string();
+        assert!(
+            err.contains("gpu-a_443") && err.contains("--route-by host"),
+            "{err}"
+        );
     }
 }

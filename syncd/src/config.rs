@@ -8,8 +8,9 @@
 //!
 //! A URL without a port means Ollama's default port 11434 (as
 //! `OLLAMA_HOST` does); the resolved URL always spells the port out, so the
-//! daemon, the map and Envoy all reach the same server. `https://` and
-//! path prefixes are refused: the data path could not honour them.
+//! daemon, the map and Envoy all reach the same server (`https` without a
+//! port means 443). Path prefixes are refused: Envoy sends each request's
+//! own path, so the data path could not honour them.
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -26,7 +27,7 @@ pub const DEFAULT_OLLAMA_PORT: u16 = 11434;
 pub const MAX_NAME_LEN: usize = 60;
 
 /// One Ollama server, resolved and validated.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Instance {
     /// Unique name, valid as an Envoy cluster name.
     pub name: String,
@@ -36,6 +37,53 @@ pub struct Instance {
     pub cluster: String,
     /// `host:port` of `url`.
     pub authority: String,
+    /// TLS trust and the credential sent to it (instances file only).
+    #[serde(skip_serializing_if = "Access::is_plain")]
+    pub access: Access,
+}
+
+/// How an instance is reached beyond its URL: the CA its certificate is
+/// checked against and the bearer token sent with every request.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Access {
+    /// PEM file of the CA(s) trusted for this `https` instance, instead of
+    /// the system's roots.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// The CA file's PEM text, read and checked at startup.
+    #[serde(skip)]
+    pub ca_pem: Option<Vec<u8>>,
+    /// The environment variable holding the bearer token (its name is
+    /// shown; its value never is).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bearer_token_env: Option<String>,
+    /// The token, read from `bearer_token_env` at startup.
+    #[serde(skip)]
+    pub bearer_token: Option<Secret>,
+}
+
+impl Access {
+    /// Neither a CA nor a credential.
+    pub fn is_plain(&self) -> bool {
+        self.ca_file.is_none() && self.bearer_token_env.is_none()
+    }
+}
+
+/// A credential: printed as `<redacted>` by `Debug`, never serialized.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The value, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 /// How instances are polled and judged.
@@ -259,6 +307,7 @@ pub fn discovered_instance(addr: SocketAddr) -> Instance {
         name,
         url: format!("http://{authority}"),
         authority,
+        access: Access::default(),
     }
 }
 
@@ -324,6 +373,8 @@ struct FileInstance {
     name: Option<toml::Spanned<String>>,
     url: toml::Spanned<String>,
     cluster: Option<toml::Spanned<String>>,
+    ca_file: Option<PathBuf>,
+    bearer_token_env: Option<String>,
 }
 
 fn instances_from_file(path: &Path) -> Result<Vec<Found>, ConfigError> {
@@ -350,12 +401,13 @@ pub fn parse_file(path: &Path, text: &str) -> Result<Vec<Found>, ConfigError> {
                 path.display(),
                 line_of(fi.url.span().start)
             );
-            let inst = build_instance(
+            let mut inst = build_instance(
                 fi.name.as_ref().map(|n| n.get_ref().as_str()),
                 fi.url.get_ref(),
                 fi.cluster.as_ref().map(|c| c.get_ref().as_str()),
                 &origin,
             )?;
+            inst.access = read_access(&inst, fi.ca_file, fi.bearer_token_env, &origin)?;
             Ok((inst, origin))
         })
         .collect()
@@ -394,6 +446,69 @@ fn build_instance(
         url: parsed.url,
         cluster,
         authority: parsed.authority,
+        access: Access::default(),
+    })
+}
+
+/// Reads and checks an instance's CA file and bearer token variable.
+fn read_access(
+    inst: &Instance,
+    ca_file: Option<PathBuf>,
+    bearer_token_env: Option<String>,
+    origin: &str,
+) -> Result<Access, ConfigError> {
+    let bad = |what: &str, value: String, fix: String| ConfigError::Value {
+        what: format!("{what} of {origin}"),
+        value,
+        fix,
+    };
+    let ca_pem = match &ca_file {
+        None => None,
+        Some(_) if !inst.url.starts_with("https://") => {
+            return Err(bad(
+                "ca_file",
+                inst.url.clone(),
+                "ca_file applies to https:// instances only".into(),
+            ))
+        }
+        Some(path) => {
+            let pem = std::fs::read(path).map_err(|e| {
+                bad(
+                    "ca_file",
+                    path.display().to_string(),
+                    format!("it cannot be read: {e}"),
+                )
+            })?;
+            match reqwest::Certificate::from_pem_bundle(&pem) {
+                Ok(certs) if !certs.is_empty() => Some(pem),
+                _ => {
+                    return Err(bad(
+                        "ca_file",
+                        path.display().to_string(),
+                        "give a PEM file with at least one CERTIFICATE".into(),
+                    ))
+                }
+            }
+        }
+    };
+    let bearer_token = match &bearer_token_env {
+        None => None,
+        Some(var) => match std::env::var(var) {
+            Ok(token) if !token.trim().is_empty() => Some(Secret(token.trim().to_string())),
+            _ => {
+                return Err(bad(
+                    "bearer_token_env",
+                    var.clone(),
+                    format!("set the environment variable {var} to the instance's token"),
+                ))
+            }
+        },
+    };
+    Ok(Access {
+        ca_file,
+        ca_pem,
+        bearer_token_env,
+        bearer_token,
     })
 }
 
@@ -408,16 +523,12 @@ fn parse_url(raw: &str) -> Result<ParsedUrl, String> {
         .map_err(|e| format!("{e}; write it as http://HOST:PORT, e.g. http://10.0.0.5:11434"))?;
     let default_port = match url.scheme() {
         "http" => DEFAULT_OLLAMA_PORT,
-        // Neither syncd's client nor the rendered clusters speak TLS yet:
-        // refused here rather than polled as a server that is always down.
-        "https" => {
-            return Err(
-                "https:// instances are not supported yet (syncd and Envoy reach \
-                 instances over plain HTTP); give the server's http:// address"
-                    .into(),
-            )
+        "https" => 443,
+        other => {
+            return Err(format!(
+                "scheme {other:?} is not supported; use http:// or https://"
+            ))
         }
-        other => return Err(format!("scheme {other:?} is not supported; use http://")),
     };
     let Some(host) = url.host_str().filter(|h| !h.is_empty()).map(str::to_string) else {
         return Err("it has no host; write it as http://HOST:PORT".into());

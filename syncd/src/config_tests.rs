@@ -64,9 +64,17 @@ fn http_without_port_means_ollamas_port() {
     assert_eq!(c.instances[0].url, "http://gpu-b:11434");
     assert_eq!(c.instances[0].name, "gpu-b_11434");
     assert_eq!(c.instances[1].url, "http://proxy:8080");
-    let c = base_urls("http://h:80;http://s:8443/;HTTP://UPPER:1").unwrap();
+    let c = base_urls("http://h:80;https://s:8443/;HTTP://UPPER:1;https://t").unwrap();
     let urls: Vec<_> = c.instances.iter().map(|i| i.url.as_str()).collect();
-    assert_eq!(urls, ["http://h:80", "http://s:8443", "http://upper:1"]);
+    assert_eq!(
+        urls,
+        [
+            "http://h:80",
+            "https://s:8443",
+            "http://upper:1",
+            "https://t:443"
+        ]
+    );
     assert_eq!(
         c.instances[0].name, "h_80",
         "an explicit default port is kept"
@@ -87,8 +95,7 @@ fn bad_urls_name_the_value_and_the_fix() {
         ("10.0.0.5:11434", "http://HOST:PORT"),
         ("gpu-a:11434", "scheme"),
         ("gpu-a", "http://HOST:PORT"),
-        ("ftp://x:1", "use http://"),
-        ("https://x:443", "not supported yet"),
+        ("ftp://x:1", "use http:// or https://"),
         ("http://proxy:8080/ollama", "path prefix (/ollama)"),
         ("http://x:1/?a=b", "query"),
     ] {
@@ -212,4 +219,68 @@ fn poll_settings_are_checked() {
         ..PollSettings::default()
     };
     assert!(Config::resolve(listen, &sources, zero).is_err());
+}
+
+#[test]
+fn file_instances_take_a_ca_file_and_a_bearer_token_from_the_environment() {
+    let dir = std::env::temp_dir().join(format!("syncd-config-ca-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = dir.join("ca.pem");
+    std::fs::write(
+        &ca,
+        "-----BEGIN CERTIFICATE-----\nMIIBAA==\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let not_pem = dir.join("not.pem");
+    std::fs::write(&not_pem, "hello").unwrap();
+    let path = Path::new("fleet.toml");
+    // PATH is set in every test process: it stands in for a token.
+    let text = format!(
+        "[[instance]]\nname = \"a\"\nurl = \"https://ollama.example\"\nca_file = {:?}\nbearer_token_env = \"PATH\"\n",
+        ca.display().to_string()
+    );
+    let found = parse_file(path, &text).unwrap();
+    let a = &found[0].0;
+    assert_eq!(a.url, "https://ollama.example:443");
+    assert_eq!(a.access.ca_file.as_deref(), Some(ca.as_path()));
+    assert!(a.access.ca_pem.is_some());
+    let token = std::env::var("PATH").unwrap();
+    assert_eq!(
+        a.access.bearer_token.as_ref().map(Secret::expose),
+        Some(token.trim())
+    );
+    let shown = format!("{a:?} {}", serde_json::to_string(a).unwrap());
+    assert!(!shown.contains(token.trim()), "the token leaked: {shown}");
+    assert!(shown.contains("\"bearer_token_env\":\"PATH\""), "{shown}");
+
+    for (toml, wanted) in [
+        (
+            "url = \"https://x\"\nbearer_token_env = \"OLLAMA_LB_SURELY_UNSET_VAR\"".to_string(),
+            "set the environment variable OLLAMA_LB_SURELY_UNSET_VAR",
+        ),
+        (
+            format!(
+                "url = \"http://x\"\nca_file = {:?}",
+                ca.display().to_string()
+            ),
+            "https:// instances only",
+        ),
+        (
+            format!(
+                "url = \"https://x\"\nca_file = {:?}",
+                not_pem.display().to_string()
+            ),
+            "at least one CERTIFICATE",
+        ),
+        (
+            "url = \"https://x\"\nca_file = \"/nonexistent/ca.pem\"".to_string(),
+            "cannot be read",
+        ),
+    ] {
+        let err = parse_file(path, &format!("[[instance]]\n{toml}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(wanted) && err.contains("line 2"), "{err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -60,13 +60,49 @@ pub const MAX_REQUEST_HEADERS_KB: u32 = 1028;
 pub const MAX_HEADERS_COUNT: u32 = 65_536;
 
 /// An upstream Envoy cluster: one Ollama instance, or syncd.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Upstream {
     /// Envoy cluster name.
     pub cluster: String,
     /// Host name or IP address.
     pub host: String,
     pub port: u16,
+    /// TLS to the instance (`https://`), or plain HTTP.
+    pub tls: Option<UpstreamTls>,
+    /// The environment variable *of the Envoy process* holding the bearer
+    /// token sent to this instance. The bootstrap names the variable
+    /// (`%ENVIRONMENT(…)%`), never the token.
+    pub bearer_token_env: Option<String>,
+}
+
+/// Envoy's upstream TLS to one instance.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpstreamTls {
+    /// PEM file of the CA(s) trusted for it; `None`: the system bundle
+    /// (`/etc/ssl/certs/ca-certificates.crt`).
+    pub ca_file: Option<String>,
+}
+
+/// The system CA bundle (Debian/Ubuntu/Alpine) Envoy trusts when an
+/// instance names no CA file.
+pub const SYSTEM_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+impl Upstream {
+    /// An instance (or syncd) reached over plain HTTP.
+    pub fn plain(cluster: &str, host: &str, port: u16) -> Upstream {
+        Upstream {
+            cluster: cluster.to_string(),
+            host: host.to_string(),
+            port,
+            ..Default::default()
+        }
+    }
+
+    /// Whether this instance needs what only the host layout renders
+    /// per instance (TLS or a credential).
+    pub fn needs_own_cluster(&self) -> bool {
+        self.tls.is_some() || self.bearer_token_env.is_some()
+    }
 }
 
 /// How the filter hands its choice to Envoy's router (the filter's
@@ -204,7 +240,7 @@ impl EnvoyConfig {
             RouteBy::Host => self
                 .instances
                 .iter()
-                .map(|u| cluster(&u.cluster, &[(u.host.clone(), u.port)], buffer_limit))
+                .map(|u| instance_cluster(u, buffer_limit))
                 .collect(),
         };
         let mut syncd = vec![(self.syncd.host.clone(), self.syncd.port)];
@@ -323,11 +359,15 @@ impl EnvoyConfig {
                     .instances
                     .iter()
                     .map(|u| {
-                        json!({
+                        let mut host = json!({
                             "name": u.cluster,
                             "domains": [u.authority()],
                             "routes": to(("cluster", &u.cluster)),
-                        })
+                        });
+                        if let Some(var) = &u.bearer_token_env {
+                            set_key(&mut host, "request_headers_to_add", bearer_header(var));
+                        }
+                        host
                     })
                     .collect();
                 // Requests arrive with the balancer's own host name and are
@@ -551,6 +591,53 @@ impl Upstream {
     }
 }
 
+/// `Authorization: Bearer <token>` with the token read by Envoy from its
+/// own environment when it loads the bootstrap; it replaces any
+/// `Authorization` the client sent.
+fn bearer_header(var: &str) -> Value {
+    json!([{
+        "header": {"key": "authorization", "value": format!("Bearer %ENVIRONMENT({var})%")},
+        "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+    }])
+}
+
+/// Sets `key` of the JSON object `v` (a no-op on anything else, which the
+/// literals here never are).
+fn set_key(v: &mut Value, key: &str, value: Value) {
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert(key.to_string(), value);
+    }
+}
+
+/// An instance's own cluster (host layout), with TLS when it has some.
+fn instance_cluster(u: &Upstream, buffer_limit: u64) -> Value {
+    let mut c = cluster(&u.cluster, &[(u.host.clone(), u.port)], buffer_limit);
+    if let Some(tls) = &u.tls {
+        set_key(&mut c, "transport_socket", tls_socket(&u.host, tls));
+    }
+    c
+}
+
+/// Upstream TLS: SNI and the certificate's name are the instance's host
+/// (an IP address is matched as an IP SAN and sent no SNI), checked
+/// against the instance's CA or the system bundle.
+fn tls_socket(host: &str, tls: &UpstreamTls) -> Value {
+    let is_ip = host.parse::<std::net::IpAddr>().is_ok();
+    let san_type = if is_ip { "IP_ADDRESS" } else { "DNS" };
+    let ca = tls.ca_file.as_deref().unwrap_or(SYSTEM_CA_BUNDLE);
+    let mut context = json!({
+        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+        "common_tls_context": {"validation_context": {
+            "trusted_ca": {"filename": ca},
+            "match_typed_subject_alt_names": [{"san_type": san_type, "matcher": {"exact": host}}],
+        }},
+    });
+    if !is_ip {
+        set_key(&mut context, "sni", json!(host));
+    }
+    json!({"name": "envoy.transport_sockets.tls", "typed_config": context})
+}
+
 fn cluster(name: &str, endpoints: &[(String, u16)], buffer_limit: u64) -> Value {
     let lb_endpoints: Vec<Value> = endpoints
         .iter()
@@ -651,11 +738,13 @@ mod tests {
                 cluster: "a".into(),
                 host: "gpu-a".into(),
                 port: 11434,
+                ..Default::default()
             }],
             syncd: Upstream {
                 cluster: "syncd".into(),
                 host: "127.0.0.1".into(),
                 port: 11435,
+                ..Default::default()
             },
             syncd_replicas: vec![],
             route_by: RouteBy::Endpoints,
@@ -712,6 +801,7 @@ mod tests {
             cluster: "b".into(),
             host: "10.0.0.2".into(),
             port: 11434,
+            ..Default::default()
         });
         config.failover.per_try_timeout = Some(std::time::Duration::from_millis(1500));
         let v = config.to_value();
@@ -803,6 +893,53 @@ mod tests {
             "envoy.load_balancing_policies.override_host"
         );
         assert_eq!(v["node"]["id"], "ollama-lb");
+    }
+
+    #[test]
+    fn host_layout_gives_https_instances_tls_with_sni_and_the_token_by_variable() {
+        let mut config = sample();
+        config.route_by = RouteBy::Host;
+        config.instances[0].tls = Some(UpstreamTls {
+            ca_file: Some("/etc/fleet-ca.pem".into()),
+        });
+        config.instances[0].bearer_token_env = Some("GPU_A_KEY".into());
+        config.instances.push(Upstream {
+            tls: Some(UpstreamTls::default()),
+            ..Upstream::plain("b", "10.0.0.2", 443)
+        });
+        config
+            .instances
+            .push(Upstream::plain("c", "10.0.0.3", 11434));
+        let v = config.to_value();
+        let clusters = &v["static_resources"]["clusters"];
+        let tls = &clusters[0]["transport_socket"]["typed_config"];
+        assert_eq!(tls["sni"], "gpu-a");
+        let validation = &tls["common_tls_context"]["validation_context"];
+        assert_eq!(validation["trusted_ca"]["filename"], "/etc/fleet-ca.pem");
+        assert_eq!(
+            validation["match_typed_subject_alt_names"],
+            json!([{"san_type": "DNS", "matcher": {"exact": "gpu-a"}}])
+        );
+        // An IP address: no SNI, an IP SAN, the system's roots.
+        let tls = &clusters[1]["transport_socket"]["typed_config"];
+        assert!(tls.get("sni").is_none(), "{tls}");
+        let validation = &tls["common_tls_context"]["validation_context"];
+        assert_eq!(validation["trusted_ca"]["filename"], SYSTEM_CA_BUNDLE);
+        assert_eq!(
+            validation["match_typed_subject_alt_names"][0]["san_type"],
+            "IP_ADDRESS"
+        );
+        assert!(clusters[2].get("transport_socket").is_none());
+        let hosts = &v["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+            ["typed_config"]["route_config"]["virtual_hosts"];
+        assert_eq!(
+            hosts[0]["request_headers_to_add"],
+            json!([{
+                "header": {"key": "authorization", "value": "Bearer %ENVIRONMENT(GPU_A_KEY)%"},
+                "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+            }])
+        );
+        assert!(hosts[1].get("request_headers_to_add").is_none());
     }
 
     #[test]

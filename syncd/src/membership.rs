@@ -202,6 +202,7 @@ mod tests {
             url: url.into(),
             cluster: name.into(),
             authority: url.trim_start_matches("http://").into(),
+            ..Default::default()
         }
     }
 

@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::config::{Instance, PollSettings};
+use crate::config::{Instance, PollSettings, Secret};
 
 /// Why one request to an instance failed; each one fails that poll.
 #[derive(Debug, Error)]
@@ -228,16 +228,25 @@ pub trait Probe: Send + Sync + 'static {
 pub struct OllamaClient {
     http: reqwest::Client,
     base: String,
+    /// Sent as `Authorization: Bearer …` (marked sensitive) when set.
+    bearer_token: Option<Secret>,
     timeout: Duration,
     max_bytes: u64,
 }
 
 impl OllamaClient {
     /// A client for `instance` sharing the connection pool of `http`.
+    /// An instance with its own CA gets a client of its own that trusts
+    /// only that CA.
     pub fn new(http: reqwest::Client, instance: &Instance, settings: &PollSettings) -> Self {
+        let http = match &instance.access.ca_pem {
+            Some(pem) => Self::client_trusting(settings, pem).unwrap_or(http),
+            None => http,
+        };
         OllamaClient {
             http,
             base: instance.url.clone(),
+            bearer_token: instance.access.bearer_token.clone(),
             timeout: settings.timeout,
             max_bytes: settings.max_response_bytes,
         }
@@ -249,13 +258,34 @@ impl OllamaClient {
     /// instance that stopped accepting connections (while old ones linger)
     /// fails its poll, as it would fail Envoy's new connections. At a few
     /// connections per instance per interval this costs nothing.
+    /// `https` instances are checked against the system's trusted roots.
     pub fn http_client(settings: &PollSettings) -> reqwest::Client {
+        Self::builder(settings)
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new())
+    }
+
+    fn builder(settings: &PollSettings) -> reqwest::ClientBuilder {
         reqwest::Client::builder()
             .no_proxy()
             .pool_max_idle_per_host(0)
             .connect_timeout(settings.timeout)
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new())
+    }
+
+    /// A client that trusts only the CAs in `pem` (checked at startup).
+    fn client_trusting(settings: &PollSettings, pem: &[u8]) -> Option<reqwest::Client> {
+        let certs = reqwest::Certificate::from_pem_bundle(pem).ok()?;
+        Self::builder(settings).tls_certs_only(certs).build().ok()
+    }
+
+    /// A request to `path` on the instance, with its credential.
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let request = self.http.request(method, format!("{}{path}", self.base));
+        match &self.bearer_token {
+            // `bearer_auth` marks the header sensitive: never in Debug output.
+            Some(token) => request.bearer_auth(token.expose()),
+            None => request,
+        }
     }
 
     /// GETs `path` and decodes it, within the timeout and the size cap.
@@ -296,8 +326,7 @@ impl OllamaClient {
             message: request_error_text(&e),
         };
         let mut resp = self
-            .http
-            .get(format!("{}{path}", self.base))
+            .request(reqwest::Method::GET, path)
             .send()
             .await
             .map_err(request_error)?;
@@ -379,8 +408,7 @@ impl OllamaClient {
     ) -> Result<(), ActionError> {
         let body = serde_json::json!({ "model": model, "stream": true });
         let send = self
-            .http
-            .post(format!("{}/api/pull", self.base))
+            .request(reqwest::Method::POST, "/api/pull")
             .json(&body)
             .send();
         let mut resp = tokio::time::timeout(stall, send)
@@ -440,8 +468,7 @@ impl OllamaClient {
     ) -> Result<(), ActionError> {
         let send = async {
             let resp = self
-                .http
-                .post(format!("{}{path}", self.base))
+                .request(reqwest::Method::POST, path)
                 .json(body)
                 .send()
                 .await

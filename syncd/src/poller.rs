@@ -105,6 +105,7 @@ mod tests {
                 url: "http://a:11434".into(),
                 cluster: "a".into(),
                 authority: "a:11434".into(),
+                ..Default::default()
             }],
             poll: PollSettings {
                 interval: Duration::from_secs(2),

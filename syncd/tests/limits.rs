@@ -34,6 +34,7 @@ async fn an_endless_chunked_body_fails_at_the_cap() {
         url: format!("http://{addr}"),
         cluster: "endless".into(),
         authority: addr.to_string(),
+        ..Default::default()
     };
     let client = OllamaClient::new(OllamaClient::http_client(&settings), &instance, &settings);
     for _ in 0..5 {

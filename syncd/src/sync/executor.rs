@@ -185,6 +185,10 @@ impl Executor {
                 url: state.url.clone(),
                 cluster: state.cluster.clone(),
                 authority: state.authority.clone(),
+                // The map carries no CA or credentials: sync reaches
+                // instances as the map lists them (not yet with their
+                // `ca_file` or token; see syncd/README.md).
+                access: Default::default(),
             };
             let client = OllamaClient::new(self.http.clone(), &target, &self.poll);
             let limit = self.locks.instance(&instance, self.per_instance);

@@ -229,6 +229,7 @@ pub fn config(emus: &[&EmuHandle]) -> Config {
                 url: e.url(),
                 cluster: format!("e{i}"),
                 authority: e.addr().to_string(),
+                ..Default::default()
             })
             .collect(),
         poll: fast(),

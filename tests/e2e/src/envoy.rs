@@ -25,10 +25,16 @@ impl Envoy {
         config: &EnvoyConfig,
         concurrency: u32,
     ) -> anyhow::Result<Envoy> {
+        Self::start_yaml(rig, &config.to_yaml(), concurrency).await
+    }
+
+    /// Starts Envoy from a bootstrap written by the test (e.g. a TLS
+    /// server in front of an emulator); its first listener is `url`.
+    pub async fn start_yaml(rig: &mut Rig, yaml: &str, concurrency: u32) -> anyhow::Result<Envoy> {
         let n = std::fs::read_dir(&rig.dir).map(|d| d.count()).unwrap_or(0);
         let config_path = rig.dir.join(format!("envoy-{n}.yaml"));
         let admin_path = rig.dir.join(format!("envoy-{n}.admin"));
-        std::fs::write(&config_path, config.to_yaml())?;
+        std::fs::write(&config_path, yaml)?;
         let mut cmd = Command::new(paths::envoy_bin());
         cmd.arg("-c")
             .arg(&config_path)

@@ -23,6 +23,9 @@ pub const STARTUP: Duration = Duration::from_secs(60);
 pub struct Rig {
     /// Folder for this test's logs and rendered configs.
     pub dir: PathBuf,
+    /// Environment variables given to every process started after they
+    /// are set (e.g. an instance's token for syncd and Envoy).
+    pub env: Vec<(String, String)>,
     procs: Vec<Proc>,
     /// Indexes of the Envoy processes, whose logs are checked on drop.
     envoys: Vec<usize>,
@@ -58,6 +61,7 @@ impl Rig {
         let _ = std::fs::create_dir_all(&dir);
         Rig {
             dir,
+            env: Vec::new(),
             procs: Vec::new(),
             envoys: Vec::new(),
             errors_expected: false,
@@ -90,7 +94,8 @@ impl Rig {
         Ok(index)
     }
 
-    pub(crate) fn add(&mut self, label: &str, cmd: Command) -> anyhow::Result<usize> {
+    pub(crate) fn add(&mut self, label: &str, mut cmd: Command) -> anyhow::Result<usize> {
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         let log = self.dir.join(format!("{}.log", label.replace(' ', "-")));
         self.procs.push(Proc::spawn(label, cmd, &log)?);
         Ok(self.procs.len() - 1)
@@ -296,11 +301,7 @@ impl Drop for Rig {
 
 /// An Envoy upstream for a loopback address.
 pub fn upstream(cluster: &str, addr: SocketAddr) -> Upstream {
-    Upstream {
-        cluster: cluster.to_string(),
-        host: addr.ip().to_string(),
-        port: addr.port(),
-    }
+    Upstream::plain(cluster, &addr.ip().to_string(), addr.port())
 }
 
 /// The address in syncd's `syncd serving listen=ADDR …` log line.

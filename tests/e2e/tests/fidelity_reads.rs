@@ -47,6 +47,7 @@ fn map_of(tags: &str, ps: &str) -> ModelMap {
         url: "http://127.0.0.1:11434".into(),
         cluster: "a".into(),
         authority: "127.0.0.1:11434".into(),
+        ..Default::default()
     };
     build_map(&[InstanceView {
         instance: &instance,
