@@ -22,7 +22,8 @@
 //! - [`map_store`]: decoding the map from syncd and the fetch-lease format.
 //! - [`errors`]: every answer the filter gives itself, in Ollama's words.
 //! - `wasm`: the only code that talks to Envoy (root context: map
-//!   fetching and sharing; HTTP context: per-request glue).
+//!   fetching and sharing; the worker state both contexts use; HTTP
+//!   context: per-request glue).
 //!
 //! Everything but `wasm` is pure and tested on the host.
 #![deny(unsafe_code)]

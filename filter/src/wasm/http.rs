@@ -11,8 +11,8 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, MapType};
 
-use super::root::Worker;
 use super::shared::{self, EnvoyLoad};
+use super::worker::Worker;
 use crate::body_scan::BodyScanner;
 use crate::config::{Config, RouteBy};
 use crate::conversation::{ConversationKey, Source};

@@ -1,12 +1,14 @@
 //! The Envoy side: the only code that calls proxy-wasm. [`root`] owns the
 //! configuration, fetches the map from syncd and shares it between
-//! workers; [`http`] routes one request; [`shared`] wraps the host calls
+//! workers; [`worker`] is the state a worker's contexts share (config,
+//! installed map, picker); [`http`] routes one request; [`shared`] wraps the host calls
 //! for shared data, metrics and time so failures become logged outcomes
 //! instead of panics.
 
 mod http;
 mod root;
 mod shared;
+mod worker;
 
 use proxy_wasm::traits::RootContext;
 use proxy_wasm::types::LogLevel;
