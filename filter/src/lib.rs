@@ -19,7 +19,8 @@
 //!   answered from the map.
 //! - [`fleet_manage`]: the management requests (pull, delete, copy,
 //!   create, blobs, the unload idiom) sent to syncd for the whole fleet.
-//! - [`map_store`]: decoding the map from syncd and the fetch-lease format.
+//! - [`map_store`]: decoding the map from syncd and the fetch-lease format;
+//!   [`map_poll`]: when the lease is checked and the long poll sent.
 //! - [`errors`]: every answer the filter gives itself, in Ollama's words.
 //! - `wasm`: the only code that talks to Envoy (root context: map
 //!   fetching and sharing; the worker state both contexts use; HTTP
@@ -40,6 +41,7 @@ pub mod gin_path;
 pub mod go_string;
 pub mod guards;
 pub mod instance_times;
+pub mod map_poll;
 pub mod map_store;
 pub mod policy;
 pub mod request_head;

@@ -14,6 +14,7 @@ use super::http::Request;
 use super::shared;
 use super::worker::Worker;
 use crate::config::Config;
+use crate::map_poll::{Answer, MapPoll, LEASE_TTL_MS, POLL_GRACE_SECONDS};
 use crate::map_store::decode_map;
 use crate::routing_map::RoutingMap;
 
@@ -21,20 +22,13 @@ use crate::routing_map::RoutingMap;
 /// request comes: short, so a map reaches every worker soon after the
 /// fetching worker shared it.
 const TICK: Duration = Duration::from_millis(20);
-/// The lease outlives a dead holder by at most this long.
-const LEASE_TTL_MS: u64 = 5_000;
-/// How often the holder renews and the others look for an expired lease.
-const LEASE_RENEW_MS: u64 = 1_000;
-const MAX_BACKOFF_MS: u64 = 1_000;
 
 pub struct Root {
     worker: Rc<RefCell<Worker>>,
     owner: String,
+    /// The token of the outstanding map poll.
     poll: Option<u32>,
-    next_poll_ms: u64,
-    backoff_ms: u64,
-    leader: bool,
-    lease_checked_ms: u64,
+    schedule: MapPoll,
 }
 
 impl Root {
@@ -44,10 +38,7 @@ impl Root {
             worker: Rc::new(RefCell::new(Worker::new(seed))),
             owner: format!("{seed:016x}"),
             poll: None,
-            next_poll_ms: 0,
-            backoff_ms: 100,
-            leader: false,
-            lease_checked_ms: 0,
+            schedule: MapPoll::default(),
         }
     }
 
@@ -62,12 +53,11 @@ impl Root {
     /// The lease holder keeps one long poll to syncd outstanding; the
     /// others check now and then whether the lease has expired.
     fn drive_poll(&mut self, now: u64) {
-        if self.lease_checked_ms == 0 || now.saturating_sub(self.lease_checked_ms) >= LEASE_RENEW_MS
-        {
-            self.leader = shared::claim_lease(&self.owner, now, LEASE_TTL_MS);
-            self.lease_checked_ms = now;
+        if self.schedule.lease_due(now) {
+            let leader = shared::claim_lease(&self.owner, now, LEASE_TTL_MS);
+            self.schedule.lease_checked(now, leader);
         }
-        if !self.leader || self.poll.is_some() || now < self.next_poll_ms {
+        if !self.schedule.poll_due(now) {
             return;
         }
         let config = self.config();
@@ -86,9 +76,12 @@ impl Root {
             (":authority", config.syncd_authority.as_str()),
             ("accept", "application/json"),
         ];
-        let timeout = Duration::from_secs(u64::from(config.long_poll_seconds) + 5);
+        let timeout = Duration::from_secs(u64::from(config.long_poll_seconds) + POLL_GRACE_SECONDS);
         match self.dispatch_http_call(&config.syncd_cluster, headers, None, vec![], timeout) {
-            Ok(token) => self.poll = Some(token),
+            Ok(token) => {
+                self.poll = Some(token);
+                self.schedule.sent();
+            }
             Err(e) => {
                 warn!(
                     "ollama-lb: cannot call syncd cluster {}: {e:?}",
@@ -100,8 +93,7 @@ impl Root {
     }
 
     fn back_off(&mut self, now: u64) {
-        self.next_poll_ms = now + self.backoff_ms;
-        self.backoff_ms = (self.backoff_ms * 2).min(MAX_BACKOFF_MS);
+        self.schedule.ended(now, false);
     }
 
     /// Decodes syncd's map (the only decode of it in this process),
@@ -143,8 +135,7 @@ impl Root {
         worker.install(map, format!("{id}@{fresh}"));
         worker.metrics.count(shared::MAP_UPDATES, 1);
         drop(worker);
-        self.backoff_ms = 100;
-        self.next_poll_ms = now;
+        self.schedule.ended(now, true);
     }
 
     /// Instances the new map shows back up are no longer ranked last for
@@ -193,22 +184,20 @@ impl Context for Root {
         let now = shared::now_ms();
         let status =
             shared::header(MapType::HttpCallResponseHeaders, ":status").unwrap_or_default();
-        match status.as_str() {
-            "200" => {
+        match Answer::of_status(&status) {
+            Answer::Map => {
                 let body = self
                     .get_http_call_response_body(0, body_size)
                     .unwrap_or_default();
                 self.publish(now, &body);
             }
-            "304" => {
+            Answer::Unchanged => {
                 let _ = shared::set(shared::MAP_TIME_KEY, now.to_string().as_bytes(), None);
-                self.backoff_ms = 100;
-                self.next_poll_ms = now;
+                self.schedule.ended(now, true);
             }
-            other => {
-                if other != "503" {
-                    warn!("ollama-lb: syncd answered {other:?} to the map poll; retrying");
-                }
+            Answer::NotReady => self.back_off(now),
+            Answer::Unexpected => {
+                warn!("ollama-lb: syncd answered {status:?} to the map poll; retrying");
                 self.back_off(now);
             }
         }
