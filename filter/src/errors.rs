@@ -57,6 +57,20 @@ pub enum LbError {
 pub const INSTANCE_HEADER: &str = "x-ollama-instance";
 
 impl LbError {
+    /// The outcome this error is counted as
+    /// (`ollama_lb.outcome.<outcome>` in the filter's stats).
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            LbError::NoMap => "no_map",
+            LbError::TooLarge(_) => "too_large",
+            _ => match self.status() {
+                404 => "not_found",
+                503 => "unavailable",
+                _ => "bad_request",
+            },
+        }
+    }
+
     /// HTTP status of the answer.
     pub fn status(&self) -> u32 {
         match self {
@@ -207,6 +221,22 @@ fn is_go_printable(c: char) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outcomes_name_what_happened() {
+        for (e, want) in [
+            (LbError::NoMap, "no_map"),
+            (LbError::TooLarge(1), "too_large"),
+            (LbError::ModelNotFound("x".into()), "not_found"),
+            (LbError::ModelNotFoundPull("x".into()), "not_found"),
+            (LbError::ModelUnavailable("x".into()), "unavailable"),
+            (LbError::NoHealthyInstance, "unavailable"),
+            (LbError::ModelRequired, "bad_request"),
+            (LbError::Json("unexpected EOF".into()), "bad_request"),
+        ] {
+            assert_eq!(e.outcome(), want, "{e:?}");
+        }
+    }
 
     #[test]
     fn native_and_openai_shapes() {

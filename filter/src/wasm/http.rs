@@ -152,19 +152,10 @@ impl Request {
     }
 
     fn fail(&self, e: &LbError) -> Action {
-        let outcome = match e {
-            LbError::NoMap => "no_map",
-            LbError::TooLarge(_) => "too_large",
-            _ => match e.status() {
-                404 => "not_found",
-                503 => "unavailable",
-                _ => "bad_request",
-            },
-        };
         self.worker
             .borrow()
             .metrics
-            .count(&format!("ollama_lb.outcome.{outcome}"), 1);
+            .count(&format!("ollama_lb.outcome.{}", e.outcome()), 1);
         self.respond(&LocalAnswer::error(e, self.api));
         Action::Pause
     }
