@@ -86,11 +86,9 @@ pub enum RouteBy {
     Host,
 }
 
-/// The override-host header the rendered fleet cluster reads.
-pub const ENDPOINTS_HEADER: &str = "x-ollama-lb-endpoints";
-
-/// Default largest request body (256 MiB).
-pub const DEFAULT_MAX_BODY_BYTES: u64 = 256 << 20;
+/// The override-host header the rendered fleet cluster reads, and the
+/// default body limit: one definition, shared with syncd's renderer.
+pub use model_map::{DEFAULT_MAX_BODY_BYTES, ENDPOINTS_HEADER};
 
 /// The most retries a plugin configuration may ask for.
 pub const MAX_RETRIES: u32 = 10;

@@ -43,6 +43,17 @@ pub const FLEET_HEADER: &str = "x-ollama-lb-fleet";
 /// removes any copy a client sends.
 pub const ANSWERED_HEADER: &str = "x-ollama-lb-answered";
 
+/// Request header carrying the filter's ranked instances (`IP:port`,
+/// best first, comma-separated) to the fleet cluster's `override_host`
+/// load-balancing policy, which syncd renders to read it. The filter
+/// removes any copy a client sends.
+pub const ENDPOINTS_HEADER: &str = "x-ollama-lb-endpoints";
+
+/// The default request-body limit: the filter's `max_body_bytes`, and
+/// what syncd sizes Envoy's buffers by. Ollama has none; this holds
+/// several large images.
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 256 << 20;
+
 /// Where syncd serves the fleet's management API: Envoy rewrites `/api/…`
 /// to `/v1/fleet/api/…` on the fleet route.
 pub const FLEET_PATH_PREFIX: &str = "/v1/fleet/";

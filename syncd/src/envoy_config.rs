@@ -24,8 +24,9 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 
 /// The header the filter sets and the fleet cluster's override-host
-/// policy reads: the ranked instances as `IP:port,IP:port,…`.
-pub const ENDPOINTS_HEADER: &str = "x-ollama-lb-endpoints";
+/// policy reads: the ranked instances as `IP:port,IP:port,…` (defined
+/// once, in model-map, for both).
+pub use model_map::ENDPOINTS_HEADER;
 
 /// Name of the cluster holding every instance (endpoints layout).
 pub const FLEET_CLUSTER: &str = "ollama_fleet";
@@ -48,8 +49,8 @@ pub enum FleetEndpoints {
 /// Ollama (Go) has none; 256 MiB holds a multimodal request with several
 /// large images. Envoy holds at most this much per request while the
 /// filter reads the model (and for a retry), so it bounds memory per
-/// request, not per process.
-pub const DEFAULT_MAX_BODY_BYTES: u64 = 256 << 20;
+/// request, not per process. Defined once, in model-map, for both.
+pub use model_map::DEFAULT_MAX_BODY_BYTES;
 
 /// Envoy's request-header limit in KiB: Go's `http.DefaultMaxHeaderBytes`
 /// (1 MiB) and the 4 KiB its server reads beyond it.
