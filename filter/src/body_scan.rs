@@ -12,6 +12,7 @@
 
 mod base64;
 mod messages;
+pub mod nested;
 
 pub use messages::MessageSchema;
 use messages::Messages;
@@ -56,6 +57,8 @@ pub enum Kind {
     Raw,
     /// An array element of this Go type, which takes this JSON kind.
     Element(&'static str, &'static str),
+    /// A struct, slice or map whose own fields and elements are checked.
+    Nested(&'static nested::Shape),
 }
 
 impl Kind {
@@ -72,6 +75,7 @@ impl Kind {
             Kind::Messages(_) => kind == "array",
             Kind::Duration => kind == "number" || kind == "string",
             Kind::Element(_, json_kinds) => json_kinds.split('|').any(|k| k == kind),
+            Kind::Nested(shape) => shape.accepts(kind),
         }
     }
 
@@ -84,6 +88,7 @@ impl Kind {
             Kind::Messages(m) => m.array_type,
             Kind::Duration => "api.Duration",
             Kind::Any | Kind::Raw => "interface {}",
+            Kind::Nested(shape) => shape.go_type(),
         }
     }
 }
@@ -345,6 +350,10 @@ pub struct BodyScanner {
     number_check: (&'static str, bool),
     /// Inside the `messages` array (its field slot and element state).
     messages: Option<(usize, Messages)>,
+    /// Inside a top-level field of [`Kind::Nested`].
+    nested: Option<nested::Tracker>,
+    /// Where a number being checked inside `nested` is named.
+    number_context: Option<nested::Context>,
     state: St,
     stack: Box<[u64; MAX_DEPTH / 64 + 1]>,
     depth: usize,
@@ -389,6 +398,8 @@ impl BodyScanner {
             number_check: ("float64", false),
             number: None,
             messages: None,
+            nested: None,
+            number_context: None,
             state: St::BeginValue,
             stack: Box::new([0; MAX_DEPTH / 64 + 1]),
             depth: 0,
@@ -611,6 +622,7 @@ impl BodyScanner {
         }
         if self.depth != 1 {
             self.inner_value_starts(kind);
+            self.nested_value_starts(kind);
             return self.message_value_starts(kind);
         }
         self.open_slot = None;
@@ -636,6 +648,12 @@ impl BodyScanner {
         }
         if let (Kind::Messages(schema), "array") = (expected, kind) {
             self.messages = Some((slot, Messages::new(schema)));
+        }
+        if let Kind::Nested(shape) = expected {
+            if matches!(kind, "array" | "object") && shape.accepts(kind) {
+                let field = self.fields.get(slot).copied().unwrap_or("");
+                self.nested = Some(nested::Tracker::new(field, shape));
+            }
         }
         if expected == Kind::Think && !expected.accepts(kind) {
             // Its own decoder fails: that error ends decoding at once.
@@ -724,6 +742,11 @@ impl BodyScanner {
     /// A container closes at the current depth: an element of `messages`
     /// may end decoding; `messages` itself leaves its findings behind.
     fn container_ends(&mut self) {
+        if let Some(t) = self.nested.as_mut() {
+            if t.close() {
+                self.nested = None;
+            }
+        }
         match self.depth {
             3 => {
                 let ended = self
@@ -749,6 +772,7 @@ impl BodyScanner {
     /// A number being checked ended: Go's `strconv` must read it as its
     /// Go type (`ParseInt`, or `ParseFloat` in range).
     fn number_done(&mut self) {
+        let context = self.number_context.take();
         let Some((slot, literal)) = self.number.take() else {
             return;
         };
@@ -768,6 +792,14 @@ impl BodyScanner {
             return;
         }
         let kind = format!("number {literal}");
+        if let Some(c) = context {
+            let e = c.error(kind, go_type);
+            return if c.ends_decoding {
+                self.stop_decoding(e)
+            } else {
+                self.save(e)
+            };
+        }
         if ends_decoding {
             let path = self.fields.get(slot).copied().unwrap_or("").to_string();
             let e = ScanError::Nested {
@@ -837,6 +869,43 @@ impl BodyScanner {
         }
     }
 
+    /// A value inside a [`Kind::Nested`] field: its kind is checked
+    /// against the shape there; a number is read to check its literal.
+    fn nested_value_starts(&mut self, kind: &'static str) {
+        let depth = self.depth;
+        let Some(t) = self.nested.as_mut() else {
+            return;
+        };
+        if t.open_count() + 1 != depth {
+            return;
+        }
+        let check = t.value_starts(kind);
+        if self.decoding_stopped() {
+            return;
+        }
+        match check {
+            nested::Check::None => {}
+            nested::Check::Error(e) if e.ends_decoding() => self.stop_decoding(e),
+            nested::Check::Error(e) => self.save(e),
+            nested::Check::Number(go_type, context) => {
+                let slot = self.open_slot.unwrap_or(0);
+                self.number_check = (go_type, context.ends_decoding);
+                self.number = Some((slot, String::new()));
+                self.number_context = Some(context);
+            }
+        }
+    }
+
+    /// The keys to match for a key at the current depth inside a
+    /// [`Kind::Nested`] field, when its innermost container is a struct.
+    fn nested_keys(&self) -> Option<&'static [&'static str]> {
+        let t = self.nested.as_ref()?;
+        if t.open_count() + 1 != self.depth {
+            return None;
+        }
+        t.struct_keys()
+    }
+
     /// A captured string of a `think` field ended: Go accepts only the
     /// levels, else its decoder's error ends decoding.
     fn think_done(&mut self, slot: usize, value: &FieldValue) {
@@ -879,6 +948,9 @@ impl BodyScanner {
             let names = m.schema.names;
             let alive = (1u32 << names.len().min(31)) - 1;
             self.capture = Capture::Key(KeyMatch { pos: 0, alive }, names);
+        } else if let Some(keys) = self.nested_keys() {
+            let alive = (1u32 << keys.len().min(31)) - 1;
+            self.capture = Capture::Key(KeyMatch { pos: 0, alive }, keys);
         }
         self.state = St::InString;
     }
@@ -893,8 +965,10 @@ impl BodyScanner {
                             m.alive & (1 << i) != 0
                                 && names.get(i).is_some_and(|n| n.len() == m.pos)
                         });
-                        match (self.depth, self.messages.as_mut()) {
-                            (3, Some((_, msgs))) if msgs.in_element => msgs.slot = found,
+                        let nested = self.nested_keys().is_some();
+                        match (self.depth, self.messages.as_mut(), self.nested.as_mut()) {
+                            (3, Some((_, msgs)), _) if msgs.in_element => msgs.slot = found,
+                            (_, _, Some(t)) if nested => t.key_read(found),
                             _ => self.slot = found,
                         }
                     }
