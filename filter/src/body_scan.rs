@@ -737,6 +737,43 @@ impl BodyScanner {
             Some((e, false)) if !self.decoding_stopped() => self.save(e),
             _ => {}
         }
+        self.tool_calls_start(kind);
+    }
+
+    /// An element's `tool_calls` array opened: its elements are tracked
+    /// like a [`Kind::Nested`] field's.
+    fn tool_calls_start(&mut self, kind: &'static str) {
+        let Some((_, m)) = self.messages.as_ref() else {
+            return;
+        };
+        if self.depth != 3 || kind != "array" || m.opened_array() != Some("tool_calls") {
+            return;
+        }
+        let naming = if m.schema.custom_decoder {
+            nested::Naming::Request
+        } else {
+            nested::Naming::Within("Message")
+        };
+        let shape = m.schema.tool_calls;
+        self.nested = Some(nested::Tracker::at("messages.tool_calls", 3, naming, shape));
+    }
+
+    /// An error inside a tracked value: inside `api.Message` it waits for
+    /// the element's end (its decoder keeps the first); else Go saves it
+    /// or stops there.
+    fn nested_error(&mut self, e: ScanError) {
+        if let Some((_, m)) = self
+            .messages
+            .as_mut()
+            .filter(|(_, m)| m.in_element && m.schema.custom_decoder)
+        {
+            return m.inner_error(e);
+        }
+        if e.ends_decoding() {
+            self.stop_decoding(e)
+        } else {
+            self.save(e)
+        }
     }
 
     /// A container closes at the current depth: an element of `messages`
@@ -793,12 +830,7 @@ impl BodyScanner {
         }
         let kind = format!("number {literal}");
         if let Some(c) = context {
-            let e = c.error(kind, go_type);
-            return if c.ends_decoding {
-                self.stop_decoding(e)
-            } else {
-                self.save(e)
-            };
+            return self.nested_error(c.error(kind, go_type));
         }
         if ends_decoding {
             let path = self.fields.get(slot).copied().unwrap_or("").to_string();
@@ -876,7 +908,7 @@ impl BodyScanner {
         let Some(t) = self.nested.as_mut() else {
             return;
         };
-        if t.open_count() + 1 != depth {
+        if t.inner_depth() != depth {
             return;
         }
         let check = t.value_starts(kind);
@@ -885,8 +917,7 @@ impl BodyScanner {
         }
         match check {
             nested::Check::None => {}
-            nested::Check::Error(e) if e.ends_decoding() => self.stop_decoding(e),
-            nested::Check::Error(e) => self.save(e),
+            nested::Check::Error(e) => self.nested_error(e),
             nested::Check::Number(go_type, context) => {
                 let slot = self.open_slot.unwrap_or(0);
                 self.number_check = (go_type, context.ends_decoding);
@@ -900,7 +931,7 @@ impl BodyScanner {
     /// [`Kind::Nested`] field, when its innermost container is a struct.
     fn nested_keys(&self) -> Option<&'static [&'static str]> {
         let t = self.nested.as_ref()?;
-        if t.open_count() + 1 != self.depth {
+        if t.inner_depth() != self.depth {
             return None;
         }
         t.struct_keys()

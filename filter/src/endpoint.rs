@@ -123,6 +123,7 @@ static API_MESSAGE: MessageSchema = MessageSchema {
         Str,
     ],
     content_types: false,
+    tool_calls: &nested::API_TOOL_CALLS,
 };
 
 /// `openai.Message`, and the content types `FromChatRequest` takes.
@@ -140,6 +141,7 @@ static OPENAI_MESSAGE: MessageSchema = MessageSchema {
     ],
     kinds: &[Str, Any, Str, Array("[]openai.ToolCall"), Str, Str],
     content_types: true,
+    tool_calls: &nested::OPENAI_TOOL_CALLS,
 };
 
 // Fields as in Ollama v0.33.0-rc2 `api/types.go` and `openai/openai.go`.

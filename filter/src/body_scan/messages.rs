@@ -20,6 +20,8 @@ pub struct MessageSchema {
     pub kinds: &'static [Kind],
     /// Check `content` as `FromChatRequest` does.
     pub content_types: bool,
+    /// What `tool_calls` holds.
+    pub tool_calls: &'static super::nested::Shape,
 }
 
 /// Where the scan is inside `messages`.
@@ -119,6 +121,11 @@ impl Messages {
                 false
             }
         }
+    }
+
+    /// The element field whose array value just opened.
+    pub fn opened_array(&self) -> Option<&'static str> {
+        self.open_array
     }
 
     /// An error inside the current element (its decoder keeps the first).

@@ -105,28 +105,54 @@ struct Frame {
     relabel: Option<Context>,
 }
 
-/// The open containers of one top-level field's value, outermost first.
+/// How errors inside a tracked value name their struct.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Naming {
+    /// As Go does: the innermost struct whose field is open, else the
+    /// request's.
+    Innermost,
+    /// Inside a plain struct element (`openai.Message`): the innermost,
+    /// else this one.
+    Within(&'static str),
+    /// Inside `api.Message`, whose own decoder names every error after the
+    /// request and ends decoding.
+    Request,
+}
+
+/// The open containers of one field's value, outermost first.
 #[derive(Debug)]
 pub struct Tracker {
+    /// The field path the value is at (`tools`, `messages.tool_calls`).
     field: &'static str,
+    /// The scanner depth at which the value started.
+    base_depth: usize,
+    naming: Naming,
     frames: Vec<Frame>,
 }
 
 impl Tracker {
     /// The top-level `field`'s container value of `shape` opened.
     pub fn new(field: &'static str, shape: &'static Shape) -> Self {
+        Self::at(field, 1, Naming::Innermost, shape)
+    }
+
+    /// A container value of `shape` at `field`, started at scanner
+    /// `depth`, its errors named as `naming` says.
+    pub fn at(field: &'static str, depth: usize, naming: Naming, shape: &'static Shape) -> Self {
         let mut t = Tracker {
             field,
+            base_depth: depth,
+            naming,
             frames: Vec::new(),
         };
         t.open(Some(shape), None);
         t
     }
 
-    /// How many containers are open (values inside the innermost are at
-    /// scanner depth `open() + 1`).
-    pub fn open_count(&self) -> usize {
-        self.frames.len()
+    /// The scanner depth of values directly inside the innermost open
+    /// container.
+    pub fn inner_depth(&self) -> usize {
+        self.base_depth + self.frames.len()
     }
 
     /// The keys to match when the innermost open container is a struct.
@@ -217,7 +243,10 @@ impl Tracker {
     /// and the names of all open struct fields, from the request's.
     fn context(&self, ends_decoding: bool) -> Context {
         let mut path = self.field.to_string();
-        let mut structure = None;
+        let mut structure = match self.naming {
+            Naming::Within(name) => Some(name),
+            _ => None,
+        };
         for f in &self.frames {
             if let (Some(Shape::Struct(s)), Some(slot)) = (f.shape, f.slot) {
                 if let Some(name) = s.names.get(slot) {
@@ -227,10 +256,11 @@ impl Tracker {
                 }
             }
         }
+        let request = self.naming == Naming::Request;
         Context {
-            structure,
+            structure: structure.filter(|_| !request),
             path,
-            ends_decoding,
+            ends_decoding: ends_decoding || request,
         }
     }
 }
@@ -293,6 +323,32 @@ shape_struct!(TOOL, "Tool", "api.Tool", [
     "function" / "function" => Shape::Struct(&TOOL_FUNCTION),
 ]);
 
+shape_struct!(TOOL_CALL_FUNCTION, "ToolCallFunction", "api.ToolCallFunction", [
+    "index" / "index" => Shape::Leaf(Kind::Number("int")),
+    "name" / "name" => STR,
+    "arguments" / "arguments" => Shape::Custom(&Shape::Map("map[string]interface {}", &ANY_LEAF)),
+]);
+shape_struct!(TOOL_CALL, "ToolCall", "api.ToolCall", [
+    "id" / "id" => STR,
+    "function" / "function" => Shape::Struct(&TOOL_CALL_FUNCTION),
+]);
+shape_struct!(OPENAI_TOOL_CALL_FUNCTION, "",
+    "struct { Name string \"json:\\\"name\\\"\"; Arguments string \"json:\\\"arguments\\\"\" }", [
+    "name" / "name" => STR,
+    "arguments" / "arguments" => STR,
+]);
+shape_struct!(OPENAI_TOOL_CALL, "ToolCall", "openai.ToolCall", [
+    "id" / "id" => STR,
+    "index" / "index" => Shape::Leaf(Kind::Number("int")),
+    "type" / "type" => STR,
+    "function" / "function" => Shape::Struct(&OPENAI_TOOL_CALL_FUNCTION),
+]);
+
+/// `tool_calls` of an `api.Message`.
+pub static API_TOOL_CALLS: Shape = Shape::Slice("[]api.ToolCall", &Shape::Struct(&TOOL_CALL));
+/// `tool_calls` of an `openai.Message`.
+pub static OPENAI_TOOL_CALLS: Shape =
+    Shape::Slice("[]openai.ToolCall", &Shape::Struct(&OPENAI_TOOL_CALL));
 /// `stream_options` (`*openai.StreamOptions`).
 pub static STREAM_OPTIONS_SHAPE: Shape = Shape::Struct(&STREAM_OPTIONS);
 /// `reasoning` (`*openai.Reasoning`).
