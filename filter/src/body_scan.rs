@@ -298,6 +298,25 @@ impl ValueBuf {
 struct KeyMatch {
     pos: usize,
     alive: u32,
+    /// Match exactly (a `map[string]any`'s keys), not with Go's folding.
+    exact: bool,
+}
+
+impl KeyMatch {
+    fn new(names: &[&str], exact: bool) -> Self {
+        KeyMatch {
+            pos: 0,
+            alive: (1u32 << names.len().min(31)) - 1,
+            exact,
+        }
+    }
+
+    /// The name matched in full, if any.
+    fn found(&self, names: &[&str]) -> Option<usize> {
+        (0..names.len()).find(|&i| {
+            self.alive & (1 << i) != 0 && names.get(i).is_some_and(|n| n.len() == self.pos)
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -307,6 +326,8 @@ enum Capture {
     Value(usize, ValueBuf),
     /// An `api.ImageData` string, checked as Go's base64 decoder reads it.
     Base64(base64::Base64Check),
+    /// An OpenAI content part's `type`, matched against its types.
+    PartType(KeyMatch),
 }
 
 struct KeySink<'a>(&'a mut KeyMatch, &'static [&'static str]);
@@ -314,6 +335,7 @@ struct KeySink<'a>(&'a mut KeyMatch, &'static [&'static str]);
 impl CharSink for KeySink<'_> {
     fn push(&mut self, c: char) {
         let folded = match c {
+            c if self.0.exact => c.is_ascii().then_some(c as u8),
             c if c.is_ascii() => Some(c.to_ascii_lowercase() as u8),
             '\u{17f}' => Some(b's'),
             '\u{212a}' => Some(b'k'),
@@ -350,6 +372,9 @@ pub struct BodyScanner {
     number_check: (&'static str, bool),
     /// Inside the `messages` array (its field slot and element state).
     messages: Option<(usize, Messages)>,
+    /// What the last `messages` array left of each element (Go decodes a
+    /// repeated one into the same slice).
+    message_states: Vec<messages::ElementState>,
     /// Inside a top-level field of [`Kind::Nested`].
     nested: Option<nested::Tracker>,
     /// Where a number being checked inside `nested` is named.
@@ -398,6 +423,7 @@ impl BodyScanner {
             number_check: ("float64", false),
             number: None,
             messages: None,
+            message_states: Vec::new(),
             nested: None,
             number_context: None,
             state: St::BeginValue,
@@ -647,7 +673,12 @@ impl BodyScanner {
             self.open_slot = Some(slot);
         }
         if let (Kind::Messages(schema), "array") = (expected, kind) {
-            self.messages = Some((slot, Messages::new(schema)));
+            let states = std::mem::take(&mut self.message_states);
+            self.messages = Some((slot, Messages::new(schema, states)));
+        }
+        if let (Kind::Messages(_), "null") = (expected, kind) {
+            // A nil slice: nothing of an earlier array is left.
+            self.message_states.clear();
         }
         if let Kind::Nested(shape) = expected {
             if matches!(kind, "array" | "object") && shape.accepts(kind) {
@@ -723,6 +754,17 @@ impl BodyScanner {
         let Some((_, m)) = self.messages.as_mut() else {
             return;
         };
+        match depth {
+            4 if m.in_content() => return m.part_starts(kind),
+            5 if m.in_part() => {
+                if m.part_field_starts(kind) {
+                    self.capture = Capture::PartType(KeyMatch::new(messages::PART_TYPES, true));
+                }
+                return;
+            }
+            6 if m.in_image_url() => return m.url_starts(kind),
+            _ => {}
+        }
         let found = match depth {
             2 => m.element_starts(kind),
             3 if m.in_element => m.field_starts(kind).map(|e| (e, false)),
@@ -784,6 +826,13 @@ impl BodyScanner {
                 self.nested = None;
             }
         }
+        if let Some((_, m)) = self.messages.as_mut() {
+            match self.depth {
+                5 if m.in_part() => m.part_ends(),
+                6 if m.in_image_url() => m.image_url_ends(),
+                _ => {}
+            }
+        }
         match self.depth {
             3 => {
                 let ended = self
@@ -797,8 +846,10 @@ impl BodyScanner {
             }
             2 => {
                 if let Some((slot, m)) = self.messages.take() {
+                    let (note, states) = m.finish();
+                    self.message_states = states;
                     if let Some(Some(v)) = self.values.get_mut(slot) {
-                        v.note = m.content_error;
+                        v.note = note;
                     }
                 }
             }
@@ -972,18 +1023,30 @@ impl BodyScanner {
         }
         self.slot = None;
         let element = self.messages.as_ref().filter(|(_, m)| m.in_element);
-        if self.depth == 1 && self.top_kind == Some("object") {
-            let alive = (1u32 << self.fields.len().min(31)) - 1;
-            self.capture = Capture::Key(KeyMatch { pos: 0, alive }, self.fields);
-        } else if let (3, Some((_, m))) = (self.depth, element) {
-            let names = m.schema.names;
-            let alive = (1u32 << names.len().min(31)) - 1;
-            self.capture = Capture::Key(KeyMatch { pos: 0, alive }, names);
-        } else if let Some(keys) = self.nested_keys() {
-            let alive = (1u32 << keys.len().min(31)) - 1;
-            self.capture = Capture::Key(KeyMatch { pos: 0, alive }, keys);
+        let names = match (self.depth, element) {
+            (1, _) if self.top_kind == Some("object") => Some((self.fields, false)),
+            (3, Some((_, m))) => Some((m.schema.names, false)),
+            (5, Some((_, m))) if m.in_part() => Some((messages::PART_KEYS, true)),
+            (6, Some((_, m))) if m.in_image_url() => Some((messages::URL_KEYS, true)),
+            _ => self.nested_keys().map(|keys| (keys, false)),
+        };
+        if let Some((names, exact)) = names {
+            self.capture = Capture::Key(KeyMatch::new(names, exact), names);
         }
         self.state = St::InString;
+    }
+
+    /// A key was matched (`found`: which of the names asked for): the
+    /// slot of whatever object is open at this depth.
+    fn key_read(&mut self, found: Option<usize>) {
+        let nested = self.nested_keys().is_some();
+        match (self.depth, self.messages.as_mut(), self.nested.as_mut()) {
+            (3, Some((_, msgs)), _) if msgs.in_element => msgs.slot = found,
+            (5, Some((_, msgs)), _) if msgs.in_part() => msgs.part_key(found),
+            (6, Some((_, msgs)), _) if msgs.in_image_url() => msgs.url_key(found),
+            (_, _, Some(t)) if nested => t.key_read(found),
+            _ => self.slot = found,
+        }
     }
 
     fn in_string(&mut self, c: u8) {
@@ -991,16 +1054,10 @@ impl BodyScanner {
             b'"' => {
                 self.with_sink(|d, s| d.finish(s));
                 match std::mem::replace(&mut self.capture, Capture::None) {
-                    Capture::Key(m, names) => {
-                        let found = (0..names.len()).find(|&i| {
-                            m.alive & (1 << i) != 0
-                                && names.get(i).is_some_and(|n| n.len() == m.pos)
-                        });
-                        let nested = self.nested_keys().is_some();
-                        match (self.depth, self.messages.as_mut(), self.nested.as_mut()) {
-                            (3, Some((_, msgs)), _) if msgs.in_element => msgs.slot = found,
-                            (_, _, Some(t)) if nested => t.key_read(found),
-                            _ => self.slot = found,
+                    Capture::Key(m, names) => self.key_read(m.found(names)),
+                    Capture::PartType(m) => {
+                        if let Some((_, msgs)) = self.messages.as_mut() {
+                            msgs.part_type_read(m.found(messages::PART_TYPES));
                         }
                     }
                     Capture::Value(slot, buf) => {
@@ -1046,6 +1103,7 @@ impl BodyScanner {
             Capture::Key(m, names) => f(&mut self.decoder, &mut KeySink(m, names)),
             Capture::Value(_, buf) => f(&mut self.decoder, buf),
             Capture::Base64(check) => f(&mut self.decoder, check),
+            Capture::PartType(m) => f(&mut self.decoder, &mut KeySink(m, messages::PART_TYPES)),
         }
     }
 
