@@ -803,13 +803,17 @@ impl BodyScanner {
     /// An error inside a tracked value: inside `api.Message` it waits for
     /// the element's end (its decoder keeps the first); else Go saves it
     /// or stops there.
-    fn nested_error(&mut self, e: ScanError) {
+    fn nested_error(&mut self, e: ScanError, custom: bool) {
         if let Some((_, m)) = self
             .messages
             .as_mut()
             .filter(|(_, m)| m.in_element && m.schema.custom_decoder)
         {
-            return m.inner_error(e);
+            return if custom {
+                m.inner_abort(e)
+            } else {
+                m.inner_error(e)
+            };
         }
         if e.ends_decoding() {
             self.stop_decoding(e)
@@ -881,7 +885,7 @@ impl BodyScanner {
         }
         let kind = format!("number {literal}");
         if let Some(c) = context {
-            return self.nested_error(c.error(kind, go_type));
+            return self.nested_error(c.error(kind, go_type), c.custom);
         }
         if ends_decoding {
             let path = self.fields.get(slot).copied().unwrap_or("").to_string();
@@ -968,7 +972,7 @@ impl BodyScanner {
         }
         match check {
             nested::Check::None => {}
-            nested::Check::Error(e) => self.nested_error(e),
+            nested::Check::Error(e, custom) => self.nested_error(e, custom),
             nested::Check::Number(go_type, context) => {
                 let slot = self.open_slot.unwrap_or(0);
                 self.number_check = (go_type, context.ends_decoding);

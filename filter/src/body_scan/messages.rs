@@ -105,8 +105,10 @@ pub struct Messages {
     /// The element field whose array value is open (its elements are
     /// values at the next depth).
     open_array: Option<&'static str>,
-    /// The current element's first type error.
+    /// The current element's first type error, and whether a custom
+    /// decoder's error stopped it.
     element_error: Option<ScanError>,
+    element_aborted: bool,
     /// The current element's content and tool calls.
     current: ElementState,
     /// Every element's so far, kept across repeated `messages` (OpenAI).
@@ -130,6 +132,7 @@ impl Messages {
             slot: None,
             open_array: None,
             element_error: None,
+            element_aborted: false,
             current: ElementState::default(),
             states,
             count: 0,
@@ -170,6 +173,7 @@ impl Messages {
             "object" => {
                 self.in_element = true;
                 self.element_error = None;
+                self.element_aborted = false;
                 let index = self.count.saturating_sub(1);
                 self.current = self.states.get(index).copied().unwrap_or_default();
                 None
@@ -328,6 +332,16 @@ impl Messages {
     /// An error inside the current element (its decoder keeps the first).
     pub fn inner_error(&mut self, e: ScanError) {
         self.element_error.get_or_insert(e);
+    }
+
+    /// A custom decoder's error inside the current element: it stops the
+    /// element's decoding, so it replaces a type error saved before it
+    /// (but not an earlier such stop).
+    pub fn inner_abort(&mut self, e: ScanError) {
+        if !self.element_aborted {
+            self.element_aborted = true;
+            self.element_error = Some(e);
+        }
     }
 
     /// The element object closed: its error if it ends decoding, after

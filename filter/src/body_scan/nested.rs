@@ -72,6 +72,9 @@ pub struct Context {
     pub structure: Option<&'static str>,
     pub path: String,
     pub ends_decoding: bool,
+    /// From a custom decoder's value: within `api.Message` too, it wins
+    /// over a type error saved before it.
+    pub custom: bool,
 }
 
 impl Context {
@@ -90,7 +93,9 @@ impl Context {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Check {
     None,
-    Error(ScanError),
+    /// A type error, and whether a custom decoder's (see
+    /// [`Context::custom`]).
+    Error(ScanError, bool),
     /// A number whose literal must fit this Go type.
     Number(&'static str, Context),
 }
@@ -196,7 +201,8 @@ impl Tracker {
             if container {
                 self.open(None, None);
             }
-            return Check::Error(context.error(kind.to_string(), shape.go_type()));
+            let e = context.error(kind.to_string(), shape.go_type());
+            return Check::Error(e, context.custom);
         }
         let number = match (shape, kind) {
             (Shape::Leaf(Kind::Number(t)), "number") => Some(*t),
@@ -261,6 +267,7 @@ impl Tracker {
             structure: structure.filter(|_| !request),
             path,
             ends_decoding: ends_decoding || request,
+            custom: ends_decoding,
         }
     }
 }
