@@ -145,7 +145,11 @@ impl Messages {
     /// The array closed: the first element whose content
     /// `FromChatRequest` rejects, and the elements' states for a
     /// repeated `messages`.
-    pub fn finish(self) -> (Option<String>, Vec<ElementState>) {
+    pub fn finish(mut self) -> (Option<String>, Vec<ElementState>) {
+        if self.count == 0 {
+            // Go gives an empty array a new, empty slice.
+            self.states.clear();
+        }
         let error = if self.schema.content_types {
             let n = self.count.min(self.states.len());
             self.states
