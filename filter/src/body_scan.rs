@@ -377,8 +377,8 @@ pub struct BodyScanner {
     message_states: Vec<messages::ElementState>,
     /// Inside a top-level field of [`Kind::Nested`].
     nested: Option<nested::Tracker>,
-    /// Where a number being checked inside `nested` is named.
-    number_context: Option<nested::Context>,
+    /// The number being checked is inside `nested` (which names it).
+    nested_number: bool,
     state: St,
     stack: Box<[u64; MAX_DEPTH / 64 + 1]>,
     depth: usize,
@@ -425,7 +425,7 @@ impl BodyScanner {
             messages: None,
             message_states: Vec::new(),
             nested: None,
-            number_context: None,
+            nested_number: false,
             state: St::BeginValue,
             stack: Box::new([0; MAX_DEPTH / 64 + 1]),
             depth: 0,
@@ -864,7 +864,7 @@ impl BodyScanner {
     /// A number being checked ended: Go's `strconv` must read it as its
     /// Go type (`ParseInt`, or `ParseFloat` in range).
     fn number_done(&mut self) {
-        let context = self.number_context.take();
+        let nested_number = std::mem::take(&mut self.nested_number);
         let Some((slot, literal)) = self.number.take() else {
             return;
         };
@@ -884,7 +884,12 @@ impl BodyScanner {
             return;
         }
         let kind = format!("number {literal}");
-        if let Some(c) = context {
+        if let Some(c) = self
+            .nested
+            .as_ref()
+            .filter(|_| nested_number)
+            .map(nested::Tracker::number_context)
+        {
             return self.nested_error(c.error(kind, go_type), c.custom);
         }
         if ends_decoding {
@@ -973,11 +978,11 @@ impl BodyScanner {
         match check {
             nested::Check::None => {}
             nested::Check::Error(e, custom) => self.nested_error(e, custom),
-            nested::Check::Number(go_type, context) => {
+            nested::Check::Number(go_type) => {
                 let slot = self.open_slot.unwrap_or(0);
-                self.number_check = (go_type, context.ends_decoding);
+                self.number_check = (go_type, false);
                 self.number = Some((slot, String::new()));
-                self.number_context = Some(context);
+                self.nested_number = true;
             }
         }
     }

@@ -96,8 +96,9 @@ pub enum Check {
     /// A type error, and whether a custom decoder's (see
     /// [`Context::custom`]).
     Error(ScanError, bool),
-    /// A number whose literal must fit this Go type.
-    Number(&'static str, Context),
+    /// A number whose literal must fit this Go type (its context, only
+    /// needed when it does not, from [`Tracker::number_context`]).
+    Number(&'static str),
 }
 
 #[derive(Debug)]
@@ -106,8 +107,6 @@ struct Frame {
     shape: Option<&'static Shape>,
     /// A struct's field whose key was just read.
     slot: Option<usize>,
-    /// Set inside a custom decoder's value: its field's context.
-    relabel: Option<Context>,
 }
 
 /// How errors inside a tracked value name their struct.
@@ -133,6 +132,11 @@ pub struct Tracker {
     base_depth: usize,
     naming: Naming,
     frames: Vec<Frame>,
+    /// Inside a custom decoder's value: how many frames were open with
+    /// it, and its field's context, which names every error inside.
+    relabel: Option<(usize, Context)>,
+    /// The last value started was itself a custom decoder's.
+    custom_value: bool,
 }
 
 impl Tracker {
@@ -149,8 +153,10 @@ impl Tracker {
             base_depth: depth,
             naming,
             frames: Vec::new(),
+            relabel: None,
+            custom_value: false,
         };
-        t.open(Some(shape), None);
+        t.open(Some(shape));
         t
     }
 
@@ -177,61 +183,70 @@ impl Tracker {
 
     /// The innermost container closed; true when the field's value ended.
     pub fn close(&mut self) -> bool {
+        if self
+            .relabel
+            .as_ref()
+            .is_some_and(|(open, _)| *open == self.frames.len())
+        {
+            self.relabel = None;
+        }
         self.frames.pop();
         self.frames.is_empty()
+    }
+
+    /// Where an error in the value just started is named.
+    pub fn number_context(&self) -> Context {
+        match &self.relabel {
+            Some((_, c)) => c.clone(),
+            None => self.context(self.custom_value),
+        }
     }
 
     /// A value of JSON `kind` starts in the innermost container.
     pub fn value_starts(&mut self, kind: &'static str) -> Check {
         let expected = self.expected();
         let container = matches!(kind, "object" | "array");
+        self.custom_value = false;
         let Some(mut shape) = expected else {
             if container {
-                self.open(None, None);
+                self.open(None);
             }
             return Check::None;
         };
-        let mut relabel = self.frames.last().and_then(|f| f.relabel.clone());
         while let Shape::Custom(inner) = shape {
-            relabel.get_or_insert_with(|| self.context(true));
+            self.custom_value = true;
             shape = inner;
         }
         if !shape.accepts(kind) {
-            let context = relabel.unwrap_or_else(|| self.context(false));
+            let context = self.number_context();
             if container {
-                self.open(None, None);
+                self.open(None);
             }
             let e = context.error(kind.to_string(), shape.go_type());
             return Check::Error(e, context.custom);
         }
-        let number = match (shape, kind) {
-            (Shape::Leaf(Kind::Number(t)), "number") => Some(*t),
-            (Shape::Leaf(Kind::Any), "number") => Some("float64"),
-            _ => None,
-        };
-        let check = match number {
-            Some(t) => Check::Number(t, relabel.clone().unwrap_or_else(|| self.context(false))),
-            None => Check::None,
+        let check = match (shape, kind) {
+            (Shape::Leaf(Kind::Number(t)), "number") => Check::Number(t),
+            (Shape::Leaf(Kind::Any), "number") => Check::Number("float64"),
+            _ => Check::None,
         };
         if container {
+            if self.custom_value && self.relabel.is_none() {
+                self.relabel = Some((self.frames.len() + 1, self.context(true)));
+            }
             let inner = match shape {
                 Shape::Leaf(Kind::Any) => Some(&ANY),
                 Shape::Leaf(_) => None,
                 Shape::PropertyType => Some(&STRINGS),
                 _ => Some(shape),
             };
-            self.open(inner, relabel);
+            self.open(inner);
         }
         check
     }
 
-    fn open(&mut self, shape: Option<&'static Shape>, relabel: Option<Context>) {
-        let relabel = relabel.or_else(|| self.frames.last().and_then(|f| f.relabel.clone()));
-        self.frames.push(Frame {
-            shape,
-            slot: None,
-            relabel,
-        });
+    fn open(&mut self, shape: Option<&'static Shape>) {
+        self.frames.push(Frame { shape, slot: None });
     }
 
     /// The shape of a value in the innermost container.
