@@ -45,7 +45,7 @@ enum Verdict {
         model: String,
         bad_input: Option<bool>,
     },
-    /// A check the oracle does not make (FromChatRequest's content rules).
+    /// A check the oracle does not make.
     Unjudged,
 }
 
@@ -137,11 +137,7 @@ fn filter_verdict(route: &'static BodyRoute, body: &[u8], split: usize) -> Verdi
             .unwrap_or_default()
     });
     match route.model(scanned) {
-        Err(LbError::Middleware(m))
-            if m.starts_with("invalid message") || m.starts_with("invalid input_audio") =>
-        {
-            Verdict::Unjudged
-        }
+        Err(LbError::Middleware(m)) if m.starts_with("invalid input_audio") => Verdict::Unjudged,
         Err(
             e @ (LbError::Json(_)
             | LbError::MissingBody

@@ -28,6 +28,9 @@ fn main() {
     // options object full of numbers: the deep checks read both.
     let image = "aGVsbG8gd29ybGQh".repeat(64_000);
     let options: Vec<String> = (0..200).map(|i| format!("\"k{i}\":{i}.5")).collect();
+    // Ten tool definitions and a tool call: the nested checks read them.
+    let tool = r#"{"type":"function","function":{"name":"get_weather","description":"Get the weather","parameters":{"type":"object","required":["city"],"properties":{"city":{"type":"string","description":"The city"},"unit":{"type":["string","null"],"enum":["c","f"]}}}}}"#;
+    let tools = [tool; 10].join(",");
     let bodies: Vec<(&str, &str, String)> = vec![
         (
             "/api/chat",
@@ -50,6 +53,13 @@ fn main() {
             "/api/generate",
             "generate, 200 options",
             format!(r#"{{"model":"llama3","prompt":"hi","options":{{{}}}}}"#, options.join(",")),
+        ),
+        (
+            "/api/chat",
+            "chat, 10 tools, a tool call",
+            format!(
+                r#"{{"model":"llama3","messages":[{{"role":"user","content":"weather?"}},{{"role":"assistant","content":"","tool_calls":[{{"function":{{"index":0,"name":"get_weather","arguments":{{"city":"Paris","unit":"c"}}}}}}]}}],"tools":[{tools}]}}"#
+            ),
         ),
         (
             "/v1/chat/completions",

@@ -12,6 +12,7 @@
 
 mod base64;
 mod messages;
+pub mod nested;
 
 pub use messages::MessageSchema;
 use messages::Messages;
@@ -56,6 +57,8 @@ pub enum Kind {
     Raw,
     /// An array element of this Go type, which takes this JSON kind.
     Element(&'static str, &'static str),
+    /// A struct, slice or map whose own fields and elements are checked.
+    Nested(&'static nested::Shape),
 }
 
 impl Kind {
@@ -72,6 +75,7 @@ impl Kind {
             Kind::Messages(_) => kind == "array",
             Kind::Duration => kind == "number" || kind == "string",
             Kind::Element(_, json_kinds) => json_kinds.split('|').any(|k| k == kind),
+            Kind::Nested(shape) => shape.accepts(kind),
         }
     }
 
@@ -84,6 +88,7 @@ impl Kind {
             Kind::Messages(m) => m.array_type,
             Kind::Duration => "api.Duration",
             Kind::Any | Kind::Raw => "interface {}",
+            Kind::Nested(shape) => shape.go_type(),
         }
     }
 }
@@ -293,6 +298,25 @@ impl ValueBuf {
 struct KeyMatch {
     pos: usize,
     alive: u32,
+    /// Match exactly (a `map[string]any`'s keys), not with Go's folding.
+    exact: bool,
+}
+
+impl KeyMatch {
+    fn new(names: &[&str], exact: bool) -> Self {
+        KeyMatch {
+            pos: 0,
+            alive: (1u32 << names.len().min(31)) - 1,
+            exact,
+        }
+    }
+
+    /// The name matched in full, if any.
+    fn found(&self, names: &[&str]) -> Option<usize> {
+        (0..names.len()).find(|&i| {
+            self.alive & (1 << i) != 0 && names.get(i).is_some_and(|n| n.len() == self.pos)
+        })
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -302,6 +326,8 @@ enum Capture {
     Value(usize, ValueBuf),
     /// An `api.ImageData` string, checked as Go's base64 decoder reads it.
     Base64(base64::Base64Check),
+    /// An OpenAI content part's `type`, matched against its types.
+    PartType(KeyMatch),
 }
 
 struct KeySink<'a>(&'a mut KeyMatch, &'static [&'static str]);
@@ -309,6 +335,7 @@ struct KeySink<'a>(&'a mut KeyMatch, &'static [&'static str]);
 impl CharSink for KeySink<'_> {
     fn push(&mut self, c: char) {
         let folded = match c {
+            c if self.0.exact => c.is_ascii().then_some(c as u8),
             c if c.is_ascii() => Some(c.to_ascii_lowercase() as u8),
             '\u{17f}' => Some(b's'),
             '\u{212a}' => Some(b'k'),
@@ -345,6 +372,13 @@ pub struct BodyScanner {
     number_check: (&'static str, bool),
     /// Inside the `messages` array (its field slot and element state).
     messages: Option<(usize, Messages)>,
+    /// What the last `messages` array left of each element (Go decodes a
+    /// repeated one into the same slice).
+    message_states: Vec<messages::ElementState>,
+    /// Inside a top-level field of [`Kind::Nested`].
+    nested: Option<nested::Tracker>,
+    /// The number being checked is inside `nested` (which names it).
+    nested_number: bool,
     state: St,
     stack: Box<[u64; MAX_DEPTH / 64 + 1]>,
     depth: usize,
@@ -389,6 +423,9 @@ impl BodyScanner {
             number_check: ("float64", false),
             number: None,
             messages: None,
+            message_states: Vec::new(),
+            nested: None,
+            nested_number: false,
             state: St::BeginValue,
             stack: Box::new([0; MAX_DEPTH / 64 + 1]),
             depth: 0,
@@ -611,6 +648,7 @@ impl BodyScanner {
         }
         if self.depth != 1 {
             self.inner_value_starts(kind);
+            self.nested_value_starts(kind);
             return self.message_value_starts(kind);
         }
         self.open_slot = None;
@@ -635,7 +673,18 @@ impl BodyScanner {
             self.open_slot = Some(slot);
         }
         if let (Kind::Messages(schema), "array") = (expected, kind) {
-            self.messages = Some((slot, Messages::new(schema)));
+            let states = std::mem::take(&mut self.message_states);
+            self.messages = Some((slot, Messages::new(schema, states)));
+        }
+        if let (Kind::Messages(_), "null") = (expected, kind) {
+            // A nil slice: nothing of an earlier array is left.
+            self.message_states.clear();
+        }
+        if let Kind::Nested(shape) = expected {
+            if matches!(kind, "array" | "object") && shape.accepts(kind) {
+                let field = self.fields.get(slot).copied().unwrap_or("");
+                self.nested = Some(nested::Tracker::new(field, shape));
+            }
         }
         if expected == Kind::Think && !expected.accepts(kind) {
             // Its own decoder fails: that error ends decoding at once.
@@ -705,6 +754,17 @@ impl BodyScanner {
         let Some((_, m)) = self.messages.as_mut() else {
             return;
         };
+        match depth {
+            4 if m.in_content() => return m.part_starts(kind),
+            5 if m.in_part() => {
+                if m.part_field_starts(kind) {
+                    self.capture = Capture::PartType(KeyMatch::new(messages::PART_TYPES, true));
+                }
+                return;
+            }
+            6 if m.in_image_url() => return m.url_starts(kind),
+            _ => {}
+        }
         let found = match depth {
             2 => m.element_starts(kind),
             3 if m.in_element => m.field_starts(kind).map(|e| (e, false)),
@@ -719,11 +779,64 @@ impl BodyScanner {
             Some((e, false)) if !self.decoding_stopped() => self.save(e),
             _ => {}
         }
+        self.tool_calls_start(kind);
+    }
+
+    /// An element's `tool_calls` array opened: its elements are tracked
+    /// like a [`Kind::Nested`] field's.
+    fn tool_calls_start(&mut self, kind: &'static str) {
+        let Some((_, m)) = self.messages.as_ref() else {
+            return;
+        };
+        if self.depth != 3 || kind != "array" || m.opened_array() != Some("tool_calls") {
+            return;
+        }
+        let naming = if m.schema.custom_decoder {
+            nested::Naming::Request
+        } else {
+            nested::Naming::Within("Message")
+        };
+        let shape = m.schema.tool_calls;
+        self.nested = Some(nested::Tracker::at("messages.tool_calls", 3, naming, shape));
+    }
+
+    /// An error inside a tracked value: inside `api.Message` it waits for
+    /// the element's end (its decoder keeps the first); else Go saves it
+    /// or stops there.
+    fn nested_error(&mut self, e: ScanError, custom: bool) {
+        if let Some((_, m)) = self
+            .messages
+            .as_mut()
+            .filter(|(_, m)| m.in_element && m.schema.custom_decoder)
+        {
+            return if custom {
+                m.inner_abort(e)
+            } else {
+                m.inner_error(e)
+            };
+        }
+        if e.ends_decoding() {
+            self.stop_decoding(e)
+        } else {
+            self.save(e)
+        }
     }
 
     /// A container closes at the current depth: an element of `messages`
     /// may end decoding; `messages` itself leaves its findings behind.
     fn container_ends(&mut self) {
+        if let Some(t) = self.nested.as_mut() {
+            if t.close() {
+                self.nested = None;
+            }
+        }
+        if let Some((_, m)) = self.messages.as_mut() {
+            match self.depth {
+                5 if m.in_part() => m.part_ends(),
+                6 if m.in_image_url() => m.image_url_ends(),
+                _ => {}
+            }
+        }
         match self.depth {
             3 => {
                 let ended = self
@@ -737,8 +850,10 @@ impl BodyScanner {
             }
             2 => {
                 if let Some((slot, m)) = self.messages.take() {
+                    let (note, states) = m.finish();
+                    self.message_states = states;
                     if let Some(Some(v)) = self.values.get_mut(slot) {
-                        v.note = m.content_error;
+                        v.note = note;
                     }
                 }
             }
@@ -749,6 +864,7 @@ impl BodyScanner {
     /// A number being checked ended: Go's `strconv` must read it as its
     /// Go type (`ParseInt`, or `ParseFloat` in range).
     fn number_done(&mut self) {
+        let nested_number = std::mem::take(&mut self.nested_number);
         let Some((slot, literal)) = self.number.take() else {
             return;
         };
@@ -768,6 +884,14 @@ impl BodyScanner {
             return;
         }
         let kind = format!("number {literal}");
+        if let Some(c) = self
+            .nested
+            .as_ref()
+            .filter(|_| nested_number)
+            .map(nested::Tracker::number_context)
+        {
+            return self.nested_error(c.error(kind, go_type), c.custom);
+        }
         if ends_decoding {
             let path = self.fields.get(slot).copied().unwrap_or("").to_string();
             let e = ScanError::Nested {
@@ -837,6 +961,42 @@ impl BodyScanner {
         }
     }
 
+    /// A value inside a [`Kind::Nested`] field: its kind is checked
+    /// against the shape there; a number is read to check its literal.
+    fn nested_value_starts(&mut self, kind: &'static str) {
+        let depth = self.depth;
+        let Some(t) = self.nested.as_mut() else {
+            return;
+        };
+        if t.inner_depth() != depth {
+            return;
+        }
+        let check = t.value_starts(kind);
+        if self.decoding_stopped() {
+            return;
+        }
+        match check {
+            nested::Check::None => {}
+            nested::Check::Error(e, custom) => self.nested_error(e, custom),
+            nested::Check::Number(go_type) => {
+                let slot = self.open_slot.unwrap_or(0);
+                self.number_check = (go_type, false);
+                self.number = Some((slot, String::new()));
+                self.nested_number = true;
+            }
+        }
+    }
+
+    /// The keys to match for a key at the current depth inside a
+    /// [`Kind::Nested`] field, when its innermost container is a struct.
+    fn nested_keys(&self) -> Option<&'static [&'static str]> {
+        let t = self.nested.as_ref()?;
+        if t.inner_depth() != self.depth {
+            return None;
+        }
+        t.struct_keys()
+    }
+
     /// A captured string of a `think` field ended: Go accepts only the
     /// levels, else its decoder's error ends decoding.
     fn think_done(&mut self, slot: usize, value: &FieldValue) {
@@ -872,15 +1032,30 @@ impl BodyScanner {
         }
         self.slot = None;
         let element = self.messages.as_ref().filter(|(_, m)| m.in_element);
-        if self.depth == 1 && self.top_kind == Some("object") {
-            let alive = (1u32 << self.fields.len().min(31)) - 1;
-            self.capture = Capture::Key(KeyMatch { pos: 0, alive }, self.fields);
-        } else if let (3, Some((_, m))) = (self.depth, element) {
-            let names = m.schema.names;
-            let alive = (1u32 << names.len().min(31)) - 1;
-            self.capture = Capture::Key(KeyMatch { pos: 0, alive }, names);
+        let names = match (self.depth, element) {
+            (1, _) if self.top_kind == Some("object") => Some((self.fields, false)),
+            (3, Some((_, m))) => Some((m.schema.names, false)),
+            (5, Some((_, m))) if m.in_part() => Some((messages::PART_KEYS, true)),
+            (6, Some((_, m))) if m.in_image_url() => Some((messages::URL_KEYS, true)),
+            _ => self.nested_keys().map(|keys| (keys, false)),
+        };
+        if let Some((names, exact)) = names {
+            self.capture = Capture::Key(KeyMatch::new(names, exact), names);
         }
         self.state = St::InString;
+    }
+
+    /// A key was matched (`found`: which of the names asked for): the
+    /// slot of whatever object is open at this depth.
+    fn key_read(&mut self, found: Option<usize>) {
+        let nested = self.nested_keys().is_some();
+        match (self.depth, self.messages.as_mut(), self.nested.as_mut()) {
+            (3, Some((_, msgs)), _) if msgs.in_element => msgs.slot = found,
+            (5, Some((_, msgs)), _) if msgs.in_part() => msgs.part_key(found),
+            (6, Some((_, msgs)), _) if msgs.in_image_url() => msgs.url_key(found),
+            (_, _, Some(t)) if nested => t.key_read(found),
+            _ => self.slot = found,
+        }
     }
 
     fn in_string(&mut self, c: u8) {
@@ -888,14 +1063,10 @@ impl BodyScanner {
             b'"' => {
                 self.with_sink(|d, s| d.finish(s));
                 match std::mem::replace(&mut self.capture, Capture::None) {
-                    Capture::Key(m, names) => {
-                        let found = (0..names.len()).find(|&i| {
-                            m.alive & (1 << i) != 0
-                                && names.get(i).is_some_and(|n| n.len() == m.pos)
-                        });
-                        match (self.depth, self.messages.as_mut()) {
-                            (3, Some((_, msgs))) if msgs.in_element => msgs.slot = found,
-                            _ => self.slot = found,
+                    Capture::Key(m, names) => self.key_read(m.found(names)),
+                    Capture::PartType(m) => {
+                        if let Some((_, msgs)) = self.messages.as_mut() {
+                            msgs.part_type_read(m.found(messages::PART_TYPES));
                         }
                     }
                     Capture::Value(slot, buf) => {
@@ -941,6 +1112,7 @@ impl BodyScanner {
             Capture::Key(m, names) => f(&mut self.decoder, &mut KeySink(m, names)),
             Capture::Value(_, buf) => f(&mut self.decoder, buf),
             Capture::Base64(check) => f(&mut self.decoder, check),
+            Capture::PartType(m) => f(&mut self.decoder, &mut KeySink(m, messages::PART_TYPES)),
         }
     }
 

@@ -92,7 +92,8 @@ macro_rules! route {
     };
 }
 
-use Kind::{Any, Array, Bool, Duration, Number, Object, Raw, Str, Text, Think};
+use crate::body_scan::nested;
+use Kind::{Any, Array, Bool, Duration, Nested, Number, Object, Raw, Str, Text, Think};
 const OPTIONS: Kind = Object("map[string]interface {}");
 const INT: Kind = Number("int");
 const F64: Kind = Number("float64");
@@ -122,6 +123,7 @@ static API_MESSAGE: MessageSchema = MessageSchema {
         Str,
     ],
     content_types: false,
+    tool_calls: &nested::API_TOOL_CALLS,
 };
 
 /// `openai.Message`, and the content types `FromChatRequest` takes.
@@ -139,6 +141,7 @@ static OPENAI_MESSAGE: MessageSchema = MessageSchema {
     ],
     kinds: &[Str, Any, Str, Array("[]openai.ToolCall"), Str, Str],
     content_types: true,
+    tool_calls: &nested::OPENAI_TOOL_CALLS,
 };
 
 // Fields as in Ollama v0.33.0-rc2 `api/types.go` and `openai/openai.go`.
@@ -151,7 +154,7 @@ route!(GENERATE, Generate, Native, "api", "GenerateRequest", 1, [
 ]);
 route!(CHAT, Chat, Native, "api", "ChatRequest", 1, [
     "model" => Str, "messages" => Kind::Messages(&API_MESSAGE), "stream" => Bool, "format" => Raw,
-    "keep_alive" => Duration, "tools" => Array("api.Tools"), "options" => OPTIONS,
+    "keep_alive" => Duration, "tools" => Nested(&nested::API_TOOLS), "options" => OPTIONS,
     "think" => Think, "truncate" => Bool, "shift" => Bool, "_debug_render_only" => Bool,
     "logprobs" => Bool, "top_logprobs" => INT,
 ]);
@@ -174,17 +177,17 @@ route!(DELETE, Delete, Native, "api", "DeleteRequest", 2, ["model" => Str, "name
 route!(COPY, Copy, Native, "api", "CopyRequest", 1, ["source" => Str, "destination" => Text]);
 route!(OA_CHAT, Chat, OpenAi, "openai", "ChatCompletionRequest", 1, [
     "model" => Str, "messages" => Kind::Messages(&OPENAI_MESSAGE), "stream" => Bool,
-    "stream_options" => Object("openai.StreamOptions"), "max_tokens" => INT, "seed" => INT,
+    "stream_options" => Nested(&nested::STREAM_OPTIONS_SHAPE), "max_tokens" => INT, "seed" => INT,
     "stop" => Any, "temperature" => F64, "frequency_penalty" => F64,
     "presence_penalty" => F64, "top_p" => F64,
-    "response_format" => Object("openai.ResponseFormat"), "tools" => Array("[]api.Tool"),
-    "reasoning" => Object("openai.Reasoning"), "reasoning_effort" => Str, "logprobs" => Bool,
+    "response_format" => Nested(&nested::RESPONSE_FORMAT_SHAPE), "tools" => Nested(&nested::OPENAI_TOOLS),
+    "reasoning" => Nested(&nested::REASONING_SHAPE), "reasoning_effort" => Str, "logprobs" => Bool,
     "top_logprobs" => INT, "_debug_render_only" => Bool,
 ]);
 route!(OA_COMPLETIONS, Generate, OpenAi, "openai", "CompletionRequest", 1, [
     "model" => Str, "prompt" => Str, "frequency_penalty" => F32, "max_tokens" => INT,
     "presence_penalty" => F32, "seed" => INT, "stop" => Any, "stream" => Bool,
-    "stream_options" => Object("openai.StreamOptions"), "temperature" => F32,
+    "stream_options" => Nested(&nested::STREAM_OPTIONS_SHAPE), "temperature" => F32,
     "top_p" => F32, "suffix" => Str, "logprobs" => INT, "_debug_render_only" => Bool,
 ]);
 route!(OA_EMBEDDINGS, Embed, OpenAi, "openai", "EmbedRequest", 1, [

@@ -142,6 +142,9 @@ func judgeOpenAI(route byte, body []byte) verdict {
 		if len(r.Messages) == 0 {
 			return bad("[] is too short - 'messages'")
 		}
+		if msg := contentError(r.Messages); msg != "" {
+			return bad(msg)
+		}
 		if topLogprobs(r.TopLogprobs) {
 			return bad("top_logprobs must be between 0 and 20")
 		}
@@ -177,6 +180,51 @@ func judgeOpenAI(route byte, body []byte) verdict {
 		return verdict{model: r.Model, badInput: badInput}
 	}
 	return bad("unknown route")
+}
+
+// contentError is openai.FromChatRequest's check of each message's
+// content, in order: a string, or an array of typed parts (keys matched
+// exactly, as in any map); anything else only beside tool calls.
+func contentError(messages []openai.Message) string {
+	for _, msg := range messages {
+		switch content := msg.Content.(type) {
+		case string:
+		case []any:
+			for _, c := range content {
+				if !partOK(c) {
+					return "invalid message format"
+				}
+			}
+		default:
+			if msg.ToolCalls == nil {
+				return fmt.Sprintf("invalid message content type: %T", content)
+			}
+		}
+	}
+	return ""
+}
+
+func partOK(c any) bool {
+	data, ok := c.(map[string]any)
+	if !ok {
+		return false
+	}
+	switch data["type"] {
+	case "text":
+		_, ok := data["text"].(string)
+		return ok
+	case "image_url":
+		if urlMap, ok := data["image_url"].(map[string]any); ok {
+			_, ok := urlMap["url"].(string)
+			return ok
+		}
+		_, ok := data["image_url"].(string)
+		return ok
+	case "input_audio":
+		_, ok := data["input_audio"].(map[string]any)
+		return ok
+	}
+	return false
 }
 
 func main() {

@@ -40,6 +40,15 @@ pub enum Kind {
     Duration,
     /// Anything (`any`, or types with their own decoder such as keep_alive).
     Any,
+    /// A `map[string]…`: the Go type name and the values' kind.
+    Map(&'static str, &'static Kind),
+    /// A type with its own `UnmarshalJSON` that decodes into the kind
+    /// within (`api.ToolPropertiesMap`, `api.ToolCallFunctionArguments`):
+    /// Go names an error inside after the field holding it, and it ends
+    /// decoding.
+    Custom(&'static Kind),
+    /// `api.PropertyType`: a string, or else a `[]string`.
+    PropertyType,
 }
 
 /// Where a value sits, for Go's `Struct.field.path` in messages.
@@ -91,7 +100,21 @@ impl std::fmt::Display for TypeError {
 
 /// An error that ends decoding at once (from a type's own
 /// `UnmarshalJSON`); type errors are saved instead and decoding goes on.
-struct Abort(String);
+/// A type error from inside a custom decoder stays one, for an outer
+/// `api.Message` to re-label.
+enum Abort {
+    Text(String),
+    Type(TypeError),
+}
+
+impl std::fmt::Display for Abort {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            Abort::Text(t) => f.write_str(t),
+            Abort::Type(e) => e.fmt(f),
+        }
+    }
+}
 
 /// The word Go's type errors use for a JSON value.
 fn json_kind(v: &GoValue) -> &'static str {
@@ -106,6 +129,10 @@ fn json_kind(v: &GoValue) -> &'static str {
 }
 
 fn short_name(go_type: &str) -> &str {
+    if go_type.starts_with("struct {") {
+        // An anonymous struct has no name.
+        return "";
+    }
     go_type.rsplit('.').next().unwrap_or(go_type)
 }
 
@@ -166,6 +193,18 @@ fn check(
                 check_message(item, fields, ctx)?;
             }
         }
+        (Kind::Custom(inner), v) => return check_custom(v, *inner, ctx),
+        (Kind::Map(_, value), GoValue::Object(members)) => {
+            for (_, v) in members {
+                check(v, *value, ctx, saved)?;
+            }
+        }
+        (Kind::PropertyType, GoValue::Str(_)) => {}
+        (Kind::PropertyType, GoValue::Array(items)) => {
+            for item in items {
+                check(item, Kind::Str, ctx, saved)?;
+            }
+        }
         (kind, v) => save(ctx.type_error(json_kind(v), go_type(kind))),
     }
     Ok(())
@@ -184,6 +223,24 @@ fn go_type(kind: Kind) -> &'static str {
         Kind::Raw => "json.RawMessage",
         Kind::Duration => "api.Duration",
         Kind::Any => "interface {}",
+        Kind::Map(t, _) => t,
+        Kind::Custom(inner) => go_type(*inner),
+        Kind::PropertyType => "[]string",
+    }
+}
+
+/// A custom decoder's value: its first error (a stop inside wins over a
+/// saved one) is named after the field holding it and ends decoding.
+fn check_custom(v: &GoValue, inner: Kind, ctx: &Context) -> Result<(), Abort> {
+    let mut saved = None;
+    let first = match check(v, inner, ctx, &mut saved) {
+        Err(Abort::Type(e)) => Some(e),
+        Err(other) => return Err(other),
+        Ok(()) => saved,
+    };
+    match first {
+        Some(e) => Err(Abort::Type(ctx.type_error(&e.value, &e.go_type))),
+        None => Ok(()),
     }
 }
 
@@ -200,7 +257,7 @@ fn check_message(
         if !inner.path.is_empty() {
             e.path = format!("{}.{}", e.path, inner.path);
         }
-        Abort(e.to_string())
+        Abort::Text(e.to_string())
     };
     match item {
         GoValue::Null => Ok(()),
@@ -217,7 +274,11 @@ fn check_message(
                 &alias,
                 &mut inner,
                 &mut |_, _, _| {},
-            )?;
+            )
+            .map_err(|a| match a {
+                Abort::Type(e) => relabel(e),
+                text => text,
+            })?;
             inner.map_or(Ok(()), |e| Err(relabel(e)))
         }
         other => Err(relabel(TypeError {
@@ -233,16 +294,16 @@ fn check_message(
 /// into an `interface{}`; the outer decoder names the field), or a Go
 /// duration string.
 fn check_duration(v: &GoValue, ctx: &Context) -> Result<(), Abort> {
-    let unsupported = |t: &str| Err(Abort(format!("Unsupported type: '{t}'")));
+    let unsupported = |t: &str| Err(Abort::Text(format!("Unsupported type: '{t}'")));
     match v {
-        GoValue::Number(n) if !n.parse::<f64>().is_ok_and(f64::is_finite) => Err(Abort(
+        GoValue::Number(n) if !n.parse::<f64>().is_ok_and(f64::is_finite) => Err(Abort::Text(
             ctx.type_error(&format!("number {n}"), "float64")
                 .to_string(),
         )),
         GoValue::Null | GoValue::Number(_) => Ok(()),
         GoValue::Str(s) => crate::duration::parse_go_duration(s)
             .map(|_| ())
-            .map_err(Abort),
+            .map_err(Abort::Text),
         GoValue::Bool(_) => unsupported("bool"),
         GoValue::Array(_) => unsupported("[]interface {}"),
         GoValue::Object(_) => unsupported("map[string]interface {}"),
@@ -254,10 +315,10 @@ fn check_think(v: &GoValue) -> Result<(), Abort> {
     match v {
         GoValue::Null | GoValue::Bool(_) => Ok(()),
         GoValue::Str(s) if ["high", "medium", "low", "max"].contains(&s.as_str()) => Ok(()),
-        GoValue::Str(s) => Err(Abort(format!(
+        GoValue::Str(s) => Err(Abort::Text(format!(
             "invalid think value: {s:?} (must be \"high\", \"medium\", \"low\", \"max\", true, or false)"
         ))),
-        _ => Err(Abort(format!(
+        _ => Err(Abort::Text(format!(
             "think must be a boolean or string {LEVELS}"
         ))),
     }
@@ -396,8 +457,8 @@ pub fn decode(
             map.insert(name.to_string(), to_json(v));
         }
     };
-    if let Err(Abort(msg)) = fields_of(members, fields, structure, &root, &mut saved, &mut keep) {
-        return Err(ApiError::bad_request(msg));
+    if let Err(abort) = fields_of(members, fields, structure, &root, &mut saved, &mut keep) {
+        return Err(ApiError::bad_request(abort.to_string()));
     }
     match saved {
         Some(e) => Err(ApiError::bad_request(e.to_string())),

@@ -6,6 +6,7 @@ pub mod gin;
 pub mod manage;
 pub mod native;
 pub mod openai;
+pub mod tools;
 pub mod transfer;
 
 use std::sync::Arc;

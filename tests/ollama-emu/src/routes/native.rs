@@ -15,6 +15,7 @@ use crate::generation::{keep_alive_field, resolve, EmptyName, Generation, Missin
 use crate::gojson::{decode, str_field, Kind};
 use crate::models::Model;
 use crate::prompt::Prompt;
+use crate::routes::tools;
 use crate::state::EmuState;
 use crate::stream::{embedding, streamed, NDJSON_CT};
 
@@ -48,7 +49,7 @@ const MESSAGE_FIELDS: &[(&str, Kind)] = &[
     ("content", Kind::Str),
     ("thinking", Kind::Str),
     ("images", Kind::Array("[]api.ImageData")),
-    ("tool_calls", Kind::Array("[]api.ToolCall")),
+    ("tool_calls", tools::API_TOOL_CALLS),
     ("tool_name", Kind::Str),
     ("tool_call_id", Kind::Str),
 ];
@@ -60,7 +61,7 @@ const CHAT_FIELDS: &[(&str, Kind)] = &[
     ("stream", Kind::Bool),
     ("format", Kind::Raw),
     ("keep_alive", Kind::Duration),
-    ("tools", Kind::Array("api.Tools")),
+    ("tools", tools::API_TOOLS),
     ("options", Kind::Object("map[string]interface {}")),
     ("think", Kind::Think),
     ("truncate", Kind::Bool),

@@ -24,6 +24,7 @@ use crate::models::Model;
 use crate::prompt::Prompt;
 use crate::routes::manage::find_for_show;
 use crate::routes::native::{compute_embeddings, embed_inputs};
+use crate::routes::tools;
 use crate::state::EmuState;
 use crate::stream::{streamed, SSE_CT};
 
@@ -39,7 +40,7 @@ const MESSAGE: Kind = Kind::Struct(
         ("role", Kind::Str),
         ("content", Kind::Any),
         ("reasoning", Kind::Str),
-        ("tool_calls", Kind::Array("[]openai.ToolCall")),
+        ("tool_calls", tools::OPENAI_TOOL_CALLS),
         ("name", Kind::Str),
         ("tool_call_id", Kind::Str),
     ],
@@ -181,7 +182,10 @@ pub async fn chat_completions(State(state): Shared, body: Bytes) -> Result<Respo
             ("frequency_penalty", Kind::Float),
             ("presence_penalty", Kind::Float),
             ("top_p", Kind::Float),
-            ("tools", Kind::Array("[]api.Tool")),
+            ("response_format", tools::RESPONSE_FORMAT),
+            ("tools", tools::OPENAI_TOOLS),
+            ("reasoning", tools::REASONING),
+            ("reasoning_effort", Kind::Str),
             ("logprobs", Kind::Bool),
             ("top_logprobs", Kind::Int),
         ],
